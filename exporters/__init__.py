@@ -1,0 +1,1 @@
+"""Exporters: one module per format, registered by name and aliases."""

@@ -1,0 +1,173 @@
+"""Public entry points for models: ``create_model``, ``list_models`` and ``load_model``."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..errors import CheckpointError, UsageError
+from .arch import attention_grid, closest_variant, infer_config, matching_variant
+from .checkpoint import file_sha256, read_state_dict
+from .hub import download_from_hub, is_hub_source, read_hub_config
+from .lsnet import LSNet, to_2tuple, variant_config, variant_names
+from .resize import resize_attention_state
+
+CUSTOM_NAME = "lsnet"
+HUB_ORG = "jameslahm"
+# keys a checkpoint may omit: both are rebuilt exactly by the model itself
+REBUILDABLE_SUFFIXES = (".num_batches_tracked", ".attention_bias_idxs")
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names accepted by ``create_model`` (fnmatch ``pattern``), the six published variants first."""
+    import fnmatch
+
+    return [n for n in [*variant_names(), CUSTOM_NAME] if fnmatch.fnmatch(n, pattern)]
+
+
+def unknown_model_error(name: str) -> UsageError:
+    """A UsageError for an unknown model name that suggests the closest valid one."""
+    close = difflib.get_close_matches(name, list_models(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; choose one of: {', '.join(list_models())}"
+    return UsageError(f"unknown model {name!r}{hint}")
+
+
+def create_model(name: str = "lsnet_t", pretrained: bool = False, **overrides) -> LSNet:
+    """Build an LSNet by variant name, with any constructor argument overridden.
+
+    Args:
+        name: ``lsnet_t``, ``lsnet_s``, ``lsnet_b``, their ``_distill`` versions, or ``lsnet`` for a fully
+            custom configuration given in ``overrides``.
+        pretrained: load the published ImageNet weights from the Hugging Face hub
+            (``hf-hub:jameslahm/<name>``; cached, honours ``HF_HUB_OFFLINE``).
+        **overrides: ``img_size``, ``num_classes``, ``embed_dim``, ``depth``, ``num_heads``, ``key_dim``,
+            ``distillation``, ``fused``, ``ska``, ...
+
+    Returns:
+        The model, in training mode as torch modules start (call ``.eval()`` for inference).
+
+    Raises:
+        UsageError: for an unknown name or constructor argument.
+    """
+    if pretrained:
+        if name == CUSTOM_NAME:
+            raise UsageError("pretrained weights exist only for the named variants")
+        model = load_model(f"hf-hub:{HUB_ORG}/{name}", img_size=overrides.pop("img_size", None),
+                           ska=overrides.pop("ska", "auto"))
+        if overrides:
+            raise UsageError(f"pretrained models take only img_size and ska, not {sorted(overrides)}")
+        return model
+    if name == CUSTOM_NAME:
+        config = {}
+    else:
+        try:
+            config = variant_config(name)
+        except KeyError:
+            raise unknown_model_error(name) from None
+    config.update(overrides)
+    try:
+        model = LSNet(**config)
+    except TypeError as exc:
+        raise UsageError(f"bad argument for {name}: {exc}") from None
+    model.variant = name if name != CUSTOM_NAME else (matching_variant(model.config) or CUSTOM_NAME)
+    return model
+
+
+def _resolve(source: str | Path) -> Path:
+    if is_hub_source(source):
+        return download_from_hub(str(source))
+    return Path(source).expanduser()
+
+
+def _describe_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor], config: dict) -> str | None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith(REBUILDABLE_SUFFIXES)]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if not (missing or unexpected or wrong):
+        return None
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape (checkpoint vs model)", wrong)):
+        if items:
+            shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+            parts.append(f"{len(items)} {label}: {shown}")
+    return "; ".join(parts) + f"; it looks closest to {closest_variant(config)}"
+
+
+def load_state_dict_checked(model: LSNet, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load ``state`` into ``model`` strictly, or raise one CheckpointError describing every mismatch.
+
+    ``num_batches_tracked`` and ``attention_bias_idxs`` may be absent; the model's own values are kept.
+    """
+    problem = _describe_mismatch(model, state, infer_config_safe(state) or model.config)
+    if problem:
+        raise CheckpointError(f"{source} does not fit the model: {problem}")
+    merged = {**{k: v for k, v in model.state_dict().items() if k.endswith(REBUILDABLE_SUFFIXES)}, **state}
+    model.load_state_dict(merged, strict=True)
+
+
+def infer_config_safe(state: dict[str, torch.Tensor]) -> dict | None:
+    """``infer_config`` that returns None instead of raising."""
+    try:
+        return infer_config(state)
+    except CheckpointError:
+        return None
+
+
+def load_model(source: str | Path, img_size: int | Sequence[int] | None = None, *,
+               model_name: str | None = None, ska: str = "auto") -> LSNet:
+    """Load an LSNet checkpoint with its architecture inferred from the weights, in eval mode.
+
+    Args:
+        source: a ``.pth``/``.pt``/``.bin``/``.safetensors`` path, or ``hf-hub:ORG/REPO[/FILE]``
+            (``hf_hub:`` too). Fused state dicts (saved from ``reparameterize``) load into a fused model.
+        img_size: input size (int or (H, W)); None keeps the size the checkpoint was trained at. A
+            different last-stage grid resamples the attention bias tables once, here.
+        model_name: if given, the variant the checkpoint must be (class count and input size may
+            differ); a checkpoint of another width or depth is refused.
+        ska: SKA formulation for the LS blocks.
+
+    Returns:
+        The model in eval mode, with ``checkpoint_sha256`` and ``checkpoint_source`` attributes.
+
+    Raises:
+        CheckpointError: unreadable, unsafe, corrupt or mismatched checkpoints (one clear message).
+    """
+    path = _resolve(source)
+    state = read_state_dict(path)
+    config = infer_config(state)
+    hub_cfg = read_hub_config(path) if is_hub_source(source) else {}
+    hub_size = (hub_cfg.get("pretrained_cfg") or hub_cfg).get("input_size")
+    if isinstance(hub_size, (list, tuple)) and len(hub_size) == 3:
+        size = (int(hub_size[1]), int(hub_size[2]))
+        if attention_grid({**config, "img_size": size}) == attention_grid(config):
+            config["img_size"] = size
+
+    if model_name is not None:
+        try:
+            expected = variant_config(model_name)
+        except KeyError:
+            raise unknown_model_error(model_name) from None
+        expected.update(num_classes=config["num_classes"], img_size=config["img_size"],
+                        fused=config["fused"], distillation=config["distillation"])
+        config = expected
+
+    if img_size is not None:
+        new_size = to_2tuple(img_size)
+        if min(new_size) < 32:
+            raise UsageError(f"img_size {new_size} is too small: LSNet needs at least 32x32")
+        new_config = {**config, "img_size": new_size}
+        state = resize_attention_state(state, attention_grid(config), attention_grid(new_config))
+        config = new_config
+
+    model = LSNet(**config, ska=ska)
+    load_state_dict_checked(model, state, str(source))
+    model.eval()
+    model.checkpoint_sha256 = file_sha256(path)
+    model.checkpoint_source = str(source)
+    model.variant = matching_variant(config) or CUSTOM_NAME
+    return model
