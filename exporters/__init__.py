@@ -1,1 +1,13 @@
-"""Exporters: one module per format, registered by name and aliases."""
+"""Exporters: one module per format, registered by name and aliases (DESIGN.md #4).
+
+Installed as ``lsnet_deploy.exporters``. Importing this package imports no converter library; each
+format imports its own when it runs.
+"""
+
+from .base import (ExportOptions, ExportResult, Exporter, available_formats, export_model, get_exporter,
+                   register_exporter)
+from . import onnx_format  # noqa: F401  (registers onnx)
+from . import ort_format  # noqa: F401  (registers ort)
+
+__all__ = ["ExportOptions", "ExportResult", "Exporter", "available_formats", "export_model", "get_exporter",
+           "register_exporter"]

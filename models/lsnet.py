@@ -102,7 +102,8 @@ class Attention(nn.Module):
         attn = q.transpose(-2, -1) @ k
         if not self.fused:
             attn = attn * self.scale
-        attn = (attn + self.bias()).softmax(dim=-1)
+        # softmax in float32 whatever the model's dtype (a no-op for float32 models)
+        attn = (attn + self.bias()).float().softmax(dim=-1).to(v.dtype)
         x = (v @ attn.transpose(-2, -1)).reshape(b, self.dh, h, w)
         return self.proj(x)
 

@@ -1,0 +1,48 @@
+"""Half precision that lives in the graph itself (what strongly typed TensorRT 11 and ONNX Runtime need).
+
+The body runs in float16; GroupNorm (its statistics over 9*H*W values lose digits in float16) runs in
+a float32 island, and LSNet's attention already computes its softmax in float32. Inputs and outputs
+stay float32, so apps feed the same tensors at every precision.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+# modules whose computation must stay float32 in a float16 graph
+FLOAT32_MODULES = (nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
+
+
+class Float32Island(nn.Module):
+    """Runs a module in float32 and casts its output back to the input's dtype."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x.float()).to(x.dtype)
+
+
+class HalfPrecisionModel(nn.Module):
+    """float32 in, float16 body, float32 out."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.half()).float()
+
+
+def half_precision_model(model: nn.Module) -> HalfPrecisionModel:
+    """A float16 copy of ``model`` with float32 islands around normalization statistics."""
+    body = copy.deepcopy(model).half()
+    for parent in list(body.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, FLOAT32_MODULES):
+                setattr(parent, name, Float32Island(child))
+    return HalfPrecisionModel(body).eval()

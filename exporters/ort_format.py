@@ -1,0 +1,55 @@
+"""``--format ort``: ONNX Runtime's mobile format, produced by onnxruntime's own converter.
+
+The ONNX graph is built as for ``--format onnx`` minus the x86-only rewrite (phones run ARM, where
+ONNX Runtime has no blocked layout), then ``onnxruntime.tools.convert_onnx_models_to_ort`` writes the
+``.ort`` file with its fixed optimizations, as ONNX Runtime Mobile expects.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from ..errors import ExportError, require
+from ..quiet import silenced
+from .base import register_exporter
+from .onnx_format import OnnxExporter, build_onnx
+
+
+@register_exporter
+class OrtExporter(OnnxExporter):
+    """ONNX Runtime mobile (``.ort``) format."""
+
+    name = "ort"
+    aliases = ("onnxruntime-mobile",)
+    suffix = ".ort"
+    description = "ONNX Runtime Mobile format (Android/iOS apps with onnxruntime-mobile)"
+    supported_options = frozenset({"opset", "simplify"})
+    runtime_target = "onnxruntime-mobile"
+
+    def check_environment(self, options) -> None:
+        super().check_environment(options)
+        require("onnxruntime", self.extra, "to convert to the ORT format")
+
+    def write(self, model, example, path: Path, options, metadata, progress) -> dict:
+        converter = require("onnxruntime.tools.convert_onnx_models_to_ort", self.extra, "to write .ort files")
+        proto = build_onnx(model, example, options, metadata, self.runtime_target, progress)
+        progress("converting to the ORT format (onnxruntime.tools.convert_onnx_models_to_ort)")
+        with tempfile.TemporaryDirectory(prefix="lsnet-ort-") as work:
+            source = Path(work) / "model.onnx"
+            onnx.save_model(proto, str(source))
+            with silenced() as log:
+                try:
+                    converter.convert_onnx_models_to_ort(
+                        source, output_dir=Path(work) / "out",
+                        optimization_styles=[converter.OptimizationStyle.Fixed])
+                except Exception as exc:
+                    raise ExportError(f"onnxruntime's ORT converter failed: {exc}") from exc
+            produced = sorted((Path(work) / "out").glob("*.ort"))
+            if not produced:
+                raise ExportError(f"onnxruntime's ORT converter wrote no .ort file: {log.getvalue()[-300:]}")
+            shutil.move(str(produced[0]), path)
+        return {"nodes": len(proto.graph.node)}

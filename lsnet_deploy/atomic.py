@@ -1,0 +1,87 @@
+"""Writing artifacts atomically: build beside the target, rename into place only on success.
+
+An existing file (or ``.mlpackage`` directory) at the target survives any failure, and no temporary
+file is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .errors import UsageError
+
+
+def check_writable_dir(target: Path) -> None:
+    """Raise UsageError unless the directory that will hold ``target`` exists and is writable."""
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.exists():
+        raise UsageError(f"output directory {parent} does not exist; create it or choose another --output")
+    if not parent.is_dir():
+        raise UsageError(f"{parent} is not a directory; choose another --output")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"output directory {parent} is not writable; choose another --output")
+    if target.is_dir() and target.suffix != ".mlpackage":
+        raise UsageError(f"{target} is a directory; give a file name with --output")
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file or directory tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def replace_path(source: Path, target: Path) -> None:
+    """Move ``source`` onto ``target``; for directories the old target is swapped out first."""
+    if source.is_dir():
+        backup = None
+        if target.exists():
+            backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, backup)
+        try:
+            os.replace(source, target)
+        except OSError:
+            if backup is not None:
+                os.replace(backup, target)
+            raise
+        if backup is not None:
+            remove_path(backup)
+    else:
+        os.replace(source, target)
+
+
+@contextlib.contextmanager
+def staged_output(target: Path, extra_suffixes: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it is renamed onto ``target``.
+
+    Args:
+        target: the final artifact path.
+        extra_suffixes: side files that travel with the artifact (e.g. ``.json``): if the exporter
+            writes ``<tmp><suffix>``, it is moved to ``<target><suffix>`` too.
+
+    On any exception everything temporary is removed and the target is left as it was.
+    """
+    check_writable_dir(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
+                                    dir=target.parent if str(target.parent) else ".")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()  # the exporter creates it (some write directories)
+    try:
+        yield tmp
+        replace_path(tmp, target)
+        for suffix in extra_suffixes:
+            side = Path(f"{tmp}{suffix}")
+            if side.exists():
+                replace_path(side, Path(f"{target}{suffix}"))
+    finally:
+        remove_path(tmp)
+        for suffix in extra_suffixes:
+            remove_path(Path(f"{tmp}{suffix}"))

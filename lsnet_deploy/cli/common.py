@@ -1,0 +1,103 @@
+"""What every command-line tool shares: error handling, argument parsing helpers, messages.
+
+Errors the project raises on purpose become one line on stderr and an exit code (2 for usage errors,
+1 for failures); ``LSNET_DEPLOY_DEBUG=1`` shows the traceback as well. Anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Iterator
+
+import typer
+
+from ..errors import LsnetDeployError, UsageError
+
+DEBUG_ENV = "LSNET_DEPLOY_DEBUG"
+
+
+def err(message: str) -> None:
+    """Print a line to stderr."""
+    typer.echo(message, err=True)
+
+
+@contextlib.contextmanager
+def cli_errors(prog: str) -> Iterator[None]:
+    """Turn project errors into ``prog: error: ...`` and an exit code; Ctrl-C exits 130."""
+    try:
+        yield
+    except LsnetDeployError as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        err(f"{prog}: error: {exc}")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err(f"{prog}: interrupted")
+        raise typer.Exit(130) from None
+
+
+def parse_imgsz(text: str | None) -> tuple[int, int] | None:
+    """``224`` -> (224, 224); ``192,256`` or ``192x256`` -> (192, 256).
+
+    Raises:
+        UsageError: not one or two integers, or outside 32..4096.
+    """
+    if text is None:
+        return None
+    parts = [p for p in text.replace("x", ",").replace("X", ",").split(",") if p.strip()]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"--imgsz {text!r} is not a size; use 224 or H,W such as 192,256") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2:
+        raise UsageError(f"--imgsz {text!r} has {len(values)} numbers; use 224 or H,W")
+    if not all(32 <= v <= 4096 for v in values):
+        raise UsageError(f"--imgsz {text!r} is out of range: each side must be between 32 and 4096 pixels")
+    return (values[0], values[1])
+
+
+def human_size(size: int) -> str:
+    """1234567 -> '1.2 MB'."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def want_traceback() -> bool:
+    """True when the user asked for tracebacks."""
+    return bool(os.environ.get(DEBUG_ENV))
+
+
+def stdout_is_terminal() -> bool:
+    """True when stdout is an interactive terminal."""
+    return sys.stdout.isatty()
+
+
+RANDOM_INIT_WARNING = ("warning: no --weights given, so {name} is randomly initialized: fine for latency and "
+                       "export checks, useless for predictions. Pass --weights PATH or hf-hub:ORG/REPO.")
+
+
+def resolve_model(model_name: str | None, weights: str | None, img_size: tuple[int, int] | None,
+                  default: str = "lsnet_t", warn: bool = True):
+    """Build the model a command works on, from a variant name and/or a checkpoint.
+
+    With ``weights`` the architecture comes from the checkpoint (``model_name``, if given, must match);
+    without, a randomly initialized ``model_name`` (default ``lsnet_t``) is built after a warning.
+    """
+    from ..models import create_model, load_model
+
+    if weights:
+        return load_model(weights, img_size=img_size, model_name=model_name)
+    name = model_name or default
+    if warn:
+        err(RANDOM_INIT_WARNING.format(name=name))
+    overrides = {"img_size": img_size} if img_size else {}
+    return create_model(name, **overrides).eval()

@@ -1,0 +1,119 @@
+"""``lsnet-export``: turn an LSNet checkpoint into a validated, self-describing deployment artifact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import cli_errors, err, human_size, parse_imgsz, resolve_model
+
+PROG = "lsnet-export"
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Export an LSNet model to ONNX, ONNX Runtime mobile, Core ML, ExecuTorch or TensorRT.")
+
+FORMAT_HELP = ("Target format: onnx, ort (ONNX Runtime mobile), coreml, executorch, tensorrt (aliases: trt, "
+               "engine).")
+DYNAMIC_HELP = ("Dynamic batch dimension. The spatial size stays fixed because the attention bias table is "
+                "built for one token grid; export another --imgsz instead.")
+SKA_HELP = ("SKA formulation: auto (fastest measured for the format), reference, unfold_matmul, onehot_conv, "
+            "shifted_slices.")
+
+
+@app.command()
+def export(
+    format: Annotated[str, typer.Option("--format", "-f", help=FORMAT_HELP)] = "onnx",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Variant name (default lsnet_t; with "
+                                                 "--weights the checkpoint decides and this must match).")] = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Checkpoint path or hf-hub:ORG/REPO[/FILE].")] = None,
+    imgsz: Annotated[Optional[str], typer.Option("--imgsz", help="Input size: 224 or H,W (default: the checkpoint's).")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size (the minimum with --dynamic).")] = 1,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help=DYNAMIC_HELP)] = False,
+    half: Annotated[bool, typer.Option("--half", help="float16 (float32 kept where half precision is unsafe).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="int8 with explicit Q/DQ nodes (onnx, tensorrt); needs --calib.")] = False,
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="Directory of calibration images for --int8.")] = None,
+    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset (default 18).")] = None,
+    ska: Annotated[str, typer.Option("--ska", help=SKA_HELP)] = "auto",
+    no_fuse: Annotated[bool, typer.Option("--no-fuse", help="Keep BatchNorms and re-parameterizable branches.")] = False,
+    no_simplify: Annotated[bool, typer.Option("--no-simplify", help="Skip onnxsim and the ONNX Runtime graph rewrites.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output path (default <model><suffix> here).")] = None,
+    no_validate: Annotated[bool, typer.Option("--no-validate", help="Skip the comparison with PyTorch.")] = False,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Class names: one per line, or a JSON list.")] = None,
+    target: Annotated[Optional[str], typer.Option("--target", help="Core ML minimum deployment target (default iOS16).")] = None,
+    tensor_input: Annotated[bool, typer.Option("--tensor-input", help="Core ML: plain tensor input instead of an image.")] = False,
+    workspace: Annotated[Optional[float], typer.Option("--workspace", help="TensorRT builder workspace in GiB.")] = None,
+    dla_core: Annotated[Optional[int], typer.Option("--dla-core", help="TensorRT: build for this DLA core (Jetson).")] = None,
+    timing_cache: Annotated[Optional[Path], typer.Option("--timing-cache", help="TensorRT timing cache file (reused across builds).")] = None,
+    max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="TensorRT: largest batch of the --dynamic profile.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON result object on stdout.")] = False,
+) -> None:
+    """Export, validate against PyTorch, and write the artifact atomically."""
+    from ..errors import UsageError
+    from ..exporters import ExportOptions, export_model, get_exporter
+    from ..metadata import read_labels
+
+    with cli_errors(PROG):
+        exporter = get_exporter(format)
+        size = parse_imgsz(imgsz)
+        if batch < 1:
+            raise UsageError(f"--batch must be a positive integer, got {batch}")
+        options = ExportOptions(batch=batch, dynamic=dynamic, half=half, int8=int8, calib=calib, opset=opset,
+                                simplify=not no_simplify, ska=ska, fuse=not no_fuse, validate=not no_validate,
+                                deployment_target=target, image_input=not tensor_input, workspace=workspace,
+                                dla_core=dla_core, timing_cache=timing_cache, max_batch=max_batch)
+        from ..models.ska import check_ska_form
+
+        try:
+            check_ska_form(ska)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        exporter.check_options(options)
+        exporter.check_environment(options)
+
+        def progress(message: str) -> None:
+            err(f"{PROG}: {message} ...")
+
+        progress(f"loading {weights or model or 'lsnet_t'}")
+        net = resolve_model(model, weights, size)
+        if labels is not None:
+            options.labels = read_labels(labels, net.num_classes)
+        result = export_model(net, exporter.name, output, options, progress)
+
+    if json_output:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    _print_summary(result)
+
+
+def _print_summary(result) -> None:
+    meta = result.metadata
+    lines = [
+        f"\nExport complete ({result.seconds:.1f}s)",
+        f"  file        {result.path} ({human_size(result.size_bytes)})",
+        f"  format      {result.format}, {result.precision}, SKA {result.ska_form}, "
+        f"{'fused' if result.fused else 'not fused'}",
+        f"  input       {meta.get('input_name')} {json.loads(meta['input_shape'])} {meta.get('channel_order')}, "
+        f"mean {json.loads(meta['mean'])}, std {json.loads(meta['std'])}",
+        f"  classes     {meta.get('num_classes')}" + (" (labels embedded)" if "labels" in meta else ""),
+    ]
+    if result.validation is not None:
+        lines.append(f"  validation  {result.validation.summary()}")
+    else:
+        lines.append(f"  validation  skipped: {result.validation_skipped}")
+    for key, value in result.details.items():
+        if key in ("trtexec", "sidecar", "ops_outside_delegate", "delegated_ops", "int8_top1_agreement"):
+            lines.append(f"  {key:<11} {value}")
+    lines.append(f"  next        lsnet-bench {result.path}    lsnet-predict {result.path} IMAGE")
+    typer.echo("\n".join(lines))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name=PROG)
+
+
+if __name__ == "__main__":
+    main()

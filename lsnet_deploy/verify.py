@@ -1,0 +1,75 @@
+"""Comparing an artifact's outputs with PyTorch's: one report, explicit tolerances.
+
+Modelled on Polygraphy's ``CompareFunc.simple``: max absolute error, max error relative to the reference's
+largest magnitude (the conformance definition), cosine similarity and top-1 agreement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# float32 artifacts must match within this, relative to the reference's largest magnitude
+FLOAT32_TOLERANCE = 1e-3
+# float16 / int8 artifacts are compared with looser, precision-specific bounds
+TOLERANCES = {"float32": 1e-3, "float16": 2e-2, "int8": None}
+MIN_TOP1 = {"float32": 1.0, "float16": 0.9, "int8": 0.8}
+
+
+@dataclass
+class ComparisonReport:
+    """How closely candidate outputs follow reference outputs."""
+
+    samples: int
+    max_abs: float
+    max_rel: float
+    cosine: float
+    top1_agreement: float
+    tolerance: float | None
+    min_top1: float
+
+    @property
+    def passed(self) -> bool:
+        """True when the error and the top-1 agreement are both within bounds."""
+        within = self.tolerance is None or self.max_rel <= self.tolerance
+        return within and self.top1_agreement >= self.min_top1
+
+    def summary(self) -> str:
+        """One line for terminals."""
+        verdict = "ok" if self.passed else "FAILED"
+        tol = f" (limit {self.tolerance:g})" if self.tolerance is not None else ""
+        return (f"{verdict}: max rel error {self.max_rel:.2e}{tol}, max abs {self.max_abs:.2e}, "
+                f"cosine {self.cosine:.6f}, top-1 agreement {self.top1_agreement:.0%} on {self.samples} samples")
+
+    def to_dict(self) -> dict:
+        """JSON-ready form, verdict included."""
+        return {**asdict(self), "passed": self.passed}
+
+
+def compare_outputs(reference: np.ndarray, candidate: np.ndarray, precision: str = "float32") -> ComparisonReport:
+    """Compare two (N, classes) output arrays.
+
+    Args:
+        reference: outputs of the PyTorch model.
+        candidate: outputs of the exported artifact for the same inputs.
+        precision: the artifact's precision, which selects the tolerance and the top-1 floor.
+
+    Raises:
+        ValueError: when the shapes differ.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        raise ValueError(f"output shapes differ: reference {ref.shape}, artifact {cand.shape}")
+    ref2 = ref.reshape(ref.shape[0], -1) if ref.ndim > 1 else ref.reshape(1, -1)
+    cand2 = cand.reshape(ref2.shape)
+    diff = np.abs(ref2 - cand2)
+    scale = max(float(np.abs(ref2).max()), 1e-12)
+    denom = np.linalg.norm(ref2, axis=1) * np.linalg.norm(cand2, axis=1)
+    cosine = np.where(denom > 0, (ref2 * cand2).sum(axis=1) / np.maximum(denom, 1e-30), 1.0)
+    top1 = float(np.mean(ref2.argmax(axis=1) == cand2.argmax(axis=1)))
+    return ComparisonReport(samples=ref2.shape[0], max_abs=float(diff.max()), max_rel=float(diff.max() / scale),
+                            cosine=float(cosine.min()), top1_agreement=top1,
+                            tolerance=TOLERANCES.get(precision, FLOAT32_TOLERANCE),
+                            min_top1=MIN_TOP1.get(precision, 1.0))
