@@ -10,8 +10,8 @@ images (see ``onnx_quantize``). Inputs and outputs stay float32 in every precisi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import onnx
 import torch
 
 from .. import __version__
@@ -20,6 +20,9 @@ from ..quiet import silenced
 from .base import ExportOptions, Exporter, Progress, register_exporter
 from .half import half_precision_model
 
+if TYPE_CHECKING:
+    import onnx
+
 DEFAULT_OPSET = 18
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -27,7 +30,7 @@ OUTPUT_NAME = "logits"
 MIN_OPSET = 17
 
 
-def torch_to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int, dynamic: bool) -> onnx.ModelProto:
+def torch_to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int, dynamic: bool) -> "onnx.ModelProto":
     """Export with the dynamo-based ``torch.onnx.export`` and return the in-memory ModelProto.
 
     Raises:
@@ -103,6 +106,8 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, options: ExportOpt
         progress(f"calibrating int8 on {options.calib}")
         proto = quantize_qdq(proto, options.calib, metadata)
     set_metadata(proto, metadata)
+    import onnx
+
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
@@ -140,6 +145,8 @@ class OnnxExporter(Exporter):
             require("onnxruntime", self.extra, "to validate ONNX files")
 
     def write(self, model, example, path: Path, options, metadata, progress) -> dict:
+        import onnx
+
         proto = build_onnx(model, example, options, metadata, self.runtime_target, progress)
         onnx.save_model(proto, str(path))
         return {"opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),

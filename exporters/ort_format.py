@@ -11,8 +11,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import onnx
-
 from ..errors import ExportError, require
 from ..quiet import silenced
 from .base import register_exporter
@@ -36,6 +34,8 @@ class OrtExporter(OnnxExporter):
 
     def write(self, model, example, path: Path, options, metadata, progress) -> dict:
         converter = require("onnxruntime.tools.convert_onnx_models_to_ort", self.extra, "to write .ort files")
+        import onnx
+
         proto = build_onnx(model, example, options, metadata, self.runtime_target, progress)
         progress("converting to the ORT format (onnxruntime.tools.convert_onnx_models_to_ort)")
         with tempfile.TemporaryDirectory(prefix="lsnet-ort-") as work:

@@ -77,7 +77,7 @@ def ska_shifted_slices(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     out = None
     for k in range(9):
         i, j = divmod(k, 3)
-        term = xpad[:, :, :, i:i + h, j:j + wd] * w[:, None, :, k]
+        term = xpad[:, :, :, i:i + h, j:j + wd] * w[:, :, k].unsqueeze(1)
         out = term if out is None else out + term
     return out.reshape(b, c, h, wd)
 

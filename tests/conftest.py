@@ -1,0 +1,52 @@
+"""Shared fixtures: the conformance tensors of the reference implementation, tiny models, temp dirs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+# The reference tensors: ../shared/conformance beside the repo when present, else the vendored copy.
+_CANDIDATES = [os.environ.get("LSNET_CONFORMANCE_DIR"), REPO.parent / "shared" / "conformance",
+               REPO / "tests" / "data" / "conformance"]
+CONFORMANCE = next(Path(p) for p in _CANDIDATES if p and (Path(p) / "cases.json").is_file())
+PEERS = REPO.parent / "shared" / "peers"
+CASES = {case["name"]: case for case in json.loads((CONFORMANCE / "cases.json").read_text())}
+
+
+def conformance_case(name: str) -> tuple[Path, torch.Tensor, torch.Tensor]:
+    """(checkpoint path, input, reference output) of a conformance case."""
+    io = torch.load(CONFORMANCE / f"{name}.io.pt", weights_only=True)
+    return CONFORMANCE / f"{name}.pth", io["input"], io["output"]
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """max |out - ref| / max |ref|: the conformance definition of error."""
+    return float((out - ref).abs().max() / ref.abs().max())
+
+
+@pytest.fixture(scope="session")
+def conformance_dir() -> Path:
+    return CONFORMANCE
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint() -> Path:
+    """The conformance ``tiny`` checkpoint (128x128, 10 classes, every block type)."""
+    return CONFORMANCE / "tiny.pth"
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> dict:
+    """Constructor arguments of the ``tiny`` conformance model."""
+    return dict(CASES["tiny"]["constructor"])
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
