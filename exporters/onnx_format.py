@@ -37,6 +37,8 @@ def torch_to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int, dyn
         ExportError: when torch cannot export the model (its first message line is kept).
     """
     dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic else None
+    if dynamic and example.shape[0] == 1:
+        example = example.repeat(2, 1, 1, 1)  # torch.export specializes size-1 dimensions to constants
     with silenced() as log:
         try:
             program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset,
