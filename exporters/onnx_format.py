@@ -94,6 +94,10 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, options: ExportOpt
 
     progress = progress or (lambda _: None)
     opset = options.opset or DEFAULT_OPSET
+    if options.int8:
+        from .onnx_quantize import calibration_images, quantize_qdq
+
+        calibration_images(options.calib)  # a bad --calib fails before the export, not after
     if options.half:
         model = half_precision_model(model)
     proto = torch_to_onnx(model, example, opset, options.dynamic)
@@ -103,8 +107,6 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, options: ExportOpt
         if target.startswith("onnxruntime") and not options.half:
             optimize_for_onnxruntime(proto, blocked_layout=target == "onnxruntime")
     if options.int8:
-        from .onnx_quantize import quantize_qdq
-
         progress(f"calibrating int8 on {options.calib}")
         proto = quantize_qdq(proto, options.calib, metadata)
     set_metadata(proto, metadata)
@@ -126,9 +128,11 @@ class OnnxExporter(Exporter):
     extra = "onnx"
     description = "ONNX, tuned for ONNX Runtime (CPU/GPU servers, desktops)"
     supported_options = frozenset({"dynamic", "half", "int8", "calib", "opset", "simplify"})
-    # measured here (benchmarks/bench_onnx.py): the one-hot depthwise convolution beats shifted slices,
-    # unfold+Gather and unfold+MatMul on ONNX Runtime's CPU provider
-    ska_auto = "onehot_conv"
+    # Measured here (benchmarks/bench_onnx.py, ONNX Runtime CPU): on 14x14 and larger grids the one-hot
+    # depthwise convolution beats shifted slices, unfold+Gather and unfold+MatMul; on 7x7 grids one
+    # banded matrix product per kernel group beats them all, because ONNX Runtime's per-operator cost
+    # (thread-pool wake-ups with spinning off) outweighs the extra arithmetic. "hybrid" picks per block.
+    ska_auto = "hybrid"
     runtime_target = "onnxruntime"
 
     def check_options(self, options: ExportOptions) -> None:

@@ -150,12 +150,12 @@ class LKP(nn.Module):
 class LSConv(nn.Module):
     """The LS block: see large (LKP), focus small (SKA), then BatchNorm and a residual."""
 
-    def __init__(self, dim: int, fused: bool = False):
+    def __init__(self, dim: int, fused: bool = False, resolution: int | Sequence[int] | None = None):
         super().__init__()
         if dim % 8:
             raise ValueError(f"LSConv needs a channel count divisible by 8, got {dim}")
         self.lkp = LKP(dim, lks=7, sks=3, groups=8, fused=fused)
-        self.ska = SKA(dim)
+        self.ska = SKA(dim, resolution=to_2tuple(resolution) if resolution is not None else None)
         self.bn = nn.BatchNorm2d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,7 +177,7 @@ class Block(nn.Module):
             if stage == 3:
                 self.mixer = Residual(Attention(ed, kd, nh, ar, resolution=resolution, fused=fused))
             else:
-                self.mixer = LSConv(ed, fused=fused)
+                self.mixer = LSConv(ed, fused=fused, resolution=resolution)
         self.ffn = Residual(FFN(ed, int(ed * 2), fused=fused))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

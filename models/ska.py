@@ -82,16 +82,64 @@ def ska_shifted_slices(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return out.reshape(b, c, h, wd)
 
 
+def banded_index(h: int, w: int) -> torch.Tensor:
+    """(HW, HW) gather index building SKA's banded matrix from flattened kernels plus one zero slot.
+
+    Entry [q, p] is ``k * HW + p`` when input position q is tap k of output position p, else ``9 * HW``
+    (the appended zero).
+    """
+    hw = h * w
+    index = torch.full((hw, hw), 9 * hw, dtype=torch.long)
+    rows = torch.arange(h).repeat_interleave(w)
+    cols = torch.arange(w).repeat(h)
+    positions = torch.arange(hw)
+    for k in range(9):
+        r, c = rows + k // 3 - 1, cols + k % 3 - 1
+        valid = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+        index[(r * w + c)[valid], positions[valid]] = k * hw + positions[valid]
+    return index
+
+
+def ska_banded_matmul(x: torch.Tensor, w: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    """SKA as one matrix product per kernel group: x (8 x HW) @ M_g (HW x HW), M_g banded, gathered from w.
+
+    Few, large operators instead of a 9x unfold: fast on runtimes with a high per-operator cost, but
+    M_g grows with (HW)^2, so it suits small token grids (LSNet's later stages) only.
+    """
+    b, c, h, wd, groups = _check(x, w)
+    hw = h * wd
+    if index is None or index.shape[0] != hw:
+        index = banded_index(h, wd).to(x.device)
+    flat = F.pad(w.reshape(b, groups, 9 * hw), (0, 1))
+    banded = flat[:, :, index]  # (B, G, HW, HW)
+    rows = x.reshape(b, c // groups, groups, hw).transpose(1, 2)  # (B, G, s, HW)
+    return torch.matmul(rows, banded).transpose(1, 2).reshape(b, c, h, wd)
+
+
+# Token grids up to this many positions use the banded form in ``hybrid``; larger ones the one-hot form.
+HYBRID_MAX_POSITIONS = 64
+
+
+def ska_hybrid(x: torch.Tensor, w: torch.Tensor, onehot: torch.Tensor | None = None,
+               index: torch.Tensor | None = None) -> torch.Tensor:
+    """banded_matmul on small grids (at most HYBRID_MAX_POSITIONS positions), onehot_conv on larger ones."""
+    if x.shape[2] * x.shape[3] <= HYBRID_MAX_POSITIONS:
+        return ska_banded_matmul(x, w, index)
+    return ska_onehot_conv(x, w, onehot)
+
+
 SKA_FORMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "reference": ska_reference,
     "unfold_matmul": ska_unfold_matmul,
     "onehot_conv": ska_onehot_conv,
     "shifted_slices": ska_shifted_slices,
+    "banded_matmul": ska_banded_matmul,
+    "hybrid": ska_hybrid,
     "triton": ska_triton,
 }
 """Every SKA formulation by name. ``triton`` needs CUDA tensors and the triton package."""
 
-EXPORTABLE_SKA_FORMS = ("reference", "unfold_matmul", "onehot_conv", "shifted_slices")
+EXPORTABLE_SKA_FORMS = ("reference", "unfold_matmul", "onehot_conv", "shifted_slices", "banded_matmul", "hybrid")
 """The forms made of standard operators (everything but ``triton``)."""
 
 
@@ -107,33 +155,43 @@ class SKA(nn.Module):
 
     ``form`` is one of ``SKA_FORMS`` or ``auto``. ``auto`` means shifted slices, the fastest standard form
     in eager PyTorch; the Triton kernel is used only when asked for by name, because this project's CI
-    has no GPU to keep it checked.
+    has no GPU to keep it checked. Constant tensors a form needs (the one-hot kernel, the banded gather
+    index for ``resolution``) are non-persistent buffers, so exporters see constants and checkpoints
+    are unaffected.
     """
 
-    def __init__(self, dim: int | None = None, form: str = "auto"):
+    def __init__(self, dim: int | None = None, form: str = "auto", resolution: tuple[int, int] | None = None):
         super().__init__()
         self.dim = dim
-        self.form = check_ska_form(form)
+        self.resolution = tuple(resolution) if resolution is not None else None
+        self.form = "auto"
+        self.set_form(form)
 
     def set_form(self, form: str) -> None:
         """Switch the formulation; outputs stay the same up to float rounding."""
         self.form = check_ska_form(form)
-        if form == "onehot_conv" and self.dim is not None:
-            # a buffer (not rebuilt in forward) so exporters see a constant, not an eye/repeat subgraph
+        for name in ("onehot", "band_index"):
+            self._buffers.pop(name, None)
+        if form in ("onehot_conv", "hybrid") and self.dim is not None:
             self.register_buffer("onehot", _onehot_kernel(self.dim, torch.float32, torch.device("cpu")),
                                  persistent=False)
-        elif "onehot" in self._buffers:
-            del self._buffers["onehot"]
-
-    def _resolved_form(self, x: torch.Tensor) -> str:
-        return "shifted_slices" if self.form == "auto" else self.form
+        if form in ("banded_matmul", "hybrid") and self.resolution is not None:
+            h, w = self.resolution
+            if form == "banded_matmul" or h * w <= HYBRID_MAX_POSITIONS:
+                self.register_buffer("band_index", banded_index(h, w), persistent=False)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        form = self._resolved_form(x)
+        form = "shifted_slices" if self.form == "auto" else self.form
+        onehot = self._buffers.get("onehot")
+        if onehot is not None:
+            onehot = onehot.to(dtype=x.dtype) if onehot.shape[0] == 9 * x.shape[1] else None
+        index = self._buffers.get("band_index")
         if form == "onehot_conv":
-            onehot = self._buffers.get("onehot")
-            if onehot is not None and onehot.shape[0] == 9 * x.shape[1]:
-                return ska_onehot_conv(x, w, onehot.to(dtype=x.dtype))
+            return ska_onehot_conv(x, w, onehot)
+        if form == "banded_matmul":
+            return ska_banded_matmul(x, w, index)
+        if form == "hybrid":
+            return ska_hybrid(x, w, onehot, index)
         return SKA_FORMS[form](x, w)
 
     def extra_repr(self) -> str:

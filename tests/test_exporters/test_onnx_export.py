@@ -58,7 +58,7 @@ def test_onnx_reproduces_the_conformance_output(tmp_path, case):
     np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-3 * float(expected.abs().max()))
 
 
-@pytest.mark.parametrize("form", [f for f in EXPORTABLE_SKA_FORMS if f != "onehot_conv"])
+@pytest.mark.parametrize("form", [f for f in EXPORTABLE_SKA_FORMS if f != "hybrid"]  # hybrid is the default, tested above)
 def test_every_ska_form_exports_and_validates(tmp_path, form):
     path, x, expected = conformance_case("tiny")
     out = tmp_path / f"{form}.onnx"
@@ -77,7 +77,7 @@ def test_metadata_is_present_and_correct(tiny_onnx):
     assert meta["mean"] == [0.485, 0.456, 0.406] and meta["std"] == [0.229, 0.224, 0.225]
     assert meta["interpolation"] == "bicubic" and meta["crop_pct"] == 0.9 and meta["resize_size"] == [142, 142]
     assert meta["num_classes"] == 10 and meta["labels"] == [f"class {i}" for i in range(10)]
-    assert meta["ska_form"] == "onehot_conv" and meta["fused"] is True and meta["precision"] == "float32"
+    assert meta["ska_form"] == "hybrid" and meta["fused"] is True and meta["precision"] == "float32"
     assert meta["weights_sha256"] == file_sha256(path)
     assert meta["architecture"]["embed_dim"] == [16, 32, 48, 64]
     # the app-facing names match the graph

@@ -1,0 +1,95 @@
+"""ONNX Runtime CPU latency of lsnet-export's default lsnet_t against a naive export and the peers.
+
+Conditions of the speed goal (issue: lsnet-export ONNX): 2 intra-op threads, thread spinning disabled,
+batch 1, 224x224, all models interleaved in one process (A B C A B C ...), medians. Prints ratios:
+
+* default export / (``--ska reference --no-fuse``)   goal <= 0.75
+* default export / MobileNetV3-Large (peers)          goal <= 1.40
+
+Usage: python benchmarks/bench_onnx.py [--rounds 200] [--workdir DIR] [--extra NAME=PATH ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lsnet_deploy.exporters import ExportOptions, export_model
+from lsnet_deploy.models import create_model
+from lsnet_deploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+
+PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
+
+
+def build(workdir: Path) -> dict[str, Path]:
+    """Export the two lsnet_t variants (random weights: latency does not depend on them)."""
+    model = create_model("lsnet_t").eval()
+    artifacts = {}
+    for name, options in {"lsnet_t (default export)": ExportOptions(validate=False),
+                          "lsnet_t --ska reference --no-fuse": ExportOptions(ska="reference", fuse=False,
+                                                                             validate=False)}.items():
+        path = workdir / (name.split()[0] + ("_default" if "default" in name else "_naive") + ".onnx")
+        if not path.exists():
+            export_model(model, "onnx", path, options)
+        artifacts[name] = path
+    for peer in ("mobilenetv3_large_100", "mobilenetv4_conv_small"):
+        if (PEERS / f"{peer}.onnx").exists():
+            artifacts[peer] = PEERS / f"{peer}.onnx"
+    return artifacts
+
+
+def interleaved_medians(artifacts: dict[str, Path], rounds: int, warmup: int, threads: int) -> dict[str, float]:
+    """Median latency (ms) of each artifact, measured A B C A B C ... in one process."""
+    runners = {name: OnnxRuntimeRunner(path, threads=threads, spinning=False) for name, path in artifacts.items()}
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for runner in runners.values():
+        runner.activate()
+        for _ in range(warmup):
+            runner.infer(x)
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            runner.infer(x)
+            times[name].append(time.perf_counter() - start)
+    for runner in runners.values():
+        runner.deactivate()
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=PATH", help="more .onnx files")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        artifacts = build(workdir)
+        for item in args.extra:
+            name, path = item.split("=", 1)
+            artifacts[name] = Path(path)
+        medians = interleaved_medians(artifacts, args.rounds, args.warmup, args.threads)
+    base = medians["lsnet_t (default export)"]
+    print(f"ONNX Runtime CPU, {args.threads} threads, spinning off, batch 1, 224x224, "
+          f"{args.rounds} interleaved rounds, medians")
+    for name, ms in medians.items():
+        print(f"  {name:38s} {ms:7.2f} ms   default/this = {base / ms:5.2f}")
+    naive = medians["lsnet_t --ska reference --no-fuse"]
+    print(f"default / naive export      = {base / naive:.2f}   (goal <= 0.75)")
+    if "mobilenetv3_large_100" in medians:
+        print(f"default / MobileNetV3-Large = {base / medians['mobilenetv3_large_100']:.2f}   (goal <= 1.40)")
+    if "mobilenetv4_conv_small" in medians:
+        print(f"default / MobileNetV4-Small = {base / medians['mobilenetv4_conv_small']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
