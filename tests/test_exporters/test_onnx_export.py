@@ -58,7 +58,7 @@ def test_onnx_reproduces_the_conformance_output(tmp_path, case):
     np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-3 * float(expected.abs().max()))
 
 
-@pytest.mark.parametrize("form", [f for f in EXPORTABLE_SKA_FORMS if f != "hybrid"]  # hybrid is the default, tested above)
+@pytest.mark.parametrize("form", [f for f in EXPORTABLE_SKA_FORMS if f != "hybrid"])  # hybrid: the default
 def test_every_ska_form_exports_and_validates(tmp_path, form):
     path, x, expected = conformance_case("tiny")
     out = tmp_path / f"{form}.onnx"
