@@ -167,6 +167,23 @@ def broadcast_mul_to_resize(model: onnx.ModelProto) -> int:
     return rewritten
 
 
+def drop_unused_initializers(model: onnx.ModelProto) -> int:
+    """Remove initializers (and Constant nodes) no node or graph output reads any more.
+
+    Returns:
+        The number removed.
+    """
+    graph = model.graph
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    dead = [init for init in graph.initializer if init.name not in used]
+    for init in dead:
+        graph.initializer.remove(init)
+    constants = [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]
+    for node in constants:
+        graph.node.remove(node)
+    return len(dead) + len(constants)
+
+
 def optimize_for_onnxruntime(model: onnx.ModelProto, blocked_layout: bool = True) -> dict[str, int]:
     """Apply the ONNX Runtime rewrites in order; returns how many nodes each changed.
 
@@ -177,4 +194,5 @@ def optimize_for_onnxruntime(model: onnx.ModelProto, blocked_layout: bool = True
     counts = {"global_pool": global_pool(model), "batchnorm_to_conv": batchnorm_to_conv(model)}
     if blocked_layout:
         counts["broadcast_mul_to_resize"] = broadcast_mul_to_resize(model)
+    drop_unused_initializers(model)
     return counts
