@@ -10,4 +10,12 @@ from .reparam import reparameterize
 
 __version__ = "0.1.0"
 
-__all__ = ["reparameterize", "__version__"]
+__all__ = ["Predictor", "reparameterize", "__version__"]
+
+
+def __getattr__(name: str):  # Predictor loads lazily, so that `import lsnet_deploy` stays light
+    if name == "Predictor":
+        from .predict import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'lsnet_deploy' has no attribute {name!r}")

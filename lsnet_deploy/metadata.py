@@ -1,7 +1,8 @@
 """The metadata every artifact carries, so an app can feed it correctly without reading our docs.
 
 Values are JSON-encoded strings (ONNX ``metadata_props`` and Core ML user fields are string maps); an
-app decodes each field with a JSON parser. ``read_metadata`` returns the decoded form.
+app decodes each field with a JSON parser; ``decode_metadata`` does it here, and
+``lsnet_deploy.artifact_metadata.read_artifact_metadata`` reads the map from any artifact.
 """
 
 from __future__ import annotations

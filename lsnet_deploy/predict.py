@@ -1,0 +1,472 @@
+"""One call from pictures to answers, for any artifact: ``Predictor(artifact).predict(images, topk=5)``.
+
+The predictor reads the artifact's metadata (``artifact_metadata``), picks the runtime from the file type
+(ONNX Runtime for ``.onnx``/``.ort``, ExecuTorch for ``.pte``, Core ML on macOS, TensorRT where installed;
+PyTorch for an ``nn.Module`` or a checkpoint), preprocesses exactly as the metadata says (``preprocess``),
+batches as the artifact allows, and returns class indices, softmax scores and labels. The same picture
+gives the same answer whichever runtime runs it.
+
+Example:
+    >>> from lsnet_deploy import Predictor
+    >>> with Predictor("lsnet_t.onnx") as predictor:
+    ...     best = predictor.predict("cat.jpg", topk=5)[0]
+    ...     print(best.label, best.score)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .artifact_metadata import ArtifactMetadata, read_artifact_metadata, sidecar_path
+from .errors import LsnetDeployError, RuntimeUnavailableError, UsageError
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, missing_fields, preprocess_one
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+HUB_PREFIXES = ("hf-hub:", "hf_hub:")
+#: chunk size for artifacts with a dynamic batch dimension (and PyTorch models)
+DEFAULT_DYNAMIC_BATCH = 8
+NAMED_STATS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
+#: how users pass each required recipe field: (command-line flag, Predictor keyword)
+MISSING_FLAGS = {"input_size": ("--imgsz", "imgsz="), "mean": ("--mean", "mean="), "std": ("--std", "std=")}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top-k answer for one picture.
+
+    Attributes:
+        indices: class indices, best first.
+        scores: softmax probabilities of those classes.
+        labels: class names of those classes, None when the artifact has no labels.
+        source: the file the picture came from (None for in-memory inputs).
+    """
+
+    indices: tuple[int, ...]
+    scores: tuple[float, ...]
+    labels: tuple[str, ...] | None = None
+    source: str | None = None
+
+    @property
+    def index(self) -> int:
+        """The best class."""
+        return self.indices[0]
+
+    @property
+    def score(self) -> float:
+        """The best class's probability."""
+        return self.scores[0]
+
+    @property
+    def label(self) -> str | None:
+        """The best class's name (None without labels)."""
+        return self.labels[0] if self.labels else None
+
+    def to_dict(self) -> dict:
+        """JSON-ready form: ``{"file": ..., "predictions": [{"rank", "index", "label", "score"}, ...]}``."""
+        rows = [{"rank": rank, "index": index, "label": self.labels[rank - 1] if self.labels else None,
+                 "score": round(score, 6)}
+                for rank, (index, score) in enumerate(zip(self.indices, self.scores), start=1)]
+        return {"file": self.source, "predictions": rows}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable for large logits)."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, values) of the k largest entries per row, best first; ties go to the lower index."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(scores, order, axis=1)
+
+
+def parse_stats(value, name: str) -> tuple[float, float, float] | None:
+    """Mean/std given as 3 numbers, one number (all channels) or ``imagenet``; None passes through.
+
+    Raises:
+        UsageError: wrong count, not numbers, or values that look like 0-255 pixel units.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in NAMED_STATS:
+            return NAMED_STATS[key][0 if name == "mean" else 1]
+        parts = [p for p in key.replace(",", " ").split() if p]
+        try:
+            value = [float(p) for p in parts]
+        except ValueError:
+            raise UsageError(f"--{name} {value!r} is not a list of numbers; use e.g. 0.485,0.456,0.406 or imagenet") from None
+    values = [float(v) for v in (value if isinstance(value, (list, tuple, np.ndarray)) else [value])]
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3:
+        raise UsageError(f"--{name} needs 1 or 3 values (one per channel), got {len(values)}")
+    if max(abs(v) for v in values) > 1.0 + 1e-6:
+        raise UsageError(f"--{name} {values} looks like 0-255 pixel units; give it on the 0-1 scale "
+                         "(divide by 255), as timm and the artifact metadata do")
+    return tuple(values)
+
+
+def parse_size(value) -> tuple[int, int] | None:
+    """``224`` or ``(H, W)`` -> (H, W); None passes through."""
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value), int(value)
+    size = tuple(int(v) for v in value)
+    if len(size) == 1:
+        size *= 2
+    if len(size) != 2:
+        raise UsageError(f"image size {value} must be one number or (H, W)")
+    return size
+
+
+class Predictor:
+    """Runs an exported LSNet (or a PyTorch model) on pictures, preprocessing as the artifact says.
+
+    Args:
+        artifact: an exported file (``.onnx``, ``.ort``, ``.pte``, ``.mlpackage``, ``.engine``), a checkpoint
+            (``.pth``, ``.safetensors``, ``hf-hub:ORG/REPO``) or an ``nn.Module``.
+        runtime: force a runtime (``ort``, ``executorch``, ``coreml``, ``tensorrt``); default from the suffix.
+        threads: intra-op threads of the runtime (None: the runtime's default).
+        labels: class names, or a labels file (one per line / JSON); replaces the artifact's labels.
+        imgsz, mean, std, crop_pct, interpolation: replace the metadata's recipe; ``imgsz``, ``mean`` and
+            ``std`` are required for artifacts without metadata (mean/std also accept ``"imagenet"``).
+        batch_size: images per inference call for dynamic-batch artifacts (default 8); a fixed-batch
+            artifact always runs its own batch, padding the last one.
+        exif_transpose: apply the EXIF orientation of photos.
+        fast_decode: let JPEG decoding downscale (much faster on camera photos, slightly different pixels).
+        **runner_options: runtime settings passed to ``runtimes.runner_for`` (``provider``, ...).
+
+    Raises:
+        UsageError: missing artifact, missing metadata without overrides, bad options.
+        MissingDependencyError / RuntimeUnavailableError: the runtime is not available here.
+    """
+
+    def __init__(self, artifact, runtime: str | None = None, *, threads: int | None = None,
+                 labels: Sequence[str] | str | Path | None = None, imgsz=None, mean=None, std=None,
+                 crop_pct: float | None = None, interpolation: str | None = None, batch_size: int | None = None,
+                 exif_transpose: bool = True, fast_decode: bool = False, **runner_options):
+        self.exif_transpose = exif_transpose
+        self.fast_decode = fast_decode
+        self.runner, self.artifact, meta = _open_runner(artifact, runtime, threads, runner_options)
+        try:
+            self.runtime = self.runner.runtime
+            self.metadata_info = meta if meta is not None else read_artifact_metadata(self.artifact, self.runner)
+            self.metadata = self.metadata_info.fields
+            overrides = {"input_size": parse_size(imgsz), "mean": parse_stats(mean, "mean"),
+                         "std": parse_stats(std, "std"), "crop_pct": crop_pct, "interpolation": interpolation}
+            self.overridden = sorted(k for k, v in overrides.items()
+                                     if v is not None and self.metadata.get(k) is not None)
+            self.recipe = self._recipe(overrides)
+            self._check_input_shape()
+            self.batch = self._fixed_batch()
+            if batch_size is not None and batch_size < 1:
+                raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+            self.batch_size = self.batch or batch_size or DEFAULT_DYNAMIC_BATCH
+            self.labels = self._labels(labels)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------------------- setup
+
+    def _recipe(self, overrides: dict) -> Preprocessing:
+        missing = missing_fields(self.metadata, overrides)
+        if missing:
+            flags = _join([MISSING_FLAGS[m][0] for m in missing])
+            kwargs = ", ".join(MISSING_FLAGS[m][1] for m in missing)
+            shape = _graph_input_shape(self.runner)
+            hint = f"; its graph input is {list(shape)}" if shape else ""
+            if self.metadata_info.found:
+                where = f"metadata has no {_join(missing)}"
+            elif isinstance(self.artifact, Path):
+                where = f"has no lsnet-export metadata (none embedded, no {sidecar_path(self.artifact).name} beside it)"
+            else:
+                where = "has no preprocessing recipe"
+            raise UsageError(f"{_name(self.artifact)} {where}, so its preprocessing is unknown: pass {flags} "
+                             f"(Predictor: {kwargs}){hint}")
+        return Preprocessing.from_metadata(self.metadata, **overrides)
+
+    def _check_input_shape(self) -> None:
+        shape = _graph_input_shape(self.runner)
+        if not shape or len(shape) != 4:
+            return
+        spatial = shape[2:] if self.recipe.layout == "NCHW" else shape[1:3]
+        if all(isinstance(s, int) and s > 0 for s in spatial) and tuple(spatial) != self.recipe.input_size:
+            h, w = spatial
+            raise UsageError(f"{_name(self.artifact)} takes {h}x{w} inputs but the preprocessing gives "
+                             f"{self.recipe.input_size[0]}x{self.recipe.input_size[1]}; pass --imgsz {h},{w}")
+
+    def _fixed_batch(self) -> int | None:
+        batch = self.metadata.get("batch")
+        if isinstance(batch, int) and batch > 0:
+            return batch
+        if batch == "dynamic" or self.runtime == "torch":
+            return None
+        shape = _graph_input_shape(self.runner)
+        if shape:
+            return shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        return 1  # unknown: one image per call always works
+
+    def _labels(self, labels) -> list[str] | None:
+        from .metadata import read_labels
+
+        classes = self.metadata.get("num_classes")
+        classes = classes if isinstance(classes, int) and classes > 0 else None
+        if isinstance(labels, (str, Path)):
+            return read_labels(labels, classes)
+        if labels is not None:
+            labels = [str(label) for label in labels]
+            if classes is not None and len(labels) != classes:
+                raise UsageError(f"{len(labels)} labels given but the model has {classes} classes")
+            return labels
+        found = self.metadata.get("labels")
+        return [str(label) for label in found] if isinstance(found, list) and found else None
+
+    # ------------------------------------------------------------------------------- inputs
+
+    def preprocess(self, image) -> np.ndarray:
+        """One picture (path, PIL image, uint8 array) -> its model input, (3, H, W) float32.
+
+        Raises:
+            UsageError: the picture cannot be read.
+        """
+        return preprocess_one(image, self.recipe, exif_transpose=self.exif_transpose, fast_decode=self.fast_decode)
+
+    def _samples(self, images) -> Iterator[tuple[np.ndarray, str | None]]:
+        for item in _as_items(images):
+            if isinstance(item, np.ndarray) and _is_tensor_like(item):
+                yield self._check_tensor(item), None
+            else:
+                source = str(item) if isinstance(item, (str, Path)) else None
+                yield self.preprocess(item), source
+
+    def _check_tensor(self, array: np.ndarray) -> np.ndarray:
+        h, w = self.recipe.input_size
+        expected = (3, h, w) if self.recipe.layout == "NCHW" else (h, w, 3)
+        if array.shape != expected:
+            raise UsageError(f"a preprocessed input must have shape {expected} per sample "
+                             f"(or (N, {', '.join(map(str, expected))})), got {array.shape}")
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+    # ------------------------------------------------------------------------------- running
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Raw model outputs for preprocessed inputs (N, 3, H, W), batched and padded as the artifact needs."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        outputs = []
+        for start in range(0, len(batch), self.batch_size):
+            chunk = batch[start:start + self.batch_size]
+            count = len(chunk)
+            if self.batch is not None and count < self.batch:  # fixed-batch artifact: pad, then drop the padding
+                chunk = np.concatenate([chunk, np.zeros((self.batch - count, *chunk.shape[1:]), np.float32)])
+            outputs.append(self._run(chunk)[:count])
+        if not outputs:
+            return np.zeros((0, 0), np.float32)
+        return np.concatenate(outputs)
+
+    def _run(self, chunk: np.ndarray) -> np.ndarray:
+        try:
+            out = self.runner.infer(chunk)
+        except LsnetDeployError:
+            raise
+        except Exception as exc:  # runtimes raise their own types; the first line names the problem
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LsnetDeployError(f"{self.runtime} failed on a batch of shape {list(chunk.shape)}: {first}") from None
+        out = np.asarray(out, dtype=np.float32)
+        if out.ndim != 2:
+            out = out.reshape(len(chunk), -1)
+        return out
+
+    def logits(self, images) -> np.ndarray:
+        """Model outputs (N, classes) for pictures or preprocessed arrays."""
+        samples = [array for array, _ in self._samples(images)]
+        return self.infer(np.stack(samples)) if samples else np.zeros((0, 0), np.float32)
+
+    def predict(self, images, topk: int = 5) -> list[Prediction]:
+        """Top-k classes and softmax scores for each picture.
+
+        Args:
+            images: one picture or a sequence: file paths, PIL images, uint8 (H, W, 3) RGB arrays, or
+                preprocessed float arrays (3, H, W) / (N, 3, H, W) (NumPy or torch).
+            topk: how many classes per picture (capped at the number of classes).
+
+        Returns:
+            One Prediction per picture, in input order.
+
+        Raises:
+            UsageError: a picture cannot be read, or a preprocessed array has the wrong shape.
+        """
+        if int(topk) < 1:
+            raise UsageError(f"topk must be at least 1, got {topk}")
+        predictions: list[Prediction] = []
+        pending: list[tuple[np.ndarray, str | None]] = []
+        for sample in self._samples(images):
+            pending.append(sample)
+            if len(pending) == self.batch_size:
+                predictions += self._predict_batch(pending, int(topk))
+                pending = []
+        if pending:
+            predictions += self._predict_batch(pending, int(topk))
+        return predictions
+
+    def _predict_batch(self, samples: list[tuple[np.ndarray, str | None]], topk: int) -> list[Prediction]:
+        outputs = self.infer(np.stack([array for array, _ in samples]))
+        return self.predictions_from_outputs(outputs, topk, [source for _, source in samples])
+
+    def predictions_from_outputs(self, outputs: np.ndarray, topk: int = 5,
+                                 sources: Sequence[str | None] | None = None) -> list[Prediction]:
+        """Turn raw outputs (N, classes) into Predictions (softmax unless the artifact outputs probabilities)."""
+        if self.labels is not None and outputs.shape[1] != len(self.labels):
+            raise UsageError(f"the model outputs {outputs.shape[1]} classes but there are {len(self.labels)} labels")
+        scores = outputs.astype(np.float64) if self.metadata.get("output") == "probabilities" else softmax(outputs)
+        indices, values = top_k(scores, min(topk, scores.shape[1]))
+        sources = list(sources) if sources is not None else [None] * len(outputs)
+        return [Prediction(indices=tuple(int(i) for i in row), scores=tuple(float(v) for v in vals),
+                           labels=tuple(self.labels[i] for i in row) if self.labels else None, source=source)
+                for row, vals, source in zip(indices, values, sources)]
+
+    # ------------------------------------------------------------------------------- lifecycle
+
+    def info(self) -> dict:
+        """What runs and how: artifact, runtime, metadata source, recipe, batching, label count."""
+        return {"artifact": _name(self.artifact), "runtime": self.runtime,
+                "metadata_source": self.metadata_info.source, "recipe": self.recipe.to_metadata(),
+                "batch": self.batch or "dynamic", "batch_size": self.batch_size,
+                "labels": len(self.labels) if self.labels else 0, "overridden": self.overridden}
+
+    def close(self) -> None:
+        """Release the runtime (idempotent)."""
+        if self.runner is not None:
+            self.runner.deactivate()
+
+    def __enter__(self) -> "Predictor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Predictor({_name(self.artifact)!r}, runtime={self.runtime!r}, input_size={self.recipe.input_size})"
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def _join(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _name(artifact) -> str:
+    return str(artifact) if isinstance(artifact, (str, Path)) else type(artifact).__name__
+
+
+def _is_tensor_like(array: np.ndarray) -> bool:
+    """Float arrays are preprocessed model inputs; integer arrays are pictures."""
+    return not (array.dtype == np.uint8 or (array.dtype == np.uint16 and array.ndim == 2))
+
+
+def _as_items(images) -> Iterable:
+    """Flatten the accepted input forms into single pictures / single preprocessed samples."""
+    if isinstance(images, (str, Path)):
+        return [images]
+    if hasattr(images, "detach") and hasattr(images, "numpy"):  # a torch tensor
+        images = images.detach().cpu().numpy()
+    if isinstance(images, np.ndarray):  # (N, ...) is a batch, anything else one sample or picture
+        return list(images) if images.ndim == 4 else [images]
+    try:
+        from PIL import Image
+
+        if isinstance(images, Image.Image):
+            return [images]
+    except ImportError:  # pragma: no cover - Pillow is a core dependency
+        pass
+    return (_as_array(item) for item in images)
+
+
+def _as_array(item):
+    if hasattr(item, "detach") and hasattr(item, "numpy"):
+        return item.detach().cpu().numpy()
+    return item
+
+
+def _graph_input_shape(runner) -> tuple | None:
+    """The input shape the loaded model declares (ints, or strings for symbolic dims), where the runtime says."""
+    session = getattr(runner, "session", None)
+    if session is not None and hasattr(session, "get_inputs"):
+        return tuple(session.get_inputs()[0].shape)
+    method = getattr(runner, "method", None)
+    if method is not None and hasattr(method, "metadata"):
+        try:
+            return tuple(method.metadata.input_tensor_meta(0).sizes())
+        except Exception:  # an ExecuTorch build without MethodMeta: nothing to check against
+            return None
+    return None
+
+
+def _is_checkpoint(artifact) -> bool:
+    text = str(artifact)
+    return text.startswith(HUB_PREFIXES) or Path(text).suffix.lower() in CHECKPOINT_SUFFIXES
+
+
+def _open_runner(artifact, runtime: str | None, threads: int | None, options: dict):
+    """(active runner, artifact, metadata or None) for a file, a checkpoint or an nn.Module."""
+    from .runtimes import canonical_runtime, runner_for, runtime_for_path
+
+    if not isinstance(artifact, (str, Path)) or _is_checkpoint(artifact):
+        if runtime is not None and canonical_runtime(runtime) != "torch":
+            raise UsageError(f"{_name(artifact)} is a PyTorch model; export it to run it with {runtime}")
+        return _open_torch(artifact, threads)
+    path = Path(artifact)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    name = canonical_runtime(runtime) if runtime else runtime_for_path(path)
+    if name == "coreml":
+        import sys
+
+        if sys.platform != "darwin":
+            raise RuntimeUnavailableError(f"Core ML models run only on macOS and iOS; on {sys.platform} use the "
+                                          ".onnx or .pte artifact (examples/swift shows the app side)")
+    try:
+        runner = runner_for(path, name, threads=threads, **options)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("lsnet_deploy"):
+            raise RuntimeUnavailableError(f"this lsnet-deploy has no {name} runner yet") from None
+        raise
+    runner.activate()
+    return runner, path, None
+
+
+def _open_torch(artifact, threads: int | None):
+    from .metadata import build_metadata
+    from .runtimes.torch_runner import TorchRunner
+
+    if isinstance(artifact, (str, Path)):
+        from .models import load_model
+
+        model = load_model(artifact)
+    else:
+        model = artifact
+    try:
+        raw = build_metadata(model, ska_form=getattr(model, "ska_form", "auto"),
+                             fused=bool(getattr(model, "fused", False)), precision="float32", batch="dynamic")
+        meta = ArtifactMetadata(_decoded(raw), raw, "model pretrained_cfg")
+    except AttributeError:  # not an LSNet: the caller passes the recipe
+        meta = ArtifactMetadata()
+    runner = TorchRunner(model.eval(), threads=threads)
+    runner.activate()
+    return runner, artifact, meta
+
+
+def _decoded(raw: dict[str, str]) -> dict:
+    from .metadata import decode_metadata
+
+    return decode_metadata(raw)
