@@ -1,0 +1,82 @@
+"""A chart of latency per model, one bar per runtime and device (matplotlib, the ``plot`` extra)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import UsageError, require
+from .report import Row
+
+
+def plot_latency(rows: list[Row], path: str | Path, title: str | None = None) -> Path:
+    """Draw median latency (bars) with p90 whiskers, grouped by model, one colour per runtime on a device.
+
+    Args:
+        rows: report rows (``report.build_report``).
+        path: the PNG (or any format matplotlib knows from the suffix) to write, atomically.
+        title: chart title (default describes what is shown).
+
+    Returns:
+        The written path.
+
+    Raises:
+        MissingDependencyError: matplotlib is not installed.
+        UsageError: nothing to draw, or an unwritable path.
+    """
+    require("matplotlib", "plot", "to draw benchmark charts")
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib import pyplot as plt
+
+    if not rows:
+        raise UsageError("no benchmark results to plot")
+    path = Path(path)
+    if not path.parent.exists():
+        raise UsageError(f"directory {path.parent} does not exist; choose another --plot path")
+
+    def model_name(row: Row) -> str:
+        return f"{row.model}\n{row.precision}, batch {row.batch}, {row.input}"
+
+    def series_name(row: Row) -> str:
+        return f"{row.runtime} on {row.device}"
+
+    models = list(dict.fromkeys(model_name(r) for r in rows))
+    series = list(dict.fromkeys(series_name(r) for r in rows))
+    height = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(10, max(3.0, 0.9 * len(models) * max(1, len(series)) ** 0.5 + 1.5)))
+    colors = plt.get_cmap("tab10")
+    for s_index, name in enumerate(series):
+        ys, medians, whiskers = [], [], []
+        for row in rows:
+            if series_name(row) != name:
+                continue
+            ys.append(models.index(model_name(row)) + (s_index - (len(series) - 1) / 2) * height)
+            median = row.stat("median_ms")
+            medians.append(median)
+            whiskers.append(max(row.stat("p90_ms") - median, 0.0))
+        bars = ax.barh(ys, medians, height=height * 0.9, xerr=[[0] * len(whiskers), whiskers],
+                       color=colors(s_index % 10), label=name, capsize=3)
+        ax.bar_label(bars, labels=[f"{m:.2f}" for m in medians], padding=4, fontsize=8)
+    ax.set_yticks(range(len(models)), models, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("latency per batch (ms): median, whisker to p90")
+    ax.set_title(title or "lsnet-bench: latency per runtime and device (lower is faster)")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(axis="x", alpha=0.3)
+    ax.margins(x=0.15)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot write chart {path}: {exc}") from None
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,272 @@
+"""Tables from results files: one row per device, runtime, model, precision, batch and input size.
+
+Records from any number of files and machines merge into one table. Several records of the same row
+(repeated runs) are combined by their median. Each row is compared with a baseline row that differs
+only in the baseline's dimension (another model, runtime, precision or device). When both rows were
+measured interleaved in the same run, the ratio is the median of the per-run ratios (drift cancels);
+otherwise it is the ratio of medians from different runs and is marked ``*``, because the machine may
+have changed between them.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from ..errors import UsageError
+
+DIMENSIONS = ("device", "runtime", "model", "precision")
+UNPAIRED_MARK = "*"
+
+
+def _short_cpu(name: str) -> str:
+    for noise in ("(R)", "(TM)", "(tm)", " CPU", " Processor", "-Core"):
+        name = name.replace(noise, "")
+    return " ".join(name.split("@")[0].split())
+
+
+def device_label(record: dict) -> str:
+    """``AMD EPYC (vm)``, ``NVIDIA H100 80GB HBM3 (gpu-box)``, ``Orin ... (MAXN, clocks locked)``."""
+    machine = record.get("machine") or {}
+    name = record.get("device_name") or record.get("device") or "?"
+    if not str(record.get("device", "")).startswith("cuda"):
+        name = _short_cpu(name)
+    extras = [machine.get("hostname") or "?"]
+    jetson = machine.get("jetson") or {}
+    if jetson.get("power_mode"):
+        extras.append(str(jetson["power_mode"]))
+        locked = jetson.get("clocks_locked")
+        extras.append("clocks locked" if locked else "clocks not locked" if locked is False else "clocks unknown")
+    return f"{name} ({', '.join(extras)})"
+
+
+def runtime_label(record: dict) -> str:
+    """``ort cpu 2t``, ``executorch 2t``, ``torch cuda:0``, ``tensorrt cuda:0``."""
+    parts = [str(record.get("runtime", "?"))]
+    provider = record.get("provider")
+    if provider:
+        parts.append(str(provider).replace("ExecutionProvider", "").lower())
+    if str(record.get("device", "cpu")).startswith("cuda"):
+        parts.append(str(record["device"]))
+    elif record.get("threads"):
+        parts.append(f"{record['threads']}t")
+    return " ".join(parts)
+
+
+def input_label(record: dict) -> str:
+    shape = record.get("input_shape") or []
+    return f"{shape[2]}x{shape[3]}" if len(shape) == 4 else "?"
+
+
+def row_key(record: dict) -> tuple:
+    """(device, runtime, model, precision, batch, input): what a row of the report stands for."""
+    return (device_label(record), runtime_label(record), str(record.get("model", "?")),
+            str(record.get("precision", "?")), int(record.get("batch") or 0), input_label(record))
+
+
+_KEY_INDEX = {"device": 0, "runtime": 1, "model": 2, "precision": 3}
+
+
+@dataclass
+class Row:
+    """One line of the report."""
+
+    key: tuple
+    records: list[dict] = field(default_factory=list)
+    ratio: float | None = None
+    paired: bool = True
+    is_baseline: bool = False
+
+    @property
+    def device(self) -> str:
+        return self.key[0]
+
+    @property
+    def runtime(self) -> str:
+        return self.key[1]
+
+    @property
+    def model(self) -> str:
+        return self.key[2]
+
+    @property
+    def precision(self) -> str:
+        return self.key[3]
+
+    @property
+    def batch(self) -> int:
+        return self.key[4]
+
+    @property
+    def input(self) -> str:
+        return self.key[5]
+
+    def stat(self, name: str) -> float:
+        """The median over this row's records of one statistic."""
+        return statistics.median(r["stats"][name] for r in self.records)
+
+    @property
+    def runs(self) -> int:
+        return len(self.records)
+
+    @property
+    def protocols(self) -> set[str]:
+        return {(r.get("settings") or {}).get("protocol", "latency") for r in self.records}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The rows others are compared with: those whose ``dimension`` equals ``value``."""
+
+    dimension: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str, rows: list[Row]) -> "Baseline":
+        """``model=mobilenetv3_large_100``, ``runtime=torch``, or a bare value looked up in every dimension.
+
+        Raises:
+            UsageError: an unknown dimension, or a value no row has.
+        """
+        dimension, sep, value = text.partition("=")
+        if sep:
+            dimension = dimension.strip().lower()
+            if dimension not in _KEY_INDEX:
+                raise UsageError(f"--baseline {text!r}: choose a dimension among {', '.join(DIMENSIONS)}")
+            candidates = [dimension]
+        else:
+            value, candidates = text, list(DIMENSIONS)
+        value = value.strip()
+        for dim in candidates:
+            values = {row.key[_KEY_INDEX[dim]] for row in rows}
+            if value in values:
+                return cls(dim, value)
+            matches = sorted(v for v in values if value.lower() in v.lower())
+            if len(matches) == 1:
+                return cls(dim, matches[0])
+            if len(matches) > 1:
+                raise UsageError(f"--baseline {text!r} is ambiguous: it matches {dim}s {', '.join(matches)}; "
+                                 f"give one exactly, e.g. --baseline {dim}={matches[0]!r}")
+        known = sorted({row.key[_KEY_INDEX[d]] for row in rows for d in candidates})
+        raise UsageError(f"--baseline {text!r} matches no result; known values: {', '.join(known)}")
+
+
+def group_rows(records: list[dict]) -> list[Row]:
+    """Rows in order of device, runtime, model, precision, batch and input size."""
+    rows: dict[tuple, Row] = {}
+    for record in records:
+        key = row_key(record)
+        rows.setdefault(key, Row(key)).records.append(record)
+    return [rows[k] for k in sorted(rows)]
+
+
+def _paired_ratio(row: Row, base: Row) -> float | None:
+    base_by_run = {(r.get("run_id"), r.get("group")): r["stats"]["median_ms"] for r in base.records}
+    ratios = [r["stats"]["median_ms"] / base_by_run[(r.get("run_id"), r.get("group"))] for r in row.records
+              if (r.get("run_id"), r.get("group")) in base_by_run and base_by_run[(r.get("run_id"), r.get("group"))] > 0]
+    return statistics.median(ratios) if ratios else None
+
+
+def apply_baseline(rows: list[Row], baseline: Baseline) -> None:
+    """Set each row's ratio against the baseline row that differs from it only in the baseline's dimension."""
+    index = _KEY_INDEX[baseline.dimension]
+    by_key = {row.key: row for row in rows}
+    for row in rows:
+        base_key = row.key[:index] + (baseline.value,) + row.key[index + 1:]
+        base = by_key.get(base_key)
+        row.is_baseline = row.key == base_key
+        if base is None:
+            row.ratio, row.paired = None, True
+            continue
+        paired = _paired_ratio(row, base)
+        if paired is not None:
+            row.ratio, row.paired = paired, True
+        else:
+            row.ratio, row.paired = row.stat("median_ms") / base.stat("median_ms"), False
+
+
+def default_baseline(records: list[dict], rows: list[Row]) -> Baseline | None:
+    """The model of the first candidate of the first run (what ``lsnet-bench A B`` compares against)."""
+    if not records:
+        return None
+    return Baseline("model", row_key(records[0])[2])
+
+
+COLUMNS = ("Device", "Runtime", "Model", "Precision", "Batch", "Input", "Median ms", "p90 ms", "p99 ms",
+           "Min ms", "Std ms", "img/s", "Ratio", "Runs")
+
+
+def _fmt(value: float) -> str:
+    if value >= 100:
+        return f"{value:.1f}"
+    if value >= 10:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def _cells(row: Row) -> list[str]:
+    if row.ratio is None:
+        ratio = "-"
+    else:
+        ratio = f"{row.ratio:.2f}x" + ("" if row.paired else UNPAIRED_MARK)
+    return [row.device, row.runtime, row.model + (" (paper)" if "paper" in row.protocols else ""), row.precision,
+            str(row.batch), row.input, _fmt(row.stat("median_ms")), _fmt(row.stat("p90_ms")),
+            _fmt(row.stat("p99_ms")), _fmt(row.stat("min_ms")), _fmt(row.stat("std_ms")),
+            f"{row.stat('throughput'):.1f}", ratio, str(row.runs)]
+
+
+def _footer(rows: list[Row], baseline: Baseline | None) -> list[str]:
+    lines = []
+    if baseline:
+        lines.append(f"Ratio: median latency / median latency of {baseline.dimension} {baseline.value} in the same "
+                     f"{', '.join(d for d in DIMENSIONS if d != baseline.dimension)}, batch and input "
+                     "(below 1 is faster).")
+    if any(r.ratio is not None and not r.paired for r in rows):
+        lines.append(f"{UNPAIRED_MARK} measured in different runs, not interleaved: the machine may have changed "
+                     "in between, so read these ratios with care.")
+    return lines
+
+
+def render_text(rows: list[Row], baseline: Baseline | None) -> str:
+    """A fixed-width table for the terminal."""
+    table = [list(COLUMNS)] + [_cells(r) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    numeric = set(range(4, len(COLUMNS)))
+    lines = []
+    for n, line in enumerate(table):
+        cells = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines + [""] + _footer(rows, baseline)).rstrip() + "\n"
+
+
+def render_markdown(rows: list[Row], baseline: Baseline | None) -> str:
+    """A GitHub-flavoured Markdown table."""
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join("---" if i < 4 else "---:" for i in range(len(COLUMNS))) + "|"]
+    for row in rows:
+        cells = [esc(c) for c in _cells(row)]
+        if row.is_baseline:
+            cells[2] = f"**{cells[2]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    footer = _footer(rows, baseline)
+    return "\n".join(lines + ([""] + footer if footer else [])) + "\n"
+
+
+def build_report(records: list[dict], baseline: str | None = None) -> tuple[list[Row], Baseline | None]:
+    """Rows with ratios against ``baseline`` (default: the model first benchmarked in the first file).
+
+    Raises:
+        UsageError: no records, or a baseline that matches nothing.
+    """
+    if not records:
+        raise UsageError("no benchmark results to report")
+    rows = group_rows(records)
+    chosen = Baseline.parse(baseline, rows) if baseline else default_baseline(records, rows)
+    if chosen is not None:
+        apply_baseline(rows, chosen)
+    return rows, chosen

@@ -1,0 +1,325 @@
+"""``lsnet-bench``: latency of artifacts and models on every runtime, comparable and kept.
+
+Two commands::
+
+    lsnet-bench [run] ARTIFACT... [--model NAME] [options]   measure (``run`` may be left out)
+    lsnet-bench report FILE... [--baseline ...] [--plot F]   tables and charts from results files
+
+``lsnet-bench A B`` is ``lsnet-bench run A B``: anything that is not ``run``, ``report`` or a help flag
+in first position starts a run. A file literally named ``report`` is benchmarked with
+``lsnet-bench run report`` (or ``./report``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import cli_errors, err, parse_imgsz
+
+PROG = "lsnet-bench"
+COMMANDS = ("run", "report")
+DEFAULT_OUTPUT = Path("lsnet-bench.jsonl")
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Benchmark LSNet artifacts and models on PyTorch, ONNX Runtime, ExecuTorch, Core ML and "
+                       "TensorRT with one clock, and compare the results. `lsnet-bench FILE...` is short for "
+                       "`lsnet-bench run FILE...`.")
+
+RUNTIME_HELP = ("Runtime: torch, ort (onnxruntime), executorch, coreml, trt (tensorrt). For artifacts it "
+                "overrides the one chosen from the suffix; with --model a comma list (torch,ort) times the "
+                "model on each, exporting it on the fly for runtimes other than torch (default torch).")
+PROTOCOL_HELP = ("latency (default): this tool's method. paper: the reference code's throughput method "
+                 "(fused float32 model on a CUDA GPU, batch 2048, 5 s warm-up, at least 10 s timed, images/s "
+                 "= batch / mean) to set numbers beside the published ones; options you pass override it and "
+                 "are recorded.")
+
+
+def _split(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def _positive_ints(text: str | None, option: str) -> list[int] | None:
+    from ..errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in _split(text)]
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not a number or a comma list of numbers") from None
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"{option} must be positive integers, got {text!r}")
+    return values
+
+
+def _unique(labels: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label}#{seen[label]}")
+    return out
+
+
+def build_candidates(artifacts: list[Path], model: str | None, weights: str | None, runtime: str | None,
+                     provider: str | None):
+    """The candidates of a run, in command-line order (a --model first)."""
+    from ..errors import UsageError
+    from ..runtimes import canonical_runtime, runtime_for_path
+    from ..bench.plan import CandidateSpec
+
+    runtimes = [canonical_runtime(r) for r in _split(runtime)]
+    providers = _split(provider) or [None]
+    specs: list[CandidateSpec] = []
+    if model or weights:
+        name = model or Path(weights).stem
+        for rt in runtimes or ["torch"]:
+            for prov in (providers if rt == "ort" else [None]):
+                label = name if len(runtimes) <= 1 else f"{name}:{rt}"
+                label += f":{prov}" if prov and len(providers) > 1 else ""
+                specs.append(CandidateSpec(label=label, runtime=rt, model=model, weights=weights, provider=prov,
+                                           name=name))
+    if artifacts and len(runtimes) > 1:
+        raise UsageError("--runtime takes one value with artifact files (a list is for --model)")
+    for path in artifacts:
+        if not path.exists():
+            raise UsageError(f"artifact {path} does not exist")
+        rt = runtimes[0] if runtimes else runtime_for_path(path)
+        if rt == "torch":
+            raise UsageError(f"{path}: the torch runtime times PyTorch models; use --model/--weights instead")
+        for prov in (providers if rt == "ort" else [None]):
+            label = path.stem + (f":{prov}" if prov and len(providers) > 1 else "")
+            specs.append(CandidateSpec(label=label, runtime=rt, path=str(path), provider=prov, name=path.stem))
+    if provider and not any(s.runtime == "ort" for s in specs):
+        raise UsageError("--provider selects an ONNX Runtime execution provider, but nothing runs on ort")
+    if not specs:
+        raise UsageError("nothing to benchmark: give artifact files, or --model NAME (and/or --weights PATH)")
+    for spec, label in zip(specs, _unique([s.label for s in specs])):
+        spec.label = label
+    return specs
+
+
+def build_plan(specs, *, device, batch, imgsz, threads, precision, ska, warmup, warmup_time, iters, min_time,
+               protocol, spinning, keep_samples):
+    """Turn command-line options into a BenchPlan (protocol defaults applied, overrides recorded)."""
+    from ..bench.plan import PAPER_PROTOCOL, PROTOCOLS, BenchPlan
+    from ..bench.timing import TimingPolicy
+    from ..errors import UsageError
+
+    protocol = protocol.lower()
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    batches = _positive_ints(batch, "--batch")
+    size = parse_imgsz(imgsz)
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    if precision is not None and precision not in ("float32", "float16", "bfloat16"):
+        raise UsageError(f"--precision {precision!r}: choose float32, float16 or bfloat16")
+    if warmup is not None and warmup < 0:
+        raise UsageError(f"--warmup cannot be negative, got {warmup}")
+    if iters is not None and iters < 1:
+        raise UsageError(f"--iters must be at least 1, got {iters}")
+    for value, option in ((warmup_time, "--warmup-time"), (min_time, "--min-time")):
+        if value is not None and value < 0:
+            raise UsageError(f"{option} cannot be negative, got {value}")
+    overrides: list[str] = []
+    if protocol == "paper":
+        paper = PAPER_PROTOCOL
+        given = {"device": device, "batch": batches, "imgsz": size, "precision": precision,
+                 "warmup": warmup, "warmup_time": warmup_time, "iters": iters, "min_time": min_time}
+        overrides = [k for k, v in given.items() if v is not None]
+        device = device or paper["device"]
+        batches = batches or [paper["batch"]]
+        if any(s.is_model for s in specs):  # artifacts keep their own size and precision
+            size = size or paper["imgsz"]
+            precision = precision or paper["precision"]
+        base = paper["timing"]
+        timing = TimingPolicy(warmup_iters=base.warmup_iters if warmup is None else warmup,
+                              warmup_time=base.warmup_time if warmup_time is None else warmup_time,
+                              min_iters=base.min_iters if iters is None else iters,
+                              min_time=base.min_time if min_time is None else min_time)
+    else:
+        timing = TimingPolicy.from_options(iters=iters, min_time=min_time, warmup=warmup, warmup_time=warmup_time)
+    return BenchPlan(candidates=specs, batches=batches, imgsz=size, device=device, threads=threads,
+                     precision=precision, ska=ska, timing=timing, protocol=protocol, protocol_overrides=overrides,
+                     spinning=spinning, keep_samples=keep_samples)
+
+
+def _fmt_ms(value: float) -> str:
+    return f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:.1f}"
+
+
+def render_group(records: list[dict]) -> str:
+    """The table printed after each measured group."""
+    head = ["Candidate", "Runtime", "Device", "Batch", "Median ms", "Mean ms", "p90 ms", "p99 ms", "Min ms",
+            "Std ms", "img/s", "N", "Ratio"]
+    rows = [head]
+    for r in records:
+        s = r["stats"]
+        runtime = r["runtime"] + (f" {str(r['provider']).replace('ExecutionProvider', '').lower()}"
+                                  if r.get("provider") else "") + (f" {r['threads']}t" if r.get("threads") else "")
+        rows.append([r["label"], runtime, r["device"], str(r["batch"]), _fmt_ms(s["median_ms"]),
+                     _fmt_ms(s["mean_ms"]), _fmt_ms(s["p90_ms"]), _fmt_ms(s["p99_ms"]), _fmt_ms(s["min_ms"]),
+                     _fmt_ms(s["std_ms"]), f"{s['throughput']:.1f}", str(s["n"]),
+                     f"{r['ratio_to_first']:.2f}x" if r.get("ratio_to_first") is not None else "-"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    first = records[0]
+    where = first.get("target", "local")
+    lines.append(f"Ratio: median / median of {first['first_label']} (interleaved in this run). "
+                 f"{first.get('device_name')} on {first['machine'].get('hostname')}"
+                 + ("" if where == "local" else f" via {where}") + ".")
+    notes = sorted({f"{r['label']}: {n}" for r in records for n in r.get("notes", [])})
+    lines += [f"note: {n}" for n in notes]
+    return "\n".join(lines)
+
+
+@app.command("run")
+def run_command(
+    artifacts: Annotated[Optional[list[Path]], typer.Argument(help="Artifact files (.onnx, .ort, .pte, .mlpackage, "
+                                                              ".engine), timed interleaved; ratios are against the first.",
+                                                              show_default=False, metavar="ARTIFACT")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Time a PyTorch model (variant name, e.g. "
+                                                 "lsnet_t); it comes first, so ratios are against it.")] = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Checkpoint for --model (path or "
+                                                   "hf-hub:ORG/REPO); without it the model is randomly initialized, "
+                                                   "which does not change its latency.")] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", "-r", help=RUNTIME_HELP)] = None,
+    provider: Annotated[Optional[str], typer.Option("--provider", help="ONNX Runtime execution provider(s): cpu, "
+                                                    "cuda, tensorrt, xnnpack, coreml, openvino or a full name; a "
+                                                    "comma list times each.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", "-d", help="cpu, cuda or cuda:N (default: cuda:0 for "
+                                                  "trt, the GPU for torch when there is one, else cpu).")] = None,
+    batch: Annotated[Optional[str], typer.Option("--batch", "-b", help="Batch size, or a comma list (one interleaved "
+                                                 "group each). Default: the artifact's, else 1.")] = None,
+    imgsz: Annotated[Optional[str], typer.Option("--imgsz", help="Input size for models and dynamic artifacts: 224 "
+                                                 "or H,W.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="Intra-op threads for every runtime "
+                                                   "(default: each runtime's own).")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="float32, float16 or bfloat16 for "
+                                                     "--model; for artifacts a check of what they hold.")] = None,
+    ska: Annotated[str, typer.Option("--ska", help="SKA form for --model (auto: the fastest standard form).")] = "auto",
+    warmup: Annotated[Optional[int], typer.Option("--warmup", help="Untimed iterations per candidate, at least "
+                                                  "(default 10).")] = None,
+    warmup_time: Annotated[Optional[float], typer.Option("--warmup-time", help="Seconds of untimed iterations per "
+                                                         "candidate, at least (default 0.5).")] = None,
+    iters: Annotated[Optional[int], typer.Option("--iters", "-n", help="Timed iterations per candidate (exact, "
+                                                 "unless --min-time is also given).")] = None,
+    min_time: Annotated[Optional[float], typer.Option("--min-time", help="Seconds of timed iterations per candidate, "
+                                                      "at least; the count adapts (default 2, at least 10 "
+                                                      "iterations).")] = None,
+    protocol: Annotated[str, typer.Option("--protocol", help=PROTOCOL_HELP)] = "latency",
+    spinning: Annotated[bool, typer.Option("--spinning", help="Let ONNX Runtime's idle threads spin (lower latency "
+                                           "for one session; refused with several).")] = False,
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSON Lines file the results are appended to.")] = DEFAULT_OUTPUT,
+    no_save: Annotated[bool, typer.Option("--no-save", help="Do not append the results to --output.")] = False,
+    keep_samples: Annotated[bool, typer.Option("--keep-samples", help="Store every timed iteration in the results.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print each result as a JSON line on stdout instead "
+                                              "of tables.")] = False,
+    host: Annotated[Optional[str], typer.Option("--host", help="Run on another machine over ssh (user@host, an "
+                                                "~/.ssh/config alias or ssh://user@host:port); artifacts are copied "
+                                                "there if needed, results are kept here.")] = None,
+    ssh_option: Annotated[Optional[list[str]], typer.Option("--ssh-option", help="Extra ssh -o option, Key=Value "
+                                                            "(repeatable): Port=2222, IdentityFile=~/.ssh/jetson.")] = None,
+    remote_python: Annotated[str, typer.Option("--remote-python", help="Python with lsnet-deploy on --host.")] = "python3",
+    remote_cache: Annotated[Optional[str], typer.Option("--remote-cache", help="Where --host keeps copied artifacts "
+                                                        "(default ~/.cache/lsnet-deploy/bench).")] = None,
+) -> None:
+    """Time artifacts and/or a PyTorch model, interleaved, and append the results to a JSON Lines file."""
+    from ..bench.results import append_records
+    from ..bench.targets import target_for
+    from ..errors import UsageError
+
+    with cli_errors(PROG):
+        if ssh_option and not host:
+            raise UsageError("--ssh-option is used only with --host")
+        specs = build_candidates(list(artifacts or []), model, weights, runtime, provider)
+        plan = build_plan(specs, device=device, batch=batch, imgsz=imgsz, threads=threads, precision=precision,
+                          ska=ska, warmup=warmup, warmup_time=warmup_time, iters=iters, min_time=min_time,
+                          protocol=protocol, spinning=spinning, keep_samples=keep_samples)
+        if not no_save and output.is_dir():
+            raise UsageError(f"--output {output} is a directory; give a file name")
+        if plan.protocol == "paper" and plan.protocol_overrides:
+            err(f"{PROG}: note: paper protocol with your {', '.join(plan.protocol_overrides)} (recorded)")
+        target = target_for(host, python=remote_python, ssh_options=ssh_option, cache_dir=remote_cache)
+        if model and not weights:
+            err(f"{PROG}: note: no --weights, so {model} is randomly initialized (latency is the same)")
+        saved = 0
+        for records in target.run(plan, lambda message: err(f"{PROG}: {message} ...")):
+            if not no_save:
+                saved += append_records(output, records)
+            if json_output:
+                for record in records:
+                    typer.echo(json.dumps(record))
+            else:
+                typer.echo(render_group(records))
+        if not no_save:
+            err(f"{PROG}: appended {saved} result{'s' * (saved != 1)} to {output} "
+                f"(lsnet-bench report {output})")
+
+
+@app.command("report")
+def report_command(
+    files: Annotated[list[Path], typer.Argument(help="Results files (JSON Lines) from any machines.",
+                                                show_default=False, metavar="FILE")],
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Rows to compare with: model=NAME, "
+                                                    "runtime=NAME, precision=NAME, device=TEXT, or a bare value "
+                                                    "(default: the first model benchmarked).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or markdown.")] = "text",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the table to this file instead "
+                                                   "of stdout.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw a latency chart (PNG; needs "
+                                                 "lsnet-deploy[plot]).")] = None,
+) -> None:
+    """Tables grouped by device, runtime, model and precision, with ratios against a baseline."""
+    from ..bench.report import build_report, render_markdown, render_text
+    from ..bench.results import read_records
+    from ..errors import UsageError
+
+    with cli_errors(PROG):
+        if fmt not in ("text", "markdown", "md"):
+            raise UsageError(f"--format {fmt!r}: choose text or markdown")
+        records, skipped = read_records(files)
+        for line in skipped:
+            err(f"{PROG}: warning: {line}")
+        rows, chosen = build_report(records, baseline)
+        text = (render_markdown if fmt in ("markdown", "md") else render_text)(rows, chosen)
+        if output is not None:
+            try:
+                output.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+            err(f"{PROG}: wrote {output}")
+        else:
+            typer.echo(text, nl=False)
+        if plot is not None:
+            from ..bench.plot import plot_latency
+
+            plot_latency(rows, plot)
+            err(f"{PROG}: wrote {plot}")
+
+
+def normalize_args(args: list[str]) -> list[str]:
+    """Insert ``run`` unless the first argument names a command or asks for help."""
+    if not args or args[0] in COMMANDS or args[0] in ("--help", "-h"):
+        return list(args)
+    return ["run", *args]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(args=normalize_args(sys.argv[1:]), prog_name=PROG)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""``lsnet-bench report``: grouping, baselines, paired and unpaired ratios, several machines, Markdown,
+the chart."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lsnet_deploy.bench.report import Baseline, build_report, group_rows, render_markdown, render_text
+from lsnet_deploy.bench.results import append_records, read_records
+from lsnet_deploy.cli.bench import app, normalize_args
+from lsnet_deploy.errors import UsageError
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def measured(tiny_onnx, tiny_copy, tmp_path_factory):
+    """Real results: tiny and tiny_copy interleaved on ORT, 1 thread."""
+    out = tmp_path_factory.mktemp("report") / "here.jsonl"
+    result = runner.invoke(app, normalize_args([str(tiny_onnx), str(tiny_copy), "--threads", "1", "--iters", "5",
+                                                "--warmup", "1", "--warmup-time", "0", "-o", str(out)]))
+    assert result.exit_code == 0, result.output
+    return read_records([out])[0]
+
+
+def fake_machine(records, hostname: str, scale: float, run_id: str) -> list[dict]:
+    """The same records as if measured on another machine, ``scale`` times slower, in another run."""
+    out = copy.deepcopy(records)
+    for record in out:
+        record["machine"]["hostname"] = hostname
+        record["run_id"] = run_id
+        for key in ("median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms"):
+            record["stats"][key] *= scale
+        record["stats"]["throughput"] /= scale
+    return out
+
+
+def test_rows_and_paired_ratios(measured):
+    rows, baseline = build_report(measured)
+    assert baseline == Baseline("model", "tiny")
+    assert [r.model for r in rows] == ["tiny", "tiny_copy"]
+    first, second = rows
+    assert first.is_baseline and first.ratio == 1.0 and first.paired
+    expected = measured[1]["stats"]["median_ms"] / measured[0]["stats"]["median_ms"]
+    np.testing.assert_allclose(second.ratio, expected, rtol=1e-9)
+    assert second.paired and second.runs == 1
+    assert first.runtime == "ort cpu 1t" and first.precision == "float32" and first.input == "128x128"
+
+
+def test_several_machines_merge_and_unpaired_ratios_are_marked(measured):
+    other = fake_machine(measured, "jetson-orin", scale=3.0, run_id="elsewhere")
+    rows, _ = build_report(measured + other, baseline="device=jetson")
+    assert len({r.device for r in rows}) == 2 and len(rows) == 4
+    here = [r for r in rows if "jetson" not in r.device]
+    for row in here:
+        np.testing.assert_allclose(row.ratio, 1 / 3, rtol=1e-9)
+        assert not row.paired                  # different runs: flagged
+    text = render_text(rows, Baseline("device", rows[0].device))
+    assert "0.33x*" in text and "measured in different runs" in text
+    # the same row measured twice is combined by its median
+    rows, _ = build_report(measured + fake_machine(measured, measured[0]["machine"]["hostname"], 3.0, "again"))
+    assert [r.runs for r in rows] == [2, 2]
+
+
+def test_runtime_and_precision_baselines(measured):
+    other = copy.deepcopy(measured)
+    for record in other:
+        record["runtime"], record["provider"], record["threads"] = "executorch", None, 1
+        record["stats"]["median_ms"] *= 2
+    rows, baseline = build_report(measured + other, baseline="runtime=ort")
+    assert baseline.value == "ort cpu 1t"
+    et = [r for r in rows if r.runtime.startswith("executorch")]
+    np.testing.assert_allclose([r.ratio for r in et], [2.0, 2.0], rtol=1e-9)
+    assert all(r.paired for r in et)           # same run ids: paired ratios
+    with pytest.raises(UsageError, match="matches no result"):
+        build_report(measured, baseline="runtime=tensorrt")
+    with pytest.raises(UsageError, match="choose a dimension"):
+        build_report(measured, baseline="colour=red")
+    with pytest.raises(UsageError, match="no benchmark results"):
+        build_report([])
+    two_threads = copy.deepcopy(measured)
+    for record in two_threads:
+        record["threads"] = 2
+    with pytest.raises(UsageError, match="ambiguous: it matches runtimes ort cpu 1t, ort cpu 2t"):
+        build_report(measured + two_threads, baseline="ort")
+
+
+def test_markdown(measured):
+    rows, baseline = build_report(measured, baseline="tiny_copy")
+    text = render_markdown(rows, baseline)
+    lines = text.splitlines()
+    assert lines[0].startswith("| Device | Runtime | Model |") and lines[1].startswith("|---|")
+    assert len([ln for ln in lines if ln.startswith("| ")]) == 1 + len(rows)
+    assert "**tiny_copy**" in text and "1.00x" in text
+
+
+def test_report_command_text_markdown_and_chart(measured, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib (the plot extra) is not installed")
+    from PIL import Image
+
+    here, there = tmp_path / "here.jsonl", tmp_path / "there.jsonl"
+    append_records(here, measured)
+    append_records(there, fake_machine(measured, "jetson-orin", 2.0, "far"))
+    with open(there, "a") as handle:
+        handle.write('{"schema": "lsnet-bench/1", "broken\n')
+    chart, table = tmp_path / "latency.png", tmp_path / "table.md"
+    result = runner.invoke(app, ["report", str(here), str(there), "--format", "markdown", "--baseline",
+                                 "model=tiny", "--plot", str(chart), "-o", str(table)])
+    assert result.exit_code == 0, result.output
+    assert f"{there}:3: skipped (not valid JSON" in result.stderr
+    assert table.read_text().count("jetson-orin") == 2
+    with Image.open(chart) as image:
+        assert image.format == "PNG" and image.width > 300 and image.height > 200
+        pixels = np.asarray(image.convert("L"), dtype=np.float32)
+    assert pixels.std() > 5                      # bars, text and axes, not a blank canvas
+    assert not list(tmp_path.glob(".latency*"))  # no temporary file left behind
+    text = runner.invoke(app, ["report", str(here)])
+    assert text.exit_code == 0 and "tiny_copy" in text.stdout and "Ratio" in text.stdout
+
+
+def test_report_errors(tmp_path, measured):
+    result = runner.invoke(app, ["report", str(tmp_path / "none.jsonl")])
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("not json\n")
+    result = runner.invoke(app, ["report", str(empty)])
+    assert result.exit_code == 2 and "no benchmark results" in result.stderr
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps(r) + "\n" for r in measured))
+    result = runner.invoke(app, ["report", str(good), "--format", "html"])
+    assert result.exit_code == 2 and "--format" in result.stderr
+    result = runner.invoke(app, ["report", str(good), "--plot", str(tmp_path / "no" / "x.png")])
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+def test_group_rows_order(measured):
+    shuffled = list(reversed(measured))
+    assert [r.model for r in group_rows(shuffled)] == ["tiny", "tiny_copy"]
