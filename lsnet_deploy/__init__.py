@@ -6,16 +6,18 @@ executorch) are imported only where they are used.
 
 from __future__ import annotations
 
-from .reparam import reparameterize
-
 __version__ = "0.1.0"
 
 __all__ = ["Predictor", "reparameterize", "__version__"]
 
 
-def __getattr__(name: str):  # Predictor loads lazily, so that `import lsnet_deploy` stays light
+def __getattr__(name: str):  # lazy, so that `import lsnet_deploy` does not even import torch
     if name == "Predictor":
         from .predict import Predictor
 
         return Predictor
+    if name == "reparameterize":
+        from .reparam import reparameterize
+
+        return reparameterize
     raise AttributeError(f"module 'lsnet_deploy' has no attribute {name!r}")

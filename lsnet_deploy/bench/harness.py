@@ -248,9 +248,7 @@ def _prepare_artifact(spec: CandidateSpec, plan: BenchPlan, device: str) -> Prep
     path = Path(spec.path)
     if not path.exists():
         raise UsageError(f"artifact {path} does not exist")
-    options = {"threads": plan.threads, "provider": spec.provider, "spinning": plan.spinning}
-    if spec.runtime == "tensorrt":
-        options["device"] = device
+    options = {"threads": plan.threads, "provider": spec.provider, "spinning": plan.spinning, "device": device}
     runner = runner_for(path, spec.runtime, **options)
     source = {"kind": "artifact", "path": str(path.resolve()), "file": path.name, "format": path.suffix.lstrip("."),
               "sha256": file_sha256(path), "size_bytes": artifact_size(path)}

@@ -51,7 +51,7 @@ def runner_for(path: str | Path, runtime: str | None = None, **options) -> Runne
         from .onnxruntime_runner import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(path, provider=options.get("provider"), threads=options.get("threads"),
-                                 spinning=options.get("spinning", False))
+                                 spinning=options.get("spinning", False), device=options.get("device"))
     if name == "executorch":
         from .executorch_runner import ExecuTorchRunner
 

@@ -31,14 +31,16 @@ class OnnxRuntimeRunner(Runner):
         threads: intra-op threads (None: ONNX Runtime's default).
         spinning: let idle intra-op threads spin. Off by default: sessions sharing a process (as in an
             interleaved benchmark) otherwise steal each other's cores.
+        device: ``cuda:N`` selects the GPU for the CUDA and TensorRT providers.
     """
 
     runtime = "ort"
 
     def __init__(self, path: str | Path, provider: str | None = None, threads: int | None = None,
-                 spinning: bool = False):
+                 spinning: bool = False, device: str | None = None):
         super().__init__()
         self.path = Path(path)
+        self.device_id = int(device.split(":", 1)[1]) if device and ":" in device else 0
         self.provider = resolve_provider(provider)
         self.threads = threads
         self.spinning = spinning
@@ -57,7 +59,12 @@ class OnnxRuntimeRunner(Runner):
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
-        providers = [self.provider] if self.provider == "CPUExecutionProvider" else [self.provider, "CPUExecutionProvider"]
+        if self.provider == "CPUExecutionProvider":
+            providers = [self.provider]
+        elif self.provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+            providers = [(self.provider, {"device_id": self.device_id}), "CPUExecutionProvider"]
+        else:
+            providers = [self.provider, "CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
