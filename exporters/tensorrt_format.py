@@ -1,0 +1,206 @@
+"""``--format tensorrt`` (``trt``, ``engine``): a serialized TensorRT engine, built from the exported ONNX.
+
+Steps: the ONNX pipeline for TensorRT (``build_onnx(target="tensorrt")``: no ONNX Runtime rewrites;
+float16 or int8 Q/DQ precision is in the graph itself), a check of that exact graph against TensorRT's ONNX
+operator list (``tensorrt_ops``), the float16/int8 ONNX validated on ONNX Runtime against PyTorch before any
+minutes are spent building, then a strongly typed engine built with TensorRT's Python API
+(``tensorrt_build``, TensorRT 10 and 11). Written beside the engine, all moved into place together:
+
+* ``<engine>.onnx``: the exact ONNX the engine was built from, to rebuild on another GPU or TensorRT
+  release (engines are tied to both) with the printed ``trtexec`` command;
+* ``<engine>.json``: the metadata engines cannot carry, the build settings and that ``trtexec`` command.
+
+Building needs ``tensorrt`` and an NVIDIA GPU with CUDA; without them the export stops before any work,
+saying what is missing and how to build on the device instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import ExportError, MissingDependencyError, RuntimeUnavailableError, UsageError, ValidationError, require
+from .base import ExportOptions, Exporter, register_exporter, validation_inputs
+from .onnx_format import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, build_onnx
+from .tensorrt_ops import TENSORRT_OPSETS, check_tensorrt_support
+
+#: the largest batch of a ``--dynamic`` profile when ``--max-batch`` is not given
+DEFAULT_MAX_BATCH = 32
+ELSEWHERE_HINT = "or export --format onnx here and build the engine on the device with trtexec"
+# normalization statistics and softmax must stay float32 inside a float16 graph (half.py puts them there)
+FLOAT32_OPS = ("InstanceNormalization", "GroupNormalization", "LayerNormalization", "Softmax", "LogSoftmax")
+
+
+def float32_islands_missing(model) -> list[str]:
+    """Nodes of a float16 graph that would compute normalization statistics or softmax in float16."""
+    from onnx import TensorProto, shape_inference
+
+    graph = shape_inference.infer_shapes(model).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.input)}
+    return [f"{n.op_type} {n.name}" for n in graph.node
+            if n.op_type in FLOAT32_OPS and types.get(n.input[0]) == TensorProto.FLOAT16]
+
+
+@register_exporter
+class TensorRTExporter(Exporter):
+    """TensorRT engine (NVIDIA GPUs, Jetson), strongly typed, TensorRT 10 and 11."""
+
+    name = "tensorrt"
+    aliases = ("trt", "engine")
+    suffix = ".engine"
+    extra = "tensorrt"
+    description = "TensorRT engine for NVIDIA GPUs and Jetson (TensorRT 10 and 11, built here; needs a GPU)"
+    supported_options = frozenset({"dynamic", "half", "int8", "calib", "opset", "simplify", "workspace",
+                                   "dla_core", "timing_cache", "max_batch"})
+    # Not measured (no TensorRT here): chosen by how TensorRT builds each form. GPU inference of LSNet is
+    # bound by memory traffic and kernel launches, not arithmetic. TensorRT's pointwise fusion compiles the
+    # shifted-slices chain (strided reads of the padded input, multiplies, adds) into few kernels that read
+    # x and w about once. onehot_conv, fastest on ONNX Runtime's CPU provider, writes and re-reads a
+    # 9x-wide activation through a depthwise convolution, and under --int8 that convolution gets Q/DQ nodes
+    # (extra error for nothing). unfold_matmul becomes per-pixel (8x9)@(9x1) batched GEMMs, a poor fit for
+    # TensorRT's GEMM kernels; banded_matmul (and hybrid on small grids) gathers a mostly-zero (HW x HW)
+    # matrix per kernel group, 22x the kernel's bytes at 14x14, before its GEMM; reference tiles the
+    # kernels 8x. Check on a device with ``trtexec --loadEngine=... --dumpProfile`` for each --ska form.
+    ska_auto = "shifted_slices"
+    side_files = (".json", ".onnx")
+
+    def check_options(self, options: ExportOptions) -> None:
+        super().check_options(options)
+        low, high = max(MIN_OPSET, TENSORRT_OPSETS[0]), TENSORRT_OPSETS[1]
+        if options.opset is not None and not low <= options.opset <= high:
+            raise UsageError(f"--opset {options.opset} is not read by every TensorRT 10; use {low} to {high}")
+        if options.max_batch is not None:
+            if not options.dynamic:
+                raise UsageError("--max-batch sets the largest batch of a --dynamic engine; add --dynamic")
+            if options.max_batch < options.batch:
+                raise UsageError(f"--max-batch {options.max_batch} is below --batch {options.batch} (the smallest "
+                                 "batch of the profile)")
+        if options.workspace is not None and not options.workspace > 0:
+            raise UsageError(f"--workspace is in GiB and must be positive, got {options.workspace}")
+        if options.dla_core is not None:
+            if options.dla_core < 0:
+                raise UsageError(f"--dla-core must be 0 or more, got {options.dla_core}")
+            if not (options.half or options.int8):
+                raise UsageError("DLA runs only float16 and int8 layers: add --half or --int8 to --dla-core")
+        if options.timing_cache is not None:
+            cache = Path(options.timing_cache)
+            parent = cache.parent if str(cache.parent) else Path(".")
+            if cache.is_dir():
+                raise UsageError(f"--timing-cache {cache} is a directory; give a file (created if missing)")
+            if not parent.is_dir():
+                raise UsageError(f"--timing-cache {cache}: directory {parent} does not exist")
+            if not os.access(parent, os.W_OK) or (cache.exists() and not os.access(cache, os.R_OK | os.W_OK)):
+                raise UsageError(f"--timing-cache {cache} cannot be read and rewritten; check its permissions")
+        if options.int8 and options.calib is not None:
+            from .onnx_quantize import calibration_images
+
+            calibration_images(options.calib)
+
+    def check_environment(self, options: ExportOptions) -> None:
+        try:
+            require("tensorrt", self.extra)
+        except MissingDependencyError:
+            purpose = f"needed, with an NVIDIA GPU and CUDA, to build TensorRT engines; {ELSEWHERE_HINT}"
+            raise MissingDependencyError("tensorrt", self.extra, purpose) from None
+        import tensorrt
+
+        from .tensorrt_build import SUPPORTED_MAJORS, tensorrt_major
+        from ..runtimes.tensorrt_runner import cuda_device_count
+
+        if tensorrt_major(tensorrt.__version__) not in SUPPORTED_MAJORS:
+            raise RuntimeUnavailableError(f"TensorRT {tensorrt.__version__} is installed; lsnet-deploy builds "
+                                          "strongly typed engines with TensorRT 10 or 11: pip install "
+                                          "\"lsnet-deploy[tensorrt]\"")
+        if cuda_device_count() == 0:
+            raise RuntimeUnavailableError(f"--format tensorrt builds on an NVIDIA GPU with CUDA and none was found "
+                                          f"here (TensorRT {tensorrt.__version__} is installed); build on a machine "
+                                          f"with one, {ELSEWHERE_HINT}")
+        for module, purpose in (("onnx", "to write ONNX files"), ("onnxscript", "for torch.onnx.export"),
+                                ("onnxruntime", "to check the ONNX before the engine is built")):
+            require(module, "onnx", purpose)
+        if options.simplify:
+            require("onnxsim", "onnx", "to simplify ONNX graphs")
+
+    def engine_settings(self, model, options: ExportOptions):
+        """The TensorRT build settings these options ask for."""
+        from .tensorrt_build import EngineSettings
+
+        max_batch = None
+        if options.dynamic:
+            max_batch = options.max_batch or max(DEFAULT_MAX_BATCH, options.batch)
+        return EngineSettings(input_name=INPUT_NAME, input_shape=(model.in_chans, *model.img_size),
+                              batch=options.batch, max_batch=max_batch, workspace_gib=options.workspace,
+                              timing_cache=Path(options.timing_cache) if options.timing_cache else None,
+                              dla_core=options.dla_core)
+
+    def write_onnx(self, model, example, onnx_path: Path, options: ExportOptions, metadata: dict[str, str],
+                   progress) -> dict:
+        """Write the exact ONNX the engine is built from, after checking and validating it (no TensorRT needed).
+
+        Returns:
+            Details to report: the operator-list check and the ONNX Runtime validation.
+
+        Raises:
+            ExportError: an operator, type or shape TensorRT would reject, or float16 normalization/softmax.
+            ValidationError: the float16/int8 ONNX drifts from PyTorch (int8: its top-1 agreement collapsed).
+        """
+        import onnx
+
+        from .base import _validate
+        from .onnx_format import OnnxExporter
+
+        settings = self.engine_settings(model, options)
+        proto = build_onnx(model, example, options, metadata, "tensorrt", progress)
+        progress("checking the graph against TensorRT's ONNX operator list")
+        support = check_tensorrt_support(proto, settings.batch_sizes())
+        if not support.ok:
+            raise ExportError(f"the ONNX graph is not ready for TensorRT: {support.summary()}; "
+                              "try another --ska form")
+        if options.half and (unsafe := float32_islands_missing(proto)):
+            raise ExportError(f"the float16 graph computes {', '.join(unsafe[:3])} in float16; they must stay "
+                              "float32 (report a bug)")
+        onnx.save_model(proto, str(onnx_path))
+        details: dict = {"onnx_check": support.summary()}
+        if options.validate:
+            progress(f"validating the {options.precision} ONNX on ONNX Runtime before building")
+            report, _ = _validate(OnnxExporter(), model, onnx_path, options, validation_inputs(model, options))
+            details["onnx_validation"] = report.summary()
+            if options.int8:
+                details["int8_top1_agreement"] = f"{report.top1_agreement:.1%} on {report.samples} calibration images"
+            if not report.passed:
+                raise ValidationError(f"the {options.precision} ONNX for TensorRT drifts from PyTorch "
+                                      f"({report.summary()}); nothing was built")
+        return details
+
+    def write(self, model, example, path: Path, options, metadata, progress) -> dict:
+        from .tensorrt_build import build_engine, trtexec_command
+
+        settings = self.engine_settings(model, options)
+        details = self.write_onnx(model, example, Path(f"{path}.onnx"), options, metadata, progress)
+        info = build_engine(Path(f"{path}.onnx"), path, settings, progress)
+        name = (self.target or path).name
+        command = trtexec_command(f"{name}.onnx", name, settings)
+        profile = settings.profile()
+        sidecar = {
+            "format": "tensorrt", "engine": name, "onnx": f"{name}.onnx", "precision": options.precision,
+            **info,
+            "input": {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW",
+                      "shape": [-1 if settings.dynamic else settings.batch, *settings.input_shape],
+                      "profile": None if profile is None else dict(zip(("min", "opt", "max"), map(list, profile)))},
+            "output": {"name": OUTPUT_NAME, "dtype": "float32"},
+            "workspace_gib": settings.workspace_gib, "trtexec": command, **details, "metadata": metadata,
+        }
+        Path(f"{path}.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+        return {"trtexec": command, "sidecar": f"{name}.json", "tensorrt_version": info["tensorrt_version"],
+                "device": info["device"], "build_seconds": info["build_seconds"], **details}
+
+    def runner(self, path: Path, options: ExportOptions):
+        import torch
+
+        if not torch.cuda.is_available():
+            return "the engine runs on CUDA through PyTorch, and this PyTorch has no CUDA (the ONNX it was built " \
+                   "from was validated on ONNX Runtime)"
+        from ..runtimes.tensorrt_runner import TensorRTRunner
+
+        return TensorRTRunner(path)

@@ -1,0 +1,187 @@
+"""int8 ONNX with explicit Q/DQ nodes: calibration on images, the Q/DQ layout TensorRT needs, validation on
+ONNX Runtime against float32, refusal of a collapsed calibration, and every bad --calib a user will hit."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from typer.testing import CliRunner
+
+from lsnet_deploy.cli.export import app
+from lsnet_deploy.errors import UsageError, ValidationError
+from lsnet_deploy.exporters import ExportOptions, export_model
+from lsnet_deploy.exporters.onnx_quantize import (ImageCalibrationReader, batches, calibration_images, load_images,
+                                                  preprocessing_for)
+from lsnet_deploy.metadata import decode_metadata
+from lsnet_deploy.preprocess import Preprocessing, preprocess
+
+from ..conftest import conformance_case
+
+runner = CliRunner()
+TINY = str(conformance_case("tiny")[0])
+
+
+def make_images(folder, count=24, size=(150, 136), seed=0):
+    """Synthetic photos: smooth colour waves, blobs and noise, so activations vary like real pictures."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size[1], 0:size[0]] / max(size)
+    for i in range(count):
+        waves = np.stack([np.sin(2 * np.pi * (rng.uniform(0.5, 3) * xx + rng.uniform(0.5, 3) * yy + rng.uniform()))
+                          for _ in range(3)], -1)
+        pixels = (waves * 0.5 + 0.5) * rng.uniform(60, 255, 3) + rng.normal(0, 12, waves.shape)
+        cy, cx, r = rng.integers(0, size[1]), rng.integers(0, size[0]), rng.integers(8, 40)
+        pixels[(yy * max(size) - cy) ** 2 + (xx * max(size) - cx) ** 2 < r * r] = rng.integers(0, 255, 3)
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"img_{i:03d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory):
+    return make_images(tmp_path_factory.mktemp("calib") / "images")
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def the_error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+# ---------------------------------------------------------------- int8 ONNX for ONNX Runtime, end to end
+
+
+def test_int8_onnx_exports_validates_and_runs(tmp_path, calib_dir):
+    out = tmp_path / "tiny_int8.onnx"
+    result = invoke("--format", "onnx", "--weights", TINY, "--int8", "--calib", calib_dir, "--ska", "onehot_conv",
+                    "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["precision"] == "int8"
+    validation = report["validation"]
+    # compared with PyTorch float32 on the 24 calibration images, not on noise
+    assert validation["passed"] and validation["samples"] == 24
+    assert validation["top1_agreement"] >= 0.8 and validation["cosine"] > 0.99
+
+    model = onnx.load(str(out))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    meta = decode_metadata({p.key: p.value for p in model.metadata_props})
+    assert meta["precision"] == "int8"
+    assert meta["int8_calibration"]["images"] == 24 and meta["int8_calibration"]["top1_agreement_float32"] >= 0.8
+
+    # ONNX Runtime runs it, float32 in and out, on the images preprocessed as the metadata says
+    images = preprocess(sorted(calib_dir.glob("*.png"))[:1], Preprocessing.from_metadata(meta))
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"input": images})[0]
+    assert logits.dtype == np.float32 and logits.shape == (1, 10) and np.isfinite(logits).all()
+
+
+# ---------------------------------------------------------------- collapse is refused
+
+
+class OutlierNet(nn.Module):
+    """Float32 ignores channel 0, whose constant 1e4 sets the int8 scale of the head's input: every other
+    channel rounds to zero in int8, so int8 predictions collapse to one class."""
+
+    in_chans, img_size, num_classes = 3, (32, 32), 10
+    pretrained_cfg = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "interpolation": "bicubic",
+                      "crop_pct": 0.9}
+    config = {"name": "outlier"}
+    variant = "outlier"
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.head = nn.Linear(16, 10)
+        with torch.no_grad():
+            self.conv.weight[0] = 0
+            self.conv.bias[0] = 1e4
+            self.head.weight[:, 0] = 0
+            self.head.bias.zero_()
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def test_collapsed_calibration_is_refused_even_without_validation(tmp_path, calib_dir):
+    model = OutlierNet().eval()
+    images = preprocess(sorted(calib_dir.glob("*.png")), Preprocessing(input_size=(32, 32)))
+    with torch.no_grad():
+        float_classes = model(torch.from_numpy(images)).argmax(1)
+    assert (float_classes != 0).float().mean() > 0.5  # float32 does not predict the collapsed class (0)
+
+    target = tmp_path / "outlier.onnx"
+    with pytest.raises(ValidationError, match="int8 calibration collapsed: top-1 agreement"):
+        export_model(model, "onnx", target, ExportOptions(int8=True, calib=calib_dir, validate=False))
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- calibration data
+
+
+def test_calibration_images_are_found_recursively_and_spread(tmp_path):
+    make_images(tmp_path / "a", count=6, seed=1)
+    make_images(tmp_path / "b" / "deeper", count=6, seed=2)
+    (tmp_path / "notes.txt").write_text("not an image")
+    found = calibration_images(tmp_path)
+    assert len(found) == 12 and all(p.suffix == ".png" for p in found)
+    spread = calibration_images(tmp_path, limit=4)
+    assert [p.parent.name for p in spread] == ["a", "a", "deeper", "deeper"]
+    assert spread[0] == found[0] and spread[-1] == found[-1]
+
+
+def test_calibration_preprocessing_is_the_inference_preprocessing(calib_dir):
+    from lsnet_deploy.metadata import build_metadata
+    from lsnet_deploy.models import load_model
+
+    metadata = build_metadata(load_model(TINY), ska_form="onehot_conv", fused=True, precision="int8", batch=2)
+    paths = calibration_images(calib_dir)
+    expected = preprocess(paths, Preprocessing.from_metadata(decode_metadata(metadata)))
+    np.testing.assert_array_equal(load_images(paths, preprocessing_for(metadata)), expected)
+    fed = []
+    reader = ImageCalibrationReader("input", expected, 2)
+    while (feed := reader.get_next()) is not None:
+        fed.append(feed["input"])
+    assert all(f.shape == (2, 3, 128, 128) for f in fed)
+    np.testing.assert_array_equal(np.concatenate(fed), expected)
+
+
+def test_batches_for_fixed_and_dynamic_inputs():
+    images = np.arange(7, dtype=np.float32).reshape(7, 1)
+    assert [b.ravel().tolist() for b in batches(images, 3)] == [[0, 1, 2], [3, 4, 5]]  # remainder dropped
+    assert [b.ravel().tolist() for b in batches(images[:2], 4)] == [[0, 1, 0, 1]]  # too few: repeated
+    assert [len(b) for b in batches(images, None)] == [7]
+
+
+@pytest.mark.parametrize("case", ["missing", "file", "empty", "corrupt"])
+def test_bad_calibration_directory(tmp_path, case):
+    calib = tmp_path / "calib"
+    if case == "file":
+        calib.write_text("x")
+    elif case in ("empty", "corrupt"):
+        calib.mkdir()
+        (calib / "readme.txt").write_text("no pictures here")
+    if case == "corrupt":
+        make_images(calib, count=2)
+        (calib / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    expected = {"missing": "no such directory", "file": "is not a directory", "empty": "holds no images",
+                "corrupt": "broken.jpg: not an image"}[case]
+    with pytest.raises(UsageError, match=expected):
+        load_images(calibration_images(calib), Preprocessing(input_size=(32, 32)))
+
+    # the CLI fails before exporting anything, with one line and exit code 2
+    out = tmp_path / "out.onnx"
+    result = invoke("--format", "onnx", "--weights", TINY, "--int8", "--calib", calib, "-o", out)
+    assert result.exit_code == 2 and expected in the_error_line(result), result.output
+    assert "simplifying" not in result.output  # stopped before the torch export
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
