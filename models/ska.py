@@ -128,6 +128,23 @@ def ska_hybrid(x: torch.Tensor, w: torch.Tensor, onehot: torch.Tensor | None = N
     return ska_onehot_conv(x, w, onehot)
 
 
+def ska_tap_slices(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Shifted slices with the kernels read tap-major: one transpose of ``w`` instead of a select per tap.
+
+    Every operator is a slice, a broadcast multiply or an add, which XNNPACK delegates whole (a
+    ``select`` is not); exporters that own LKP's last convolution fold the transpose into its row order.
+    """
+    b, c, h, wd, groups = _check(x, w)
+    xpad = F.pad(x, (1, 1, 1, 1)).view(b, c // groups, groups, h + 2, wd + 2)
+    taps = w.transpose(1, 2)  # (B, 9, G, H, W): tap k of every group is one contiguous slice
+    out = None
+    for k in range(9):
+        i, j = divmod(k, 3)
+        term = xpad[:, :, :, i:i + h, j:j + wd] * taps[:, k:k + 1]
+        out = term if out is None else out + term
+    return out.reshape(b, c, h, wd)
+
+
 SKA_FORMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "reference": ska_reference,
     "unfold_matmul": ska_unfold_matmul,
@@ -135,11 +152,13 @@ SKA_FORMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "shifted_slices": ska_shifted_slices,
     "banded_matmul": ska_banded_matmul,
     "hybrid": ska_hybrid,
+    "tap_slices": ska_tap_slices,
     "triton": ska_triton,
 }
 """Every SKA formulation by name. ``triton`` needs CUDA tensors and the triton package."""
 
-EXPORTABLE_SKA_FORMS = ("reference", "unfold_matmul", "onehot_conv", "shifted_slices", "banded_matmul", "hybrid")
+EXPORTABLE_SKA_FORMS = ("reference", "unfold_matmul", "onehot_conv", "shifted_slices", "banded_matmul", "hybrid",
+                        "tap_slices")
 """The forms made of standard operators (everything but ``triton``)."""
 
 

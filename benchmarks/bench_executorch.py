@@ -1,0 +1,157 @@
+"""ExecuTorch (XNNPACK) latency of lsnet-export's default lsnet_t .pte against the peers and a naive export.
+
+Conditions of the speed goal (issue: lsnet-export coreml|executorch): ExecuTorch's Python runtime (the
+C++ runtime apps embed), XNNPACK threadpool of 2, batch 1, 224x224 float32, all programs interleaved in
+one process (A B C A B C ...), medians. Prints ratios:
+
+* default lsnet_t .pte / mobilenetv3_large_100.pte (peers)   goal <= 1.8
+* default lsnet_t .pte / mobilenetv4_conv_small.pte (peers)
+* default lsnet_t .pte / naive export (reference model, unfold SKA, lowered to XNNPACK as is)
+
+``--ska-sweep`` also times every exportable SKA form on ExecuTorch, each with the rest of the graph
+rewritten as lsnet-export does, on the five LS blocks of lsnet_t at their 224x224 shapes (one at 14x14x128,
+four at 7x7x256; the rest of the network is the same for every form). That is the measurement behind the
+format's ``--ska auto``.
+
+Usage: python benchmarks/bench_executorch.py [--rounds 200] [--workdir DIR] [--ska-sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from lsnet_deploy.exporters import ExportOptions, export_model
+from lsnet_deploy.exporters.executorch_format import delegation_report, lower_to_executorch
+from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly
+from lsnet_deploy.models import EXPORTABLE_SKA_FORMS, create_model
+from lsnet_deploy.models.lsnet import LSConv
+from lsnet_deploy.reparam import reparameterize
+from lsnet_deploy.runtimes.executorch_runner import ExecuTorchRunner
+
+PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
+DEFAULT = "lsnet_t (default export)"
+NAIVE = "lsnet_t naive (reference SKA, no rewrites)"
+
+
+def write_pte(model: nn.Module, example: torch.Tensor, path: Path) -> dict:
+    """Lower ``model`` to XNNPACK as is and write it; returns the delegation report."""
+    edge = lower_to_executorch(model.eval(), example)
+    report = delegation_report(edge)  # before serialization, which rewrites ops into out-variants
+    path.write_bytes(edge.to_executorch().buffer)
+    return report
+
+
+def build(workdir: Path) -> dict[str, Path]:
+    """The default export, the naive export, and the peers (random weights: latency does not depend on them)."""
+    model = create_model("lsnet_t").eval()
+    artifacts = {DEFAULT: workdir / "lsnet_t_default.pte", NAIVE: workdir / "lsnet_t_naive.pte"}
+    if not artifacts[DEFAULT].exists():
+        result = export_model(model, "executorch", artifacts[DEFAULT], ExportOptions(validate=False))
+        print(f"default export: {result.details['ops_outside_delegate']} ops outside the delegate, "
+              f"{result.details['delegate_calls']} delegate call(s)")
+    if not artifacts[NAIVE].exists():
+        naive = reparameterize(model).set_ska("reference")
+        report = write_pte(naive, torch.zeros(1, 3, 224, 224), artifacts[NAIVE])
+        print(f"naive export: {report['ops_outside_delegate']} ops outside the delegate "
+              f"({report['outside_ops']}), {report['delegate_calls']} delegate calls")
+    for peer in ("mobilenetv3_large_100", "mobilenetv4_conv_small"):
+        if (PEERS / f"{peer}.pte").exists():
+            artifacts[peer] = PEERS / f"{peer}.pte"
+    return artifacts
+
+
+class LSBlocksOfLsnetT(nn.Module):
+    """lsnet_t's five LS blocks at their 224x224 shapes, joined by a stride-2 convolution."""
+
+    def __init__(self, form: str):
+        super().__init__()
+        torch.manual_seed(0)
+        self.first = reparameterize(LSConv(128).eval())
+        self.down = nn.Conv2d(128, 256, 3, stride=2, padding=1)
+        self.rest = nn.Sequential(*[reparameterize(LSConv(256, resolution=7).eval()) for _ in range(4)])
+        self.first.ska.resolution = (14, 14)
+        for block in (self.first, *self.rest):
+            block.ska.set_form(form)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rest(self.down(self.first(x)))
+
+
+def build_sweep(workdir: Path) -> dict[str, Path]:
+    """One program per SKA form, rewritten as lsnet-export rewrites it."""
+    artifacts = {}
+    example = torch.zeros(1, 128, 14, 14)
+    for form in EXPORTABLE_SKA_FORMS:
+        path = workdir / f"ls_blocks_{form}.pte"
+        if not path.exists():
+            report = write_pte(xnnpack_friendly(LSBlocksOfLsnetT(form), form), example, path)
+            print(f"{form}: {report['ops_outside_delegate']} ops outside the delegate {report['outside_ops']}")
+        artifacts[f"LS blocks, SKA {form}"] = path
+    return artifacts
+
+
+def interleaved_medians(artifacts: dict[str, Path], shape: tuple[int, ...], rounds: int, warmup: int,
+                        threads: int) -> dict[str, float]:
+    """Median latency (ms) of each program, measured A B C A B C ... in one process."""
+    runners = {name: ExecuTorchRunner(path, threads=threads) for name, path in artifacts.items()}
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for runner in runners.values():
+        runner.activate()
+        for _ in range(warmup):
+            runner.infer(x)
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            runner.infer(x)
+            times[name].append(time.perf_counter() - start)
+    for runner in runners.values():
+        runner.deactivate()
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
+def report(medians: dict[str, float], baseline: str) -> None:
+    width = max(map(len, medians))
+    for name, ms in medians.items():
+        print(f"  {name:<{width}}  {ms:8.2f} ms  {ms / medians[baseline]:6.2f}x {baseline}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse the .pte files here")
+    parser.add_argument("--ska-sweep", action="store_true", help="also time every SKA form (LS blocks only)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        artifacts = build(workdir)
+        medians = interleaved_medians(artifacts, (1, 3, 224, 224), args.rounds, args.warmup, args.threads)
+        print(f"\nExecuTorch XNNPACK, {args.threads} threads, batch 1, 224x224, {args.rounds} interleaved rounds, "
+              "median latency:")
+        report(medians, DEFAULT)
+        print("\nratios:")
+        for peer, goal in (("mobilenetv3_large_100", "goal <= 1.8"), ("mobilenetv4_conv_small", "")):
+            if peer in medians:
+                print(f"  default lsnet_t / {peer:<24} {medians[DEFAULT] / medians[peer]:5.2f}  {goal}")
+        print(f"  default lsnet_t / naive export             {medians[DEFAULT] / medians[NAIVE]:5.2f}")
+        if args.ska_sweep:
+            sweep = build_sweep(workdir)
+            medians = interleaved_medians(sweep, (1, 128, 14, 14), args.rounds, args.warmup, args.threads)
+            fastest = min(medians, key=medians.get)
+            print(f"\nSKA forms on the LS blocks of lsnet_t (fastest: {fastest}):")
+            report(medians, fastest)
+
+
+if __name__ == "__main__":
+    main()
