@@ -8,6 +8,9 @@ from .base import (ExportOptions, ExportResult, Exporter, available_formats, exp
                    register_exporter)
 from . import onnx_format  # noqa: F401  (registers onnx)
 from . import ort_format  # noqa: F401  (registers ort)
+from . import executorch_format  # noqa: F401  (registers executorch)
+from . import coreml_format  # noqa: F401  (registers coreml)
+from . import tensorrt_format  # noqa: F401  (registers tensorrt)
 
 __all__ = ["ExportOptions", "ExportResult", "Exporter", "available_formats", "export_model", "get_exporter",
            "register_exporter"]

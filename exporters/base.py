@@ -46,6 +46,7 @@ class ExportOptions:
     # Core ML
     deployment_target: str | None = None
     image_input: bool = True
+    float32: bool = False
     # TensorRT
     workspace: float | None = None
     dla_core: int | None = None
@@ -67,7 +68,7 @@ class ExportOptions:
 COMMON_OPTIONS = frozenset({"batch", "ska", "fuse", "validate", "labels"})
 OPTION_FLAGS = {"dynamic": "--dynamic", "half": "--half", "int8": "--int8", "calib": "--calib",
                 "opset": "--opset", "simplify": "--no-simplify", "deployment_target": "--target",
-                "image_input": "--tensor-input", "workspace": "--workspace", "dla_core": "--dla-core",
+                "image_input": "--tensor-input", "float32": "--float32", "workspace": "--workspace", "dla_core": "--dla-core",
                 "timing_cache": "--timing-cache", "max_batch": "--max-batch"}
 
 
@@ -112,6 +113,8 @@ class Exporter:
     rejected_ska: ClassVar[frozenset[str]] = frozenset({"triton"})
     #: files written next to the artifact (suffixes appended to its path)
     side_files: ClassVar[tuple[str, ...]] = ()
+    #: the final artifact path; ``export_model`` sets it before ``write`` (which writes to a temporary)
+    target: Path | None = None
 
     def check_options(self, options: ExportOptions) -> None:
         """Raise UsageError for options this format does not accept or combinations that make no sense."""
@@ -186,13 +189,31 @@ def prepare_model(model: torch.nn.Module, ska_form: str, fuse: bool) -> torch.nn
 
 
 def validation_inputs(model: torch.nn.Module, options: ExportOptions, samples: int = 8) -> list[np.ndarray]:
-    """Deterministic random batches shaped like the export (plus batch 3 for dynamic exports)."""
+    """Batches to compare an artifact with PyTorch on.
+
+    Deterministic random batches shaped like the export, plus one batch of another size for dynamic
+    exports (3, kept inside ``--batch``..``--max-batch`` when those bound it). int8 exports are compared on
+    their calibration images instead, preprocessed as the metadata prescribes: int8 error only means
+    something on real pictures, and top-1 agreement there is what exposes a collapsed calibration.
+    """
+    extra = None
+    if options.dynamic:
+        extra = max(3, options.batch)
+        if options.max_batch is not None:
+            extra = min(extra, options.max_batch)
+    if options.int8 and options.calib is not None:
+        from ..metadata import build_metadata
+        from .onnx_quantize import validation_images
+
+        metadata = build_metadata(model, ska_form="n/a", fused=options.fuse, precision=options.precision,
+                                  batch=options.batch)
+        return validation_images(options.calib, metadata, options.batch, extra)
     rng = np.random.default_rng(0)
     shape = (model.in_chans, *model.img_size)
     batches = [rng.standard_normal((options.batch, *shape), dtype=np.float32)
                for _ in range(max(1, samples // options.batch))]
-    if options.dynamic:
-        batches.append(rng.standard_normal((3, *shape), dtype=np.float32))
+    if extra is not None:
+        batches.append(rng.standard_normal((extra, *shape), dtype=np.float32))
     return batches
 
 
@@ -209,6 +230,13 @@ def _validate(exporter: Exporter, reference_model: torch.nn.Module, path: Path, 
         for x in inputs:
             actual.append(runner.infer(x))
     return compare_outputs(np.concatenate(expected), np.concatenate(actual), options.precision), None
+
+
+_DRIFT_HINTS = {
+    "float32": "Try another --ska form, or report a bug with the command line",
+    "float16": "Export float32 (drop --half), or try another --ska form",
+    "int8": "Calibrate on more representative images (--calib), or use --half",
+}
 
 
 def _quiet_progress(_: str) -> None:
@@ -254,6 +282,7 @@ def export_model(model: torch.nn.Module, fmt: str, output: str | Path | None = N
     metadata = build_metadata(prepared, ska_form=ska_form, fused=options.fuse, precision=options.precision,
                               batch="dynamic" if options.dynamic else options.batch, labels=options.labels)
 
+    exporter.target = target
     with staged_output(target, exporter.side_files) as tmp:
         progress(f"exporting to {exporter.name}")
         try:
@@ -271,7 +300,7 @@ def export_model(model: torch.nn.Module, fmt: str, output: str | Path | None = N
             report, skipped = _validate(exporter, prepared, tmp, options, validation_inputs(prepared, options))
             if report is not None and not report.passed:
                 raise ValidationError(f"{exporter.name} artifact drifts from PyTorch ({report.summary()}); "
-                                      "nothing was written. Try another --ska form or report a bug")
+                                      f"nothing was written. {_DRIFT_HINTS[options.precision]}")
         size = _size(tmp)
     return ExportResult(format=exporter.name, path=target, size_bytes=size, seconds=time.perf_counter() - start,
                         precision=options.precision, ska_form=ska_form, fused=options.fuse, metadata=metadata,

@@ -94,10 +94,10 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, options: ExportOpt
 
     progress = progress or (lambda _: None)
     opset = options.opset or DEFAULT_OPSET
-    if options.int8:
-        from .onnx_quantize import calibration_images, quantize_qdq
+    if target.startswith("onnxruntime") and options.simplify:
+        from .onnxruntime_forms import rewrite_for_onnxruntime
 
-        calibration_images(options.calib)  # a bad --calib fails before the export, not after
+        model = rewrite_for_onnxruntime(model)
     if options.half:
         model = half_precision_model(model)
     proto = torch_to_onnx(model, example, opset, options.dynamic)
@@ -107,6 +107,8 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, options: ExportOpt
         if target.startswith("onnxruntime") and not options.half:
             optimize_for_onnxruntime(proto, blocked_layout=target == "onnxruntime")
     if options.int8:
+        from .onnx_quantize import quantize_qdq
+
         progress(f"calibrating int8 on {options.calib}")
         proto = quantize_qdq(proto, options.calib, metadata)
     set_metadata(proto, metadata)
@@ -141,6 +143,10 @@ class OnnxExporter(Exporter):
             from ..errors import UsageError
 
             raise UsageError(f"--opset {options.opset} is not supported; use {MIN_OPSET} to 23 (default {DEFAULT_OPSET})")
+        if options.int8:
+            from .onnx_quantize import calibration_images
+
+            calibration_images(options.calib)  # a bad --calib fails before the model is even loaded
 
     def check_environment(self, options: ExportOptions) -> None:
         require("onnx", self.extra, "to write ONNX files")

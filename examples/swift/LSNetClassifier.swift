@@ -60,7 +60,8 @@ final class LSNetClassifier {
         cropPct = (try? field("crop_pct") as Double) ?? 0.9
         labels = try? field("labels") as [String]
         inputName = meta["input_name"] ?? model.modelDescription.inputDescriptionsByName.keys.first!  // plain string
-        outputName = model.modelDescription.outputDescriptionsByName.keys.first!
+        // "logits" (with --labels the package also has classLabel / classLabel_probs outputs)
+        outputName = meta["output_name"] ?? "logits"
     }
 
     /// The centre crop of the (upright) image that resize-then-crop keeps, in normalized coordinates.

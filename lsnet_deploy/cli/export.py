@@ -44,6 +44,7 @@ def export(
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Class names: one per line, or a JSON list.")] = None,
     target: Annotated[Optional[str], typer.Option("--target", help="Core ML minimum deployment target (default iOS16).")] = None,
     tensor_input: Annotated[bool, typer.Option("--tensor-input", help="Core ML: plain tensor input instead of an image.")] = False,
+    float32: Annotated[bool, typer.Option("--float32", help="Core ML: float32 compute (default float16).")] = False,
     workspace: Annotated[Optional[float], typer.Option("--workspace", help="TensorRT builder workspace in GiB.")] = None,
     dla_core: Annotated[Optional[int], typer.Option("--dla-core", help="TensorRT: build for this DLA core (Jetson).")] = None,
     timing_cache: Annotated[Optional[Path], typer.Option("--timing-cache", help="TensorRT timing cache file (reused across builds).")] = None,
@@ -62,7 +63,8 @@ def export(
             raise UsageError(f"--batch must be a positive integer, got {batch}")
         options = ExportOptions(batch=batch, dynamic=dynamic, half=half, int8=int8, calib=calib, opset=opset,
                                 simplify=not no_simplify, ska=ska, fuse=not no_fuse, validate=not no_validate,
-                                deployment_target=target, image_input=not tensor_input, workspace=workspace,
+                                deployment_target=target, image_input=not tensor_input, float32=float32,
+                                workspace=workspace,
                                 dla_core=dla_core, timing_cache=timing_cache, max_batch=max_batch)
         from ..models.ska import check_ska_form
 

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lsnet_deploy.exporters.base import ExportOptions, prepare_model
+from lsnet_deploy.exporters.base import prepare_model
 from lsnet_deploy.exporters.onnx_format import simplify, torch_to_onnx
 from lsnet_deploy.exporters.onnx_passes import (batchnorm_to_conv, broadcast_mul_to_resize, global_pool,
                                                 optimize_for_onnxruntime)
@@ -74,3 +74,17 @@ def test_batchnorm_after_a_conv_is_left_for_onnxruntime_to_fold():
     changed = copy.deepcopy(proto)
     assert batchnorm_to_conv(changed) == 2  # only LSConv's two, which follow SKA, not a Conv
     assert ops(changed).count("BatchNormalization") == bns - 2
+
+
+def test_single_depthwise_attention_is_exact():
+    from lsnet_deploy import reparameterize
+    from lsnet_deploy.exporters.onnxruntime_forms import SingleDepthwiseAttention, rewrite_for_onnxruntime
+    from lsnet_deploy.models.lsnet import Attention
+
+    path, x, _ = conformance_case("tiny")
+    fused = reparameterize(load_model(path))
+    rewritten = rewrite_for_onnxruntime(fused)
+    kinds = [type(m) for m in rewritten.modules()]
+    assert SingleDepthwiseAttention in kinds and Attention not in kinds
+    with torch.no_grad():
+        torch.testing.assert_close(rewritten(x), fused(x), rtol=1e-5, atol=1e-6)
