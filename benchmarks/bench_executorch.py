@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly
 from lsnet_deploy.models import EXPORTABLE_SKA_FORMS, create_model
 from lsnet_deploy.models.lsnet import LSConv
 from lsnet_deploy.reparam import reparameterize
+from lsnet_deploy.bench.timing import TimingPolicy, measure_interleaved
 from lsnet_deploy.runtimes.executorch_runner import ExecuTorchRunner
 
 PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
@@ -103,18 +103,13 @@ def interleaved_medians(artifacts: dict[str, Path], shape: tuple[int, ...], roun
     """Median latency (ms) of each program, measured A B C A B C ... in one process."""
     runners = {name: ExecuTorchRunner(path, threads=threads) for name, path in artifacts.items()}
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    times: dict[str, list[float]] = {name: [] for name in runners}
     for runner in runners.values():
         runner.activate()
-        for _ in range(warmup):
-            runner.infer(x)
-    for _ in range(rounds):
-        for name, runner in runners.items():
-            start = time.perf_counter()
-            runner.infer(x)
-            times[name].append(time.perf_counter() - start)
+    policy = TimingPolicy(warmup_iters=warmup, warmup_time=0, min_iters=rounds, min_time=0)
+    samples = measure_interleaved(list(runners.values()), [x] * len(runners), policy)
     for runner in runners.values():
         runner.deactivate()
+    times = dict(zip(runners, samples))
     return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.models import create_model
+from lsnet_deploy.bench.timing import TimingPolicy, measure_interleaved
 from lsnet_deploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
 PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
@@ -47,18 +47,13 @@ def interleaved_medians(artifacts: dict[str, Path], rounds: int, warmup: int, th
     """Median latency (ms) of each artifact, measured A B C A B C ... in one process."""
     runners = {name: OnnxRuntimeRunner(path, threads=threads, spinning=False) for name, path in artifacts.items()}
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
-    times: dict[str, list[float]] = {name: [] for name in runners}
     for runner in runners.values():
         runner.activate()
-        for _ in range(warmup):
-            runner.infer(x)
-    for _ in range(rounds):
-        for name, runner in runners.items():
-            start = time.perf_counter()
-            runner.infer(x)
-            times[name].append(time.perf_counter() - start)
+    policy = TimingPolicy(warmup_iters=warmup, warmup_time=0, min_iters=rounds, min_time=0)
+    samples = measure_interleaved(list(runners.values()), [x] * len(runners), policy)
     for runner in runners.values():
         runner.deactivate()
+    times = dict(zip(runners, samples))
     return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
