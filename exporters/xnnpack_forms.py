@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..models.layers import Conv2d_BN
+from ..models.layers import Conv2d_BN, bn_scale_shift
 from ..models.lsnet import Attention, LSConv
 
 #: the SKA form whose LS blocks are rewritten whole (``TapSliceLSConv``)
@@ -38,11 +38,6 @@ KERNEL_SHARE = 8  # channels c, c + G, ..., c + 7G share one dynamic kernel (G =
 def _plain_conv(module: nn.Module) -> nn.Conv2d:
     """A Conv2d_BN as the biased Conv2d it fuses into; plain convolutions pass through."""
     return module.fuse() if isinstance(module, Conv2d_BN) else module
-
-
-def _bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale.detach(), (bn.bias - bn.running_mean * scale).detach()
 
 
 class GroupNormAsConv(nn.Module):
@@ -107,7 +102,7 @@ class TapSliceLSConv(nn.Module):
             self.cv4.bias.copy_(cv4.bias[order])
         self.norm = GroupNormAsConv(lkp.norm, order, shift=False)
 
-        scale, shift = _bn_scale_shift(block.bn)
+        scale, shift = bn_scale_shift(block.bn)
         self.register_buffer("scale", scale.view(1, channels, 1, 1).clone())
         beta = lkp.norm.bias.detach() if lkp.norm.affine else torch.zeros(groups * taps)
         static = beta.view(groups, taps)[torch.arange(channels) % groups]  # (C, 9): channel c uses group c mod G

@@ -12,10 +12,10 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (scale, shift) such that ``bn(x) == x * scale + shift`` in eval mode."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias - bn.running_mean * scale
+def bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (scale, shift), detached, such that ``bn(x) == x * scale + shift`` in eval mode."""
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+    shift = (bn.bias - bn.running_mean * scale).detach()
     return scale, shift
 
 
@@ -34,7 +34,7 @@ class Conv2d_BN(nn.Sequential):
     def fuse(self) -> nn.Conv2d:
         """Fold the BatchNorm into the convolution: ``W' = W * s``, ``b' = beta - mean * s``."""
         conv, bn = self.c, self.bn
-        scale, shift = _bn_scale_shift(bn)
+        scale, shift = bn_scale_shift(bn)
         fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                           conv.padding, conv.dilation, conv.groups, bias=True,
                           device=conv.weight.device, dtype=conv.weight.dtype)
@@ -66,7 +66,7 @@ class BN_Linear(nn.Sequential):
     def fuse(self) -> nn.Linear:
         """Fold the BatchNorm into the Linear: ``W' = W * s``, ``b' = W (beta - mean * s) + b``."""
         bn, lin = self.bn, self.l
-        scale, shift = _bn_scale_shift(bn)
+        scale, shift = bn_scale_shift(bn)
         fused = nn.Linear(lin.in_features, lin.out_features, bias=True,
                           device=lin.weight.device, dtype=lin.weight.dtype)
         fused.weight.copy_(lin.weight * scale[None, :])

@@ -50,3 +50,19 @@ def tiny_config() -> dict:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+def invoke_export(*args):
+    """Run ``lsnet-export`` in-process (typer's CliRunner); arguments may be paths or numbers."""
+    from typer.testing import CliRunner
+
+    from lsnet_deploy.cli.export import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def error_line(result) -> str:
+    """The one ``error:`` line of a failed command; asserts there is exactly one and no traceback."""
+    lines = [line for line in result.output.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]

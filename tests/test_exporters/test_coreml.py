@@ -11,14 +11,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 ct = pytest.importorskip("coremltools", reason='coremltools is not installed (pip install "lsnet-deploy[coreml]")')
 
 from coremltools.proto import FeatureTypes_pb2, MIL_pb2  # noqa: E402
 
 from lsnet_deploy import __version__  # noqa: E402
-from lsnet_deploy.cli.export import app  # noqa: E402
 from lsnet_deploy.errors import RuntimeUnavailableError  # noqa: E402
 from lsnet_deploy.exporters import ExportOptions, export_model  # noqa: E402
 from lsnet_deploy.exporters.coreml_format import (MAX_RANK, CoreMLExporter, fold_input_scale,  # noqa: E402
@@ -28,9 +26,8 @@ from lsnet_deploy.models.lsnet import IMAGENET_MEAN, IMAGENET_STD, LSConv  # noq
 from lsnet_deploy.reparam import reparameterize  # noqa: E402
 from lsnet_deploy.runtimes.coreml_runner import CoreMLRunner  # noqa: E402
 
-from ..conftest import conformance_case  # noqa: E402
+from ..conftest import conformance_case, error_line, invoke_export as invoke  # noqa: E402
 
-runner = CliRunner()
 TINY, TINY_X, TINY_Y = conformance_case("tiny")
 LABELS = [f"class {i}" for i in range(10)]
 ON_MAC = sys.platform == "darwin"
@@ -39,16 +36,6 @@ slow = pytest.mark.slow
 EXPECTED_OPS = {"add", "batch_norm", "cast", "classify", "conv", "linear", "matmul", "mul", "real_div",
                 "reduce_mean", "reduce_sum", "relu", "reshape", "sigmoid", "softmax", "split", "sqrt", "square",
                 "sub", "transpose", "slice_by_index", "pad", "rsqrt", "instance_norm"}
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if "error:" in line]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 def main_block(spec):

@@ -12,11 +12,9 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
 pytest.importorskip("executorch.runtime", reason="ExecuTorch is not installed (pip install \"lsnet-deploy[executorch]\")")
 
-from lsnet_deploy.cli.export import app  # noqa: E402
 from lsnet_deploy.exporters import ExportOptions, export_model  # noqa: E402
 from lsnet_deploy.exporters.executorch_format import METADATA_METHOD  # noqa: E402
 from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly  # noqa: E402
@@ -24,21 +22,10 @@ from lsnet_deploy.models import EXPORTABLE_SKA_FORMS, create_model, load_model  
 from lsnet_deploy.reparam import reparameterize  # noqa: E402
 from lsnet_deploy.runtimes.executorch_runner import ExecuTorchRunner  # noqa: E402
 
-from ..conftest import conformance_case  # noqa: E402
+from ..conftest import conformance_case, error_line, invoke_export as invoke  # noqa: E402
 
-runner = CliRunner()
 TINY, TINY_X, TINY_Y = conformance_case("tiny")
 slow = pytest.mark.slow
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if "error:" in line]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 def randomize_norms(model: nn.Module) -> nn.Module:

@@ -4,27 +4,18 @@ import sys
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from lsnet_deploy.cli.export import app
 
-from ..conftest import conformance_case
+from ..conftest import conformance_case, error_line, invoke_export as invoke
 
-runner = CliRunner()
 TINY = str(conformance_case("tiny")[0])
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def assert_clean_failure(result, code: int, *fragments: str):
     assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    error_lines = [line for line in result.output.splitlines() if "error:" in line]
-    assert len(error_lines) == 1, result.output
+    line = error_line(result)
     for fragment in fragments:
-        assert fragment in error_lines[0], error_lines[0]
+        assert fragment in line, line
 
 
 def test_unknown_format_suggests_the_closest(tmp_path):

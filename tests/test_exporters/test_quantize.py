@@ -10,9 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
-from typer.testing import CliRunner
 
-from lsnet_deploy.cli.export import app
 from lsnet_deploy.errors import UsageError, ValidationError
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.exporters.onnx_quantize import (ImageCalibrationReader, batches, calibration_images, load_images,
@@ -20,9 +18,8 @@ from lsnet_deploy.exporters.onnx_quantize import (ImageCalibrationReader, batche
 from lsnet_deploy.metadata import decode_metadata
 from lsnet_deploy.preprocess import Preprocessing, preprocess
 
-from ..conftest import conformance_case
+from ..conftest import conformance_case, error_line, invoke_export as invoke
 
-runner = CliRunner()
 TINY = str(conformance_case("tiny")[0])
 
 
@@ -44,16 +41,6 @@ def make_images(folder, count=24, size=(150, 136), seed=0):
 @pytest.fixture(scope="module")
 def calib_dir(tmp_path_factory):
     return make_images(tmp_path_factory.mktemp("calib") / "images")
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def the_error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if "error:" in line]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 # ---------------------------------------------------------------- int8 ONNX for ONNX Runtime, end to end
@@ -182,6 +169,6 @@ def test_bad_calibration_directory(tmp_path, case):
     # the CLI fails before exporting anything, with one line and exit code 2
     out = tmp_path / "out.onnx"
     result = invoke("--format", "onnx", "--weights", TINY, "--int8", "--calib", calib, "-o", out)
-    assert result.exit_code == 2 and expected in the_error_line(result), result.output
+    assert result.exit_code == 2 and expected in error_line(result), result.output
     assert "simplifying" not in result.output  # stopped before the torch export
     assert not out.exists() and not list(tmp_path.glob(".out*"))

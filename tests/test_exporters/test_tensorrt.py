@@ -17,7 +17,6 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from typer.testing import CliRunner
 
-from lsnet_deploy.cli.export import app
 from lsnet_deploy.errors import MissingDependencyError, RuntimeUnavailableError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export_model, get_exporter
 from lsnet_deploy.exporters.base import prepare_model
@@ -29,7 +28,7 @@ from lsnet_deploy.models import load_model
 from lsnet_deploy.runtimes import runner_for
 from lsnet_deploy.runtimes.tensorrt_runner import TensorRTRunner, cuda_device_count, read_sidecar
 
-from ..conftest import conformance_case
+from ..conftest import conformance_case, error_line, invoke_export as invoke
 
 runner = CliRunner()
 TINY = str(conformance_case("tiny")[0])
@@ -38,16 +37,6 @@ HAS_GPU = cuda_device_count() > 0
 needs_no_tensorrt = pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed here")
 needs_tensorrt_and_gpu = pytest.mark.skipif(not (HAS_TENSORRT and HAS_GPU and torch.cuda.is_available()),
                                             reason="needs tensorrt, an NVIDIA GPU and a CUDA build of PyTorch")
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def the_error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if "error:" in line]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +261,7 @@ def test_bad_options_exit_2_before_any_work(tmp_path, monkeypatch, name, args, f
     out = tmp_path / "m.engine"
     result = invoke("--format", name, "--weights", TINY, "-o", out, *args)
     assert result.exit_code == 2, result.output
-    assert fragment in the_error_line(result)
+    assert fragment in error_line(result)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -280,14 +269,14 @@ def test_empty_calibration_directory_is_refused_up_front(tmp_path):
     (tmp_path / "calib").mkdir()
     result = invoke("-f", "trt", "--weights", TINY, "--int8", "--calib", tmp_path / "calib",
                     "-o", tmp_path / "m.engine")
-    assert result.exit_code == 2 and "holds no images" in the_error_line(result)
+    assert result.exit_code == 2 and "holds no images" in error_line(result)
 
 
 @pytest.mark.parametrize("flag, value", [("--workspace", "4"), ("--dla-core", "0"), ("--timing-cache", "t.cache"),
                                          ("--max-batch", "8")])
 def test_onnx_format_refuses_tensorrt_options(tmp_path, flag, value):
     result = invoke("--format", "onnx", "--weights", TINY, flag, value, "-o", tmp_path / "m.onnx")
-    assert result.exit_code == 2 and f"--format onnx does not accept {flag}" in the_error_line(result)
+    assert result.exit_code == 2 and f"--format onnx does not accept {flag}" in error_line(result)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -300,7 +289,7 @@ def test_without_tensorrt_export_fails_clearly_and_leaves_nothing(tmp_path, name
     out = tmp_path / "m.engine"
     result = invoke("--format", name, "--weights", TINY, "--half", "-o", out)
     assert result.exit_code == 1, result.output
-    line = the_error_line(result)
+    line = error_line(result)
     for needed in ("tensorrt is not installed", "NVIDIA GPU", "CUDA", 'pip install "lsnet-deploy[tensorrt]"',
                    "--format onnx"):
         assert needed in line, line
@@ -315,7 +304,7 @@ def test_with_tensorrt_but_no_gpu_export_fails_clearly(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", stand_in)
     result = invoke("--format", "tensorrt", "--weights", TINY, "--half", "-o", tmp_path / "m.engine")
     assert result.exit_code == 1, result.output
-    line = the_error_line(result)
+    line = error_line(result)
     assert "NVIDIA GPU with CUDA and none was found here" in line and "TensorRT 10.3.0 is installed" in line
     assert list(tmp_path.iterdir()) == []
 
