@@ -69,3 +69,16 @@ def require(module: str, extra: str, purpose: str = ""):
         if exc.name is not None and exc.name.split(".")[0] != top:
             raise  # the package is there but one of its own imports is broken: show the real cause
         raise MissingDependencyError(top, extra, purpose) from exc
+
+
+def first_line(exc: BaseException, fallback: str | None = None) -> str:
+    """The first non-empty line of an exception's message: third-party errors are often pages long.
+
+    Args:
+        exc: the exception.
+        fallback: returned when the message is empty (default: the exception's type name).
+    """
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    return fallback if fallback is not None else type(exc).__name__

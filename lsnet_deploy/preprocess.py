@@ -27,14 +27,13 @@ from typing import Sequence
 import numpy as np
 
 from .errors import UsageError
+from .constants import IMAGENET_MEAN, IMAGENET_STD
 
 INTERPOLATIONS = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "nearest": "NEAREST", "lanczos": "LANCZOS",
                   "box": "BOX", "hamming": "HAMMING"}
 CROP_MODES = ("center", "squash")
 CHANNEL_ORDERS = ("RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _closest(value: str, choices: Sequence[str]) -> str:

@@ -17,14 +17,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..constants import DEFAULT_CROP_PCT, DEFAULT_INTERPOLATION, IMAGENET_MEAN, IMAGENET_STD
 from ..reparam import fuse_tree
 from .layers import FFN, BN_Linear, Conv2d_BN, Residual, RepVGGDW, SqueezeExcite, conv_bn
 from .ska import SKA, check_ska_form
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_CROP_PCT = 0.9
-DEFAULT_INTERPOLATION = "bicubic"
 
 
 def to_2tuple(size: int | Sequence[int]) -> tuple[int, int]:
