@@ -4,13 +4,13 @@ Installed as ``lsnet_deploy.exporters``. Importing this package imports no conve
 format imports its own when it runs.
 """
 
-from .base import (ExportOptions, ExportResult, Exporter, available_formats, export_model, get_exporter,
-                   register_exporter)
+from .base import (ExportOptions, ExportResult, Exporter, available_formats, check_export, export_model,
+                   format_for_runtime, get_exporter, register_exporter)
 from . import onnx_format  # noqa: F401  (registers onnx)
 from . import ort_format  # noqa: F401  (registers ort)
 from . import executorch_format  # noqa: F401  (registers executorch)
 from . import coreml_format  # noqa: F401  (registers coreml)
 from . import tensorrt_format  # noqa: F401  (registers tensorrt)
 
-__all__ = ["ExportOptions", "ExportResult", "Exporter", "available_formats", "export_model", "get_exporter",
-           "register_exporter"]
+__all__ = ["ExportOptions", "ExportResult", "Exporter", "available_formats", "check_export", "export_model",
+           "format_for_runtime", "get_exporter", "register_exporter"]

@@ -103,6 +103,9 @@ class Exporter:
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
     suffix: ClassVar[str]
+    #: the runtime (``lsnet_deploy.runtimes`` name) that runs and validates this format's artifacts;
+    #: the first registered format of a runtime is the one ``lsnet-bench`` exports models to for it
+    runtime: ClassVar[str]
     extra: ClassVar[str]  # the lsnet-deploy extra that installs its dependencies
     description: ClassVar[str] = ""
     #: options beyond COMMON_OPTIONS that this format accepts
@@ -177,6 +180,36 @@ def get_exporter(name: str) -> Exporter:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UsageError(f"unknown format {name!r}{hint} (choose from: {', '.join(available_formats())})")
     return _REGISTRY[_ALIASES[key]]()
+
+
+def format_for_runtime(runtime: str) -> str:
+    """The export format whose artifacts ``runtime`` runs (``ort`` -> ``onnx``).
+
+    Raises:
+        UsageError: no registered format produces artifacts for that runtime.
+    """
+    for name, cls in _REGISTRY.items():
+        if getattr(cls, "runtime", None) == runtime:
+            return name
+    raise UsageError(f"no export format produces artifacts for runtime {runtime!r}")
+
+
+def check_export(fmt: str, options: ExportOptions) -> Exporter:
+    """The exporter for ``fmt``, after checking ``options`` and this machine can produce it.
+
+    Every check that needs no model runs here, once, before any work (``export_model`` calls it; so
+    may a caller that wants to fail before building a model, like the benchmark).
+
+    Raises:
+        UsageError: unknown format, options the format does not take, bad values.
+        MissingDependencyError / RuntimeUnavailableError: the format cannot be produced here.
+    """
+    exporter = get_exporter(fmt)
+    exporter.check_options(options)
+    if options.batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {options.batch}")
+    exporter.check_environment(options)
+    return exporter
 
 
 def prepare_model(model: torch.nn.Module, ska_form: str, fuse: bool) -> torch.nn.Module:
@@ -264,11 +297,7 @@ def export_model(model: torch.nn.Module, fmt: str, output: str | Path | None = N
     """
     options = options or ExportOptions()
     progress = progress or _quiet_progress
-    exporter = get_exporter(fmt)
-    exporter.check_options(options)
-    if options.batch < 1:
-        raise UsageError(f"--batch must be at least 1, got {options.batch}")
-    exporter.check_environment(options)
+    exporter = check_export(fmt, options)
     target = Path(output) if output else Path(f"{getattr(model, 'variant', 'lsnet')}{exporter.suffix}")
     check_writable_dir(target)
 

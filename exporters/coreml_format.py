@@ -178,6 +178,7 @@ class CoreMLExporter(Exporter):
     """Core ML ML program (``.mlpackage``)."""
 
     name = "coreml"
+    runtime = "coreml"
     aliases = ("mlpackage", "mlprogram")
     suffix = ".mlpackage"
     extra = "coreml"

@@ -115,6 +115,7 @@ class ExecuTorchExporter(Exporter):
     """ExecuTorch ``.pte`` with the XNNPACK delegate."""
 
     name = "executorch"
+    runtime = "executorch"
     aliases = ("pte", "et", "xnnpack")
     suffix = ".pte"
     extra = "executorch"

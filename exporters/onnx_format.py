@@ -126,6 +126,7 @@ class OnnxExporter(Exporter):
     """ONNX for ONNX Runtime (and anything else that reads ONNX)."""
 
     name = "onnx"
+    runtime = "ort"
     suffix = ".onnx"
     extra = "onnx"
     description = "ONNX, tuned for ONNX Runtime (CPU/GPU servers, desktops)"

@@ -47,6 +47,7 @@ class TensorRTExporter(Exporter):
     """TensorRT engine (NVIDIA GPUs, Jetson), strongly typed, TensorRT 10 and 11."""
 
     name = "tensorrt"
+    runtime = "tensorrt"
     aliases = ("trt", "engine")
     suffix = ".engine"
     extra = "tensorrt"
