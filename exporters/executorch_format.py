@@ -24,25 +24,12 @@ from torch import nn
 from ..errors import ExportError, UsageError, require
 from ..quiet import silenced
 from .base import ExportOptions, Exporter, register_exporter
+from .half import half_precision_model
 from .xnnpack_forms import BmmAttention, xnnpack_friendly
 
 METADATA_METHOD = "lsnet_metadata"
 # graph nodes that are bookkeeping, not operators: the delegate calls themselves and tuple indexing
 _BOOKKEEPING = ("executorch_call_delegate", "getitem")
-
-
-class HalfBody(nn.Module):
-    """float32 in, float16 body, float32 out (the casts are the only ops XNNPACK leaves outside)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model.half()
-        for module in self.model.modules():
-            if isinstance(module, BmmAttention):
-                module.float32_softmax = False  # a cast inside the graph would split the delegate
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.half()).float()
 
 
 def _op_name(node) -> str:
@@ -144,7 +131,10 @@ class ExecuTorchExporter(Exporter):
         progress(f"rewriting for XNNPACK (SKA {ska_form})")
         lowered_model = xnnpack_friendly(model, ska_form)
         if options.half:
-            lowered_model = HalfBody(lowered_model).eval()
+            lowered_model = half_precision_model(lowered_model, float32_islands=False)
+            for module in lowered_model.modules():
+                if isinstance(module, BmmAttention):
+                    module.float32_softmax = False  # a cast inside the graph would split the delegate
         progress("lowering to XNNPACK (torch.export, to_edge_transform_and_lower)")
         edge = lower_to_executorch(lowered_model, example, metadata)
         details = delegation_report(edge)

@@ -12,6 +12,8 @@ import copy
 import torch
 from torch import nn
 
+from ..module_tree import replace_modules
+
 # modules whose computation must stay float32 in a float16 graph
 FLOAT32_MODULES = (nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
@@ -28,7 +30,7 @@ class Float32Island(nn.Module):
 
 
 class HalfPrecisionModel(nn.Module):
-    """float32 in, float16 body, float32 out."""
+    """float32 in, float16 body, float32 out: the one float16 wrapper every format uses."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -38,11 +40,15 @@ class HalfPrecisionModel(nn.Module):
         return self.model(x.half()).float()
 
 
-def half_precision_model(model: nn.Module) -> HalfPrecisionModel:
-    """A float16 copy of ``model`` with float32 islands around normalization statistics."""
+def half_precision_model(model: nn.Module, float32_islands: bool = True) -> HalfPrecisionModel:
+    """A float16 copy of ``model`` behind float32 inputs and outputs.
+
+    Args:
+        model: the model (not modified).
+        float32_islands: keep normalization statistics (``FLOAT32_MODULES``) in float32. XNNPACK programs
+            turn it off: each cast would split the delegate, and its float16 kernels accumulate in float32.
+    """
     body = copy.deepcopy(model).half()
-    for parent in list(body.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, FLOAT32_MODULES):
-                setattr(parent, name, Float32Island(child))
+    if float32_islands:
+        replace_modules(body, lambda m: Float32Island(m) if isinstance(m, FLOAT32_MODULES) else None, inplace=True)
     return HalfPrecisionModel(body).eval()

@@ -10,12 +10,11 @@ measured with benchmarks/bench_onnx.py).
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
-from ..models.lsnet import Attention
+from ..models.lsnet import Attention, attention_core
+from ..module_tree import replace_modules
 
 
 class SingleDepthwiseAttention(nn.Module):
@@ -43,21 +42,11 @@ class SingleDepthwiseAttention(nn.Module):
         self.register_buffer("attention_bias", attention.attention_bias.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        n = h * w
         q, k, v = self.qkv_dw(self.qkv(x)).split([self.nh_kd, self.nh_kd, self.dh], dim=1)
-        q = q.reshape(b, self.num_heads, self.key_dim, n)
-        k = k.reshape(b, self.num_heads, self.key_dim, n)
-        v = v.reshape(b, self.num_heads, self.d, n)
-        attn = (q.transpose(-2, -1) @ k + self.attention_bias).float().softmax(dim=-1).to(v.dtype)
-        return self.proj((v @ attn.transpose(-2, -1)).reshape(b, self.dh, h, w))
+        return self.proj(attention_core(q, k, v, self.attention_bias, self.num_heads))
 
 
 def rewrite_for_onnxruntime(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every fused Attention replaced by SingleDepthwiseAttention."""
-    model = copy.deepcopy(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, Attention) and child.fused:
-                setattr(parent, name, SingleDepthwiseAttention(child))
-    return model
+    return replace_modules(model, lambda m: SingleDepthwiseAttention(m)
+                           if isinstance(m, Attention) and m.fused else None)

@@ -21,14 +21,13 @@ function as the module it replaces, to float rounding, and acts on a copy of the
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..models.layers import Conv2d_BN, bn_scale_shift
-from ..models.lsnet import Attention, LSConv
+from ..models.lsnet import Attention, LSConv, attention_core
+from ..module_tree import replace_modules
 
 #: the SKA form whose LS blocks are rewritten whole (``TapSliceLSConv``)
 WHOLE_BLOCK_FORM = "tap_slices"
@@ -160,16 +159,9 @@ class BmmAttention(nn.Module):
         return part
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        n = h * w
-        q = self.dw(self.q(x)).view(b * self.heads, self.key_dim, n)
-        k = self.k(x).view(b * self.heads, self.key_dim, n)
-        v = self.v(x).view(b * self.heads, self.d, n)
-        attn = torch.bmm(q.transpose(1, 2), k).view(b, self.heads, n, n) + self.bias
-        attn = attn.float().softmax(dim=-1).to(v.dtype) if self.float32_softmax else attn.softmax(dim=-1)
-        attn = attn.view(b * self.heads, n, n)
-        out = torch.bmm(v, attn.transpose(1, 2))
-        return self.proj(out.view(b, self.dh, h, w))
+        out = attention_core(self.dw(self.q(x)), self.k(x), self.v(x), self.bias, self.heads, batched_matmul=True,
+                             float32_softmax=self.float32_softmax)
+        return self.proj(out)
 
 
 def xnnpack_friendly(model: nn.Module, ska_form: str) -> nn.Module:
@@ -183,13 +175,13 @@ def xnnpack_friendly(model: nn.Module, ska_form: str) -> nn.Module:
     Returns:
         The rewritten copy, in eval mode (same outputs to float rounding).
     """
-    model = copy.deepcopy(model).eval()
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, LSConv) and ska_form == WHOLE_BLOCK_FORM:
-                setattr(parent, name, TapSliceLSConv(child))
-            elif isinstance(child, nn.GroupNorm) and child.num_channels % child.num_groups == 0:
-                setattr(parent, name, GroupNormAsConv(child))
-            elif isinstance(child, Attention):
-                setattr(parent, name, BmmAttention(child))
-    return model.eval()
+    def replacement(module: nn.Module) -> nn.Module | None:
+        if isinstance(module, LSConv) and ska_form == WHOLE_BLOCK_FORM:
+            return TapSliceLSConv(module)
+        if isinstance(module, nn.GroupNorm) and module.num_channels % module.num_groups == 0:
+            return GroupNormAsConv(module)
+        if isinstance(module, Attention):
+            return BmmAttention(module)
+        return None
+
+    return replace_modules(model.eval(), replacement).eval()

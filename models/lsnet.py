@@ -53,6 +53,43 @@ def attention_bias_index(rows: int, cols: int) -> torch.Tensor:
     return torch.tensor(idx, dtype=torch.long).view(len(points), len(points))
 
 
+def attention_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, heads: int, *,
+                   scale: float | None = None, batched_matmul: bool = False,
+                   float32_softmax: bool = True) -> torch.Tensor:
+    """softmax(q^T k * scale + bias) applied to v, per head: the part of LSNet's attention every form shares.
+
+    Args:
+        q, k: (B, heads * key_dim, H, W) queries (after their depthwise convolution) and keys.
+        v: (B, heads * d, H, W) values.
+        bias: (heads, N, N) additive bias, N = H * W (a leading 1 is allowed).
+        heads: number of heads.
+        scale: multiplies q^T k; None when it is already folded into q (fused models).
+        batched_matmul: compute with rank-3 ``bmm`` (what XNNPACK delegates) instead of rank-4 matmuls.
+        float32_softmax: softmax in float32 whatever the dtype (a no-op for float32 models); float16
+            XNNPACK programs turn it off, since a cast would leave the delegate.
+
+    Returns:
+        (B, heads * d, H, W).
+    """
+    b, _, h, w = q.shape
+    n = h * w
+    key_dim, d = q.shape[1] // heads, v.shape[1] // heads
+    if batched_matmul:
+        attn = torch.bmm(q.view(b * heads, key_dim, n).transpose(1, 2), k.view(b * heads, key_dim, n))
+        attn = attn.view(b, heads, n, n)
+    else:
+        attn = q.reshape(b, heads, key_dim, n).transpose(-2, -1) @ k.reshape(b, heads, key_dim, n)
+    if scale is not None:
+        attn = attn * scale
+    attn = attn + bias
+    attn = attn.float().softmax(dim=-1).to(v.dtype) if float32_softmax else attn.softmax(dim=-1)
+    if batched_matmul:
+        out = torch.bmm(v.view(b * heads, d, n), attn.view(b * heads, n, n).transpose(1, 2))
+    else:
+        out = v.reshape(b, heads, d, n) @ attn.transpose(-2, -1)
+    return out.reshape(b, heads * d, h, w)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with a relative-position bias, used in LSNet's last stage."""
 
@@ -89,20 +126,9 @@ class Attention(nn.Module):
         return self.attention_biases[:, self.attention_bias_idxs]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        n = h * w
         q, k, v = self.qkv(x).split([self.nh_kd, self.nh_kd, self.dh], dim=1)
-        q = self.dw(q)
-        q = q.reshape(b, self.num_heads, self.key_dim, n)
-        k = k.reshape(b, self.num_heads, self.key_dim, n)
-        v = v.reshape(b, self.num_heads, self.d, n)
-        attn = q.transpose(-2, -1) @ k
-        if not self.fused:
-            attn = attn * self.scale
-        # softmax in float32 whatever the model's dtype (a no-op for float32 models)
-        attn = (attn + self.bias()).float().softmax(dim=-1).to(v.dtype)
-        x = (v @ attn.transpose(-2, -1)).reshape(b, self.dh, h, w)
-        return self.proj(x)
+        return self.proj(attention_core(self.dw(q), k, v, self.bias(), self.num_heads,
+                                        scale=None if self.fused else self.scale))
 
     @torch.no_grad()
     def fuse(self) -> "Attention":
