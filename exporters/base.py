@@ -8,22 +8,25 @@ Exporters take any ``nn.Module`` with an example input; they never import a spec
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import difflib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar
+from types import MappingProxyType
+from typing import Callable, ClassVar, Mapping
 
 import numpy as np
 import torch
 
 from ..atomic import check_writable_dir, staged_output
-from ..errors import ExportError, UsageError, ValidationError
+from ..errors import ExportError, UsageError, ValidationError, first_line
 from ..metadata import build_metadata
 from ..reparam import reparameterize
-from ..verify import ComparisonReport, compare_outputs
+from ..verify import ComparisonReport, compare_runner
+from .calibration import calibration_images, validation_images
 
 Progress = Callable[[str], None]
 
@@ -87,6 +90,8 @@ class ExportResult:
     validation: ComparisonReport | None = None
     validation_skipped: str | None = None
     details: dict = field(default_factory=dict)
+    #: what loading the model assumed or changed (an assumed input size, a resampled bias table)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -94,7 +99,51 @@ class ExportResult:
                 "seconds": round(self.seconds, 3), "precision": self.precision, "ska_form": self.ska_form,
                 "fused": self.fused, "validation": self.validation.to_dict() if self.validation else None,
                 "validation_skipped": self.validation_skipped, "details": self.details,
-                "metadata": self.metadata}
+                "notes": self.notes, "metadata": self.metadata}
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """What one export step needs to know, passed to it (never written back).
+
+    Attributes:
+        target: the final artifact path (``write`` writes a temporary beside it).
+        options: the effective options (after the format's own defaults, e.g. Core ML's float16).
+        ska_form: the SKA form being exported (``--ska auto`` resolved).
+        metadata: the metadata map every artifact carries (JSON values); formats add their own keys
+            through ``Written.metadata``.
+        reference: the user's model as loaded (unfused, reference SKA), what artifacts are validated against.
+        progress: called with a short message as each step starts.
+        resources: temporary files and directories that must live until the export ends.
+    """
+
+    target: Path
+    options: ExportOptions
+    ska_form: str
+    metadata: Mapping[str, str]
+    reference: torch.nn.Module
+    progress: Progress
+    resources: contextlib.ExitStack
+
+    def validation_inputs(self) -> list[np.ndarray]:
+        """The batches this export is validated on (see ``validation_inputs``)."""
+        return validation_inputs(self.reference, self.options, self.metadata)
+
+
+@dataclass
+class Written:
+    """What a format's ``write`` produced besides the file.
+
+    Attributes:
+        details: facts to report (operator counts, commands to rebuild...).
+        metadata: keys this format added to the artifact's metadata (already embedded in it).
+        validate_path: a file to validate instead of the artifact (Core ML's tensor-input twin of an
+            image-input package), or None.
+    """
+
+    details: dict = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    validate_path: Path | None = None
 
 
 class Exporter:
@@ -102,25 +151,35 @@ class Exporter:
 
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
+    #: the default file suffix; ``suffixes`` lists every one the format's files may have
     suffix: ClassVar[str]
+    suffixes: ClassVar[tuple[str, ...]] = ()
     #: the runtime (``lsnet_deploy.runtimes`` name) that runs and validates this format's artifacts;
     #: the first registered format of a runtime is the one ``lsnet-bench`` exports models to for it
     runtime: ClassVar[str]
     extra: ClassVar[str]  # the lsnet-deploy extra that installs its dependencies
+    #: one line for ``lsnet-export --help``
     description: ClassVar[str] = ""
     #: options beyond COMMON_OPTIONS that this format accepts
     supported_options: ClassVar[frozenset[str]] = frozenset()
-    #: the SKA form ``--ska auto`` picks for this format, and why
+    #: the SKA form ``--ska auto`` picks for this format (docs/ska_forms.md says why)
     ska_auto: ClassVar[str] = "onehot_conv"
     #: SKA forms this format cannot take (e.g. triton everywhere)
     rejected_ska: ClassVar[frozenset[str]] = frozenset({"triton"})
     #: files written next to the artifact (suffixes appended to its path)
     side_files: ClassVar[tuple[str, ...]] = ()
-    #: the final artifact path; ``export_model`` sets it before ``write`` (which writes to a temporary)
-    target: Path | None = None
+    #: why ``--dynamic`` is refused, for formats that refuse it
+    no_dynamic_reason: ClassVar[str | None] = None
+
+    @classmethod
+    def file_suffixes(cls) -> tuple[str, ...]:
+        """Every suffix this format's artifacts may have, the default first."""
+        return (cls.suffix, *(s for s in cls.suffixes if s != cls.suffix))
 
     def check_options(self, options: ExportOptions) -> None:
         """Raise UsageError for options this format does not accept or combinations that make no sense."""
+        if options.dynamic and self.no_dynamic_reason:
+            raise UsageError(f"--format {self.name} does not accept --dynamic: {self.no_dynamic_reason}")
         unsupported = sorted(options.changed() - COMMON_OPTIONS - self.supported_options)
         if unsupported:
             flags = ", ".join(OPTION_FLAGS.get(o, o) for o in unsupported)
@@ -133,22 +192,27 @@ class Exporter:
             raise UsageError("--int8 needs calibration images: --calib DIR")
         if options.calib is not None and not options.int8:
             raise UsageError("--calib is only used with --int8")
+        if options.int8:
+            calibration_images(options.calib)  # a bad --calib fails before the model is even loaded
 
     def check_environment(self, options: ExportOptions) -> None:
         """Raise MissingDependencyError / RuntimeUnavailableError before any work is done."""
+
+    def effective_options(self, options: ExportOptions) -> ExportOptions:
+        """The options as this format applies them (a format's defaults made explicit); not modified."""
+        return options
 
     def resolve_ska(self, requested: str) -> str:
         """The SKA form to export: ``auto`` becomes this format's fastest accepted form."""
         return self.ska_auto if requested == "auto" else requested
 
-    def write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, options: ExportOptions,
-              metadata: dict[str, str], progress: Progress) -> dict:
-        """Write the artifact to ``path`` (a temporary name beside the target); return details to report."""
+    def write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, context: ExportContext) -> Written:
+        """Write the artifact to ``path`` (a temporary name beside ``context.target``)."""
         raise NotImplementedError
 
-    def runner(self, path: Path, options: ExportOptions):
-        """A Runner for validating the artifact here, or a string saying why it cannot run here."""
-        return f"{self.name} artifacts cannot run on this machine"
+    def cannot_validate(self, context: ExportContext) -> str | None:
+        """Why this machine cannot run the artifact to validate it, or None when it can."""
+        return None
 
 
 _REGISTRY: dict[str, type[Exporter]] = {}
@@ -161,6 +225,11 @@ def register_exporter(cls: type[Exporter]) -> type[Exporter]:
     for alias in (cls.name, *cls.aliases):
         _ALIASES[alias] = cls.name
     return cls
+
+
+def exporter_classes() -> dict[str, type[Exporter]]:
+    """Every registered format's exporter class by name, in registration order (for help texts)."""
+    return dict(_REGISTRY)
 
 
 def available_formats() -> list[str]:
@@ -221,7 +290,8 @@ def prepare_model(model: torch.nn.Module, ska_form: str, fuse: bool) -> torch.nn
     return prepared
 
 
-def validation_inputs(model: torch.nn.Module, options: ExportOptions, samples: int = 8) -> list[np.ndarray]:
+def validation_inputs(model: torch.nn.Module, options: ExportOptions, metadata: Mapping[str, str],
+                      samples: int = 8) -> list[np.ndarray]:
     """Batches to compare an artifact with PyTorch on.
 
     Deterministic random batches shaped like the export, plus one batch of another size for dynamic
@@ -235,12 +305,7 @@ def validation_inputs(model: torch.nn.Module, options: ExportOptions, samples: i
         if options.max_batch is not None:
             extra = min(extra, options.max_batch)
     if options.int8 and options.calib is not None:
-        from ..metadata import build_metadata
-        from .onnx_quantize import validation_images
-
-        metadata = build_metadata(model, ska_form="n/a", fused=options.fuse, precision=options.precision,
-                                  batch=options.batch)
-        return validation_images(options.calib, metadata, options.batch, extra)
+        return validation_images(options.calib, dict(metadata), options.batch, extra)
     rng = np.random.default_rng(0)
     shape = (model.in_chans, *model.img_size)
     batches = [rng.standard_normal((options.batch, *shape), dtype=np.float32)
@@ -250,38 +315,77 @@ def validation_inputs(model: torch.nn.Module, options: ExportOptions, samples: i
     return batches
 
 
-def _validate(exporter: Exporter, reference_model: torch.nn.Module, path: Path, options: ExportOptions,
-              inputs: list[np.ndarray]) -> tuple[ComparisonReport | None, str | None]:
-    runner = exporter.runner(path, options)
-    if isinstance(runner, str):
-        return None, runner
-    expected, actual = [], []
-    with torch.no_grad():
-        for x in inputs:
-            expected.append(reference_model(torch.from_numpy(x)).numpy())
-    with runner:
-        for x in inputs:
-            actual.append(runner.infer(x))
-    return compare_outputs(np.concatenate(expected), np.concatenate(actual), options.precision), None
+def validate_file(path: Path, runtime: str, context: ExportContext, what: str) -> ComparisonReport:
+    """Run the file at ``path`` with ``runtime`` on the export's validation inputs and compare it with the
+    user's model (``context.reference``): the one validation every artifact gets.
+
+    Args:
+        path: the file to run.
+        runtime: the runtime that runs it (``ort``, ``executorch``...).
+        context: the export's context (reference model, options, inputs).
+        what: the artifact's name in the error message (``onnx artifact``).
+
+    Raises:
+        ValidationError: the artifact drifts beyond the tolerance of its precision.
+    """
+    from ..runtimes import runner_for
+
+    precision = context.options.precision
+    report = compare_runner(runner_for(path, runtime, threads=VALIDATION_THREADS), context.reference,
+                            context.validation_inputs(), precision)
+    if not report.passed:
+        problem = (f"int8 calibration collapsed: top-1 agreement with float32 is {report.top1_agreement:.0%}"
+                   if precision == "int8" else f"{what} drifts from PyTorch")
+        raise ValidationError(f"{problem} ({report.summary()}); nothing was written. {DRIFT_HINTS[precision]}")
+    return report
 
 
-_DRIFT_HINTS = {
+DRIFT_HINTS = {
     "float32": "Try another --ska form, or report a bug with the command line",
     "float16": "Export float32 (drop --half), or try another --ska form",
-    "int8": "Calibrate on more representative images (--calib), or use --half",
+    "int8": "Calibrate on more pictures like the ones the model will see (--calib), or use --half",
 }
+#: runtime threads used to validate artifacts (the numbers do not depend on it)
+VALIDATION_THREADS = 2
 
 
 def _quiet_progress(_: str) -> None:
     pass
 
 
-def export_model(model: torch.nn.Module, fmt: str, output: str | Path | None = None,
-                 options: ExportOptions | None = None, progress: Progress | None = None) -> ExportResult:
+def default_output(model: torch.nn.Module, exporter: Exporter) -> Path:
+    """``<name><suffix>`` in the working directory: the variant, or the checkpoint's name for a custom one."""
+    name = getattr(model, "variant", None) or "lsnet"
+    source = getattr(model, "checkpoint_source", None)
+    if name == "lsnet" and source:  # a custom architecture: name it after its checkpoint, not "lsnet"
+        name = Path(str(source).split(":")[-1]).name.split(".")[0] or name
+    return Path(f"{name}{exporter.suffix}")
+
+
+def check_output(target: Path, exporter: Exporter) -> None:
+    """Refuse an ``--output`` whose suffix belongs to another format (before any work).
+
+    Raises:
+        UsageError: the suffix is not one of the format's, with the format that does write it.
+    """
+    suffix = "".join(target.suffixes[-1:]).lower()
+    accepted = exporter.file_suffixes()
+    if suffix in accepted:
+        return
+    owner = next((name for name, cls in _REGISTRY.items() if suffix in cls.file_suffixes()), None)
+    fix = f"use --format {owner} for a {suffix} file, or " if owner else ""
+    raise UsageError(f"--output {target} does not end in {' or '.join(accepted)}, the suffix of --format "
+                     f"{exporter.name} files; {fix}name it {target.with_suffix(exporter.suffix).name}")
+
+
+def export_model(model: "torch.nn.Module | Callable[[], torch.nn.Module]", fmt: str,
+                 output: str | Path | None = None, options: ExportOptions | None = None,
+                 progress: Progress | None = None) -> ExportResult:
     """Export ``model`` to ``fmt`` at ``output``, validated, atomically.
 
     Args:
-        model: an LSNet (fused or not; it is copied, never modified).
+        model: an LSNet, or a model containing one (fused or not; it is copied, never modified), or a
+            function that builds it: every check that needs no model then runs before it is built.
         fmt: format name or alias (``onnx``, ``ort``, ``coreml``, ``executorch``, ``tensorrt``...).
         output: target path; default ``<variant><suffix>`` in the working directory.
         options: export settings.
@@ -291,15 +395,24 @@ def export_model(model: torch.nn.Module, fmt: str, output: str | Path | None = N
         The result, validation report included.
 
     Raises:
-        UsageError: bad options for this format, unwritable output.
+        UsageError: bad options for this format, an output suffix of another format, unwritable output.
         MissingDependencyError / RuntimeUnavailableError: the format cannot be produced here.
         ExportError / ValidationError: the export failed or drifted; nothing is left at ``output``.
     """
     options = options or ExportOptions()
     progress = progress or _quiet_progress
     exporter = check_export(fmt, options)
-    target = Path(output) if output else Path(f"{getattr(model, 'variant', 'lsnet')}{exporter.suffix}")
+    if output is not None:
+        check_writable_dir(Path(output))
+        check_output(Path(output), exporter)
+    if callable(model) and not isinstance(model, torch.nn.Module):
+        model = model()
+    target = Path(output) if output is not None else default_output(model, exporter)
     check_writable_dir(target)
+    options = exporter.effective_options(options)
+    if options.labels is not None and len(options.labels) != model.num_classes:
+        raise UsageError(f"{len(options.labels)} labels given but the model has {model.num_classes} classes; "
+                         "give one label per class")
 
     start = time.perf_counter()
     ska_form = exporter.resolve_ska(options.ska)
@@ -311,29 +424,41 @@ def export_model(model: torch.nn.Module, fmt: str, output: str | Path | None = N
     metadata = build_metadata(prepared, ska_form=ska_form, fused=options.fuse, precision=options.precision,
                               batch="dynamic" if options.dynamic else options.batch, labels=options.labels)
 
-    exporter.target = target
-    with staged_output(target, exporter.side_files) as tmp:
+    with contextlib.ExitStack() as resources, staged_output(target, exporter.side_files) as tmp:
+        context = ExportContext(target=target, options=options, ska_form=ska_form, metadata=MappingProxyType(metadata),
+                                reference=reference_model(model), progress=progress, resources=resources)
         progress(f"exporting to {exporter.name}")
         try:
-            details = exporter.write(prepared, example, tmp, options, metadata, progress) or {}
+            written = exporter.write(prepared, example, tmp, context) or Written()
         except (UsageError, ExportError):
             raise
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ExportError(f"{exporter.name} export failed: {first}") from exc
+            raise ExportError(f"{exporter.name} export failed: {first_line(exc)}") from exc
         if not tmp.exists() or (tmp.is_file() and tmp.stat().st_size == 0):
             raise ExportError(f"{exporter.name} export produced no file")
+        metadata = {**metadata, **written.metadata}
         report, skipped = None, "--no-validate"
-        if options.validate:
-            progress("validating against PyTorch")
-            report, skipped = _validate(exporter, prepared, tmp, options, validation_inputs(prepared, options))
-            if report is not None and not report.passed:
-                raise ValidationError(f"{exporter.name} artifact drifts from PyTorch ({report.summary()}); "
-                                      f"nothing was written. {_DRIFT_HINTS[options.precision]}")
+        # an int8 artifact is always checked: a collapsed calibration is refused even with --no-validate
+        if options.validate or options.int8:
+            skipped = exporter.cannot_validate(context)
+            if skipped is None:
+                progress(f"validating against PyTorch ({exporter.runtime})")
+                report = validate_file(written.validate_path or tmp, exporter.runtime, context,
+                                       f"{exporter.name} artifact")
         size = _size(tmp)
     return ExportResult(format=exporter.name, path=target, size_bytes=size, seconds=time.perf_counter() - start,
                         precision=options.precision, ska_form=ska_form, fused=options.fuse, metadata=metadata,
-                        validation=report, validation_skipped=skipped, details=details)
+                        validation=report, validation_skipped=skipped, details=written.details,
+                        notes=list(getattr(model, "load_notes", None) or []))
+
+
+def reference_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model artifacts are validated against: the user's model as loaded (unfused, reference SKA), in
+    eval mode, so a fusion or SKA-rewrite bug cannot pass by agreeing with itself."""
+    reference = copy.deepcopy(model).eval()
+    if hasattr(reference, "set_ska"):
+        reference.set_ska("reference")
+    return reference.requires_grad_(False)
 
 
 def _size(path: Path) -> int:

@@ -23,21 +23,26 @@ of the same network for image-input models (an image input cannot take the float
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
+import dataclasses
 import json
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import ExportError, UsageError, require
+from ..errors import ExportError, UsageError, first_line, require
+from ..metadata import encode_metadata
 from ..quiet import silenced
-from .base import ExportOptions, Exporter, register_exporter
+from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
 
 DEFAULT_TARGET = "iOS16"
 IMAGE_INPUT = "image"
@@ -152,11 +157,11 @@ def program_summary(spec) -> dict:
     return {"mil_ops": dict(sorted(ops.items())), "max_rank": max_rank}
 
 
-def _describe(model, metadata: dict[str, str], image_input: bool, labels: bool, input_name: str) -> None:
+def _describe(model, metadata: Mapping[str, str], image_input: bool, labels: bool, input_name: str) -> None:
     height, width = json.loads(metadata["input_size"])
     model.author = "lsnet-deploy"
     model.version = __version__
-    model.short_description = (f"{metadata.get('model', 'lsnet')} (LSNet, CVPR 2025) image classifier exported by "
+    model.short_description = (f"{json.loads(metadata['model'])} (LSNet, CVPR 2025) image classifier exported by "
                                "lsnet-deploy; preprocessing and labels are in the user-defined metadata (JSON values)")
     if image_input:
         model.input_description[input_name] = (f"RGB image, {width}x{height} (resize the short side to "
@@ -184,19 +189,10 @@ class CoreMLExporter(Exporter):
     extra = "coreml"
     description = "Core ML ML program (iOS, iPadOS, macOS apps; Neural Engine, GPU, CPU)"
     supported_options = frozenset({"half", "float32", "deployment_target", "image_input"})
-    # Not measurable here (Core ML runs on Apple devices only), so reasoned: Core ML compiles the whole
-    # program for the Neural Engine, whose fast path is convolutions and broadcast elementwise ops on
-    # (B, C, H, W) tensors, and whose last axis is padded to 64 bytes, so slicing the 7- or 14-wide last
-    # axis nine times (shifted_slices, tap_slices) copies misaligned rows. onehot_conv does the unfold
-    # as one depthwise convolution, then one broadcast multiply and one reduction, all rank <= 5 and none
-    # a gather (reference and unfold_matmul lower im2col to gathers; banded_matmul gathers an
-    # (HW x HW) band per group).
     ska_auto = "onehot_conv"
+    no_dynamic_reason = "the package has one input shape; export one per batch size with --batch N"
 
     def check_options(self, options: ExportOptions) -> None:
-        if options.dynamic:
-            raise UsageError("--format coreml does not accept --dynamic: the package has one input shape; "
-                             "export one per batch size with --batch N")
         super().check_options(options)
         parse_target(options.deployment_target)
         if options.image_input and options.batch != 1:
@@ -204,8 +200,10 @@ class CoreMLExporter(Exporter):
                              f"{options.batch}")
         if wants_float32(options) and options.half:
             raise UsageError("--half and float32 compute are exclusive; Core ML computes in float16 by default")
-        # float16 is the default compute precision here: record it where metadata and validation read it
-        options.half = not wants_float32(options)
+
+    def effective_options(self, options: ExportOptions) -> ExportOptions:
+        # float16 is Core ML's default compute precision: made explicit where metadata and validation read it
+        return dataclasses.replace(options, half=not wants_float32(options))
 
     def check_environment(self, options: ExportOptions) -> None:
         ct = require("coremltools", self.extra, "to write Core ML models")
@@ -220,24 +218,24 @@ class CoreMLExporter(Exporter):
                              f"{', '.join(members)}")
         return members[name]
 
-    def write(self, model, example, path: Path, options, metadata, progress) -> dict:
+    def write(self, model, example, path: Path, context: ExportContext) -> Written:
         ct = require("coremltools", self.extra, "to write Core ML models")
+        options, metadata = context.options, context.metadata
         image_input = options.image_input
         labels = options.labels
         input_name = IMAGE_INPUT if image_input else TENSOR_INPUT
-        # recorded in the map itself (not a copy), so the export summary shows what the package holds
-        meta = metadata
-        meta.update({"input_name": input_name, "input_kind": json.dumps("image" if image_input else "tensor"),
-                     "normalized_in_model": json.dumps(image_input),
-                     "output": "classifier" if labels else "logits",
-                     "deployment_target": json.dumps(parse_target(options.deployment_target))})
+        added = encode_metadata({"input_name": input_name, "input_kind": "image" if image_input else "tensor",
+                                 "normalized_in_model": image_input, "classifier": bool(labels),
+                                 "deployment_target": parse_target(options.deployment_target)})
+        meta = {**metadata, **added}
 
         network = model
         if image_input:
             std = torch.tensor(json.loads(metadata["std"]), dtype=torch.float32)
             network = fold_input_scale(model, 1.0 / std)
-        progress(f"converting to Core ML ({'image' if image_input else 'tensor'} input, "
-                 f"{'float32' if wants_float32(options) else 'float16'}, {parse_target(options.deployment_target)})")
+        context.progress(f"converting to Core ML ({'image' if image_input else 'tensor'} input, "
+                         f"{'float32' if wants_float32(options) else 'float16'}, "
+                         f"{parse_target(options.deployment_target)})")
         mlmodel = self._convert(ct, network, example, options, input_name, metadata)
         summary = program_summary(mlmodel.get_spec())
         if summary["max_rank"] > MAX_RANK:
@@ -246,11 +244,14 @@ class CoreMLExporter(Exporter):
         _describe(mlmodel, meta, image_input, bool(labels), input_name)
         with silenced():
             mlmodel.save(str(path))
-        if sys.platform == "darwin" and options.validate and image_input:
-            self._twin = self._tensor_twin(ct, model, example, options, metadata)
-        return {**summary, "input": input_name, "deployment_target": parse_target(options.deployment_target),
-                "compute_precision": "float32" if wants_float32(options) else "float16",
-                "classifier": bool(labels)}
+        remove_stray_files(path)
+        twin = None
+        if sys.platform == "darwin" and (options.validate or options.int8) and image_input:
+            twin = self._tensor_twin(ct, model, example, options, metadata, context.resources)
+        details = {**summary, "input": input_name, "deployment_target": parse_target(options.deployment_target),
+                   "compute_precision": "float32" if wants_float32(options) else "float16",
+                   "classifier": bool(labels)}
+        return Written(details=details, metadata=added, validate_path=twin)
 
     def _convert(self, ct, network: nn.Module, example: torch.Tensor, options: ExportOptions, input_name: str,
                  metadata: dict[str, str], image_input: bool | None = None):
@@ -273,7 +274,7 @@ class CoreMLExporter(Exporter):
             try:
                 program = torch.export.export(module, (example,)).run_decompositions({})
             except Exception as exc:
-                raise ExportError(f"torch.export failed: {_first_line(exc, log)}") from exc
+                raise ExportError(f"torch.export failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
             try:
                 converted = ct.convert(program, inputs=inputs, outputs=outputs, minimum_deployment_target=target,
                                        compute_precision=precision,
@@ -286,28 +287,32 @@ class CoreMLExporter(Exporter):
                     converted = ct.convert(converted, classifier_config=config, convert_to="mlprogram",
                                            minimum_deployment_target=target, compute_precision=precision)
             except Exception as exc:
-                raise ExportError(f"coremltools could not convert the model: {_first_line(exc, log)}") from exc
+                raise ExportError("coremltools could not convert the model: "
+                                  f"{first_line(exc, log.getvalue().strip()[-300:])}") from exc
         return converted
 
-    def _tensor_twin(self, ct, model, example, options, metadata) -> Path:
+    def _tensor_twin(self, ct, model, example, options, metadata, resources: contextlib.ExitStack) -> Path:
         """macOS only: the same network with a tensor input, for comparing numbers with PyTorch."""
-        self._twin_dir = tempfile.TemporaryDirectory(prefix="lsnet-coreml-twin-")
-        twin = Path(self._twin_dir.name) / "twin.mlpackage"
+        work = Path(resources.enter_context(tempfile.TemporaryDirectory(prefix="lsnet-coreml-twin-")))
+        twin = work / "twin.mlpackage"
         converted = self._convert(ct, model, example, options, TENSOR_INPUT, metadata, image_input=False)
         with silenced():
             converted.save(str(twin))
         return twin
 
-    def runner(self, path: Path, options: ExportOptions):
+    def cannot_validate(self, context: ExportContext) -> str | None:
         if sys.platform != "darwin":
             return (f"Core ML predicts only on macOS (this is {sys.platform}); the converted program was "
                     f"checked instead: it converts and no tensor exceeds rank {MAX_RANK}")
-        from ..runtimes.coreml_runner import CoreMLRunner
-
-        twin = getattr(self, "_twin", None)
-        return CoreMLRunner(twin if options.image_input and twin is not None else path)
+        return None
 
 
-def _first_line(exc: Exception, log) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else log.getvalue().strip()[-300:]
+#: what belongs in an ML program package; anything else was left there by a tool and is removed
+PACKAGE_FILES = ("Manifest.json", "Data")
+
+
+def remove_stray_files(package: Path) -> None:
+    """Delete files other tools leave inside a saved ``.mlpackage`` (ExecuTorch's debug-handle map, ...)."""
+    for entry in list(package.iterdir()):
+        if entry.name not in PACKAGE_FILES:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()

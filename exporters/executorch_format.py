@@ -17,13 +17,14 @@ from __future__ import annotations
 import collections
 import json
 from pathlib import Path
+from typing import Mapping
 
 import torch
 from torch import nn
 
-from ..errors import ExportError, UsageError, require
+from ..errors import ExportError, first_line, require
 from ..quiet import silenced
-from .base import ExportOptions, Exporter, register_exporter
+from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
 from .half import half_precision_model
 from .xnnpack_forms import BmmAttention, xnnpack_friendly
 
@@ -70,7 +71,7 @@ def delegation_report(edge_program) -> dict:
             "outside_ops": dict(outside), "delegate_calls": calls}
 
 
-def lower_to_executorch(model: nn.Module, example: torch.Tensor, metadata: dict[str, str] | None = None):
+def lower_to_executorch(model: nn.Module, example: torch.Tensor, metadata: Mapping[str, str] | None = None):
     """``torch.export`` + XNNPACK lowering; returns the edge program manager (not yet serialized).
 
     Raises:
@@ -79,22 +80,17 @@ def lower_to_executorch(model: nn.Module, example: torch.Tensor, metadata: dict[
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    constant_methods = {METADATA_METHOD: json.dumps(metadata)} if metadata is not None else None
+    constant_methods = {METADATA_METHOD: json.dumps(dict(metadata))} if metadata is not None else None
     with silenced() as log:
         try:
             program = torch.export.export(model, (example,))
         except Exception as exc:
-            raise ExportError(f"torch.export failed: {_first_line(exc, log)}") from exc
+            raise ExportError(f"torch.export failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
         try:
             return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
                                                constant_methods=constant_methods)
         except Exception as exc:
-            raise ExportError(f"lowering to XNNPACK failed: {_first_line(exc, log)}") from exc
-
-
-def _first_line(exc: Exception, log) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else log.getvalue().strip()[-300:]
+            raise ExportError(f"lowering to XNNPACK failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
 
 
 @register_exporter
@@ -108,17 +104,8 @@ class ExecuTorchExporter(Exporter):
     extra = "executorch"
     description = "ExecuTorch program lowered to XNNPACK (Android and iOS apps, embedded Linux)"
     supported_options = frozenset({"half"})
-    # Measured here (benchmarks/bench_executorch.py --ska-sweep: lsnet_t's LS blocks, each form with the
-    # rest of the rewrites, interleaved medians), time relative to tap_slices: shifted_slices 1.15 (a
-    # select per tap falls out of the delegate), onehot_conv 1.28 (its tap sum does too), hybrid 3.6,
-    # banded_matmul 8.7 (gathers), reference 10.5 and unfold_matmul 11.9 (im2col lowers to indexing).
     ska_auto = "tap_slices"
-
-    def check_options(self, options: ExportOptions) -> None:
-        if options.dynamic:
-            raise UsageError("--format executorch does not accept --dynamic: XNNPACK plans a fixed batch; "
-                             "export one .pte per batch size with --batch N")
-        super().check_options(options)
+    no_dynamic_reason = "XNNPACK plans a fixed batch; export one .pte per batch size with --batch N"
 
     def check_environment(self, options: ExportOptions) -> None:
         require("executorch.exir", self.extra, "to write ExecuTorch programs")
@@ -126,29 +113,21 @@ class ExecuTorchExporter(Exporter):
         if options.validate:
             require("executorch.runtime", self.extra, "to validate ExecuTorch programs")
 
-    def write(self, model, example, path: Path, options, metadata, progress) -> dict:
-        ska_form = metadata.get("ska_form", self.ska_auto)
-        progress(f"rewriting for XNNPACK (SKA {ska_form})")
-        lowered_model = xnnpack_friendly(model, ska_form)
-        if options.half:
+    def write(self, model, example, path: Path, context: ExportContext) -> Written:
+        context.progress(f"rewriting for XNNPACK (SKA {context.ska_form})")
+        lowered_model = xnnpack_friendly(model, context.ska_form)
+        if context.options.half:
             lowered_model = half_precision_model(lowered_model, float32_islands=False)
             for module in lowered_model.modules():
                 if isinstance(module, BmmAttention):
                     module.float32_softmax = False  # a cast inside the graph would split the delegate
-        progress("lowering to XNNPACK (torch.export, to_edge_transform_and_lower)")
-        edge = lower_to_executorch(lowered_model, example, metadata)
+        context.progress("lowering to XNNPACK (torch.export, to_edge_transform_and_lower)")
+        edge = lower_to_executorch(lowered_model, example, context.metadata)
         details = delegation_report(edge)
         with silenced():
             try:
                 buffer = edge.to_executorch().buffer
             except Exception as exc:
-                raise ExportError(f"ExecuTorch serialization failed: {str(exc).strip().splitlines()[0]}") from exc
+                raise ExportError(f"ExecuTorch serialization failed: {first_line(exc)}") from exc
         path.write_bytes(buffer)
-        details["backend"] = "xnnpack"
-        details["metadata_method"] = METADATA_METHOD
-        return details
-
-    def runner(self, path: Path, options: ExportOptions):
-        from ..runtimes.executorch_runner import ExecuTorchRunner
-
-        return ExecuTorchRunner(path, threads=2)
+        return Written(details={**details, "backend": "xnnpack", "metadata_method": METADATA_METHOD})

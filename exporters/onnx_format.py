@@ -9,15 +9,16 @@ images (see ``onnx_quantize``). Inputs and outputs stay float32 in every precisi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 import torch
 
 from .. import __version__
-from ..errors import ExportError, require
+from ..errors import ExportError, UsageError, first_line, require
 from ..quiet import silenced
-from .base import ExportOptions, Exporter, Progress, register_exporter
+from .base import ExportContext, ExportOptions, Exporter, Progress, Written, register_exporter
 from .half import half_precision_model
 
 if TYPE_CHECKING:
@@ -46,8 +47,7 @@ def torch_to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int, dyn
                                         dynamic_shapes=dynamic_shapes, external_data=False, optimize=True,
                                         verbose=False)
         except Exception as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else log.getvalue()[-300:]
-            raise ExportError(f"torch.onnx.export failed: {detail}") from exc
+            raise ExportError(f"torch.onnx.export failed: {first_line(exc, log.getvalue()[-300:])}") from exc
     proto = program.model_proto
     if dynamic:
         # name the symbolic batch dimension the same on input and output
@@ -67,28 +67,34 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     return simplified if ok else model
 
 
-def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
-    """Write the metadata map into ``metadata_props`` (replacing keys that exist) and the doc string."""
-    existing = {p.key: p for p in model.metadata_props}
+def set_metadata(model: onnx.ModelProto, metadata: Mapping[str, str]) -> None:
+    """Make ``metadata_props`` exactly the metadata map, and set the doc string.
+
+    Keys other tools left there (onnxsim records the nodes it changed) are dropped: apps read this map,
+    and it holds lsnet-deploy's documented keys only.
+    """
+    del model.metadata_props[:]
     for key, value in metadata.items():
-        if key in existing:
-            existing[key].value = value
-        else:
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
     model.producer_name = "lsnet-deploy"
     model.producer_version = __version__
-    model.doc_string = (f"{metadata.get('model', 'lsnet')} (LSNet, CVPR 2025) exported by lsnet-deploy; "
+    name = json.loads(metadata.get("model", json.dumps("lsnet")))
+    model.doc_string = (f"{name} (LSNet, CVPR 2025) exported by lsnet-deploy; "
                         "preprocessing and labels are in metadata_props (JSON values)")
 
 
 def build_onnx(model: torch.nn.Module, example: torch.Tensor, options: ExportOptions,
-               metadata: dict[str, str], target: str = "onnxruntime", progress: Progress | None = None) -> onnx.ModelProto:
+               metadata: Mapping[str, str], target: str = "onnxruntime",
+               progress: Progress | None = None) -> tuple[onnx.ModelProto, dict[str, str]]:
     """Export, simplify, optimize for ``target`` and annotate: the full ONNX pipeline in memory.
 
     Args:
         target: ``onnxruntime`` (x86 blocked-layout rewrites), ``onnxruntime-mobile`` (portable rewrites
             only) or ``tensorrt`` (no runtime-specific rewrites; TensorRT fuses by itself).
+
+    Returns:
+        The model, and the metadata keys the pipeline added to ``metadata`` (int8: its calibration).
     """
     from .onnx_passes import optimize_for_onnxruntime
 
@@ -106,19 +112,21 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, options: ExportOpt
         proto = simplify(proto)
         if target.startswith("onnxruntime") and not options.half:
             optimize_for_onnxruntime(proto, blocked_layout=target == "onnxruntime")
+    added: dict[str, str] = {}
     if options.int8:
         from .onnx_quantize import quantize_qdq
 
         progress(f"calibrating int8 on {options.calib}")
-        proto = quantize_qdq(proto, options.calib, metadata)
-    set_metadata(proto, metadata)
+        proto, calibration = quantize_qdq(proto, options.calib, metadata)
+        added["int8_calibration"] = json.dumps(calibration)
+    set_metadata(proto, {**metadata, **added})
     import onnx
 
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"the exported ONNX graph is invalid: {str(exc).splitlines()[0]}") from None
-    return proto
+        raise ExportError(f"the exported ONNX graph is invalid: {first_line(exc)}") from None
+    return proto, added
 
 
 @register_exporter
@@ -129,25 +137,16 @@ class OnnxExporter(Exporter):
     runtime = "ort"
     suffix = ".onnx"
     extra = "onnx"
-    description = "ONNX, tuned for ONNX Runtime (CPU/GPU servers, desktops)"
+    description = "ONNX, tuned for ONNX Runtime (CPU/GPU servers, desktops); TensorRT via trtexec"
     supported_options = frozenset({"dynamic", "half", "int8", "calib", "opset", "simplify"})
-    # Measured here (benchmarks/bench_onnx.py, ONNX Runtime CPU): on 14x14 and larger grids the one-hot
-    # depthwise convolution beats shifted slices, unfold+Gather and unfold+MatMul; on 7x7 grids one
-    # banded matrix product per kernel group beats them all, because ONNX Runtime's per-operator cost
-    # (thread-pool wake-ups with spinning off) outweighs the extra arithmetic. "hybrid" picks per block.
     ska_auto = "hybrid"
+    #: which graph rewrites ``build_onnx`` applies
     runtime_target = "onnxruntime"
 
     def check_options(self, options: ExportOptions) -> None:
         super().check_options(options)
         if options.opset is not None and not MIN_OPSET <= options.opset <= 23:
-            from ..errors import UsageError
-
             raise UsageError(f"--opset {options.opset} is not supported; use {MIN_OPSET} to 23 (default {DEFAULT_OPSET})")
-        if options.int8:
-            from .onnx_quantize import calibration_images
-
-            calibration_images(options.calib)  # a bad --calib fails before the model is even loaded
 
     def check_environment(self, options: ExportOptions) -> None:
         require("onnx", self.extra, "to write ONNX files")
@@ -157,15 +156,11 @@ class OnnxExporter(Exporter):
         if options.validate or options.int8:
             require("onnxruntime", self.extra, "to validate ONNX files")
 
-    def write(self, model, example, path: Path, options, metadata, progress) -> dict:
+    def write(self, model, example, path: Path, context: ExportContext) -> Written:
         import onnx
 
-        proto = build_onnx(model, example, options, metadata, self.runtime_target, progress)
+        proto, added = build_onnx(model, example, context.options, context.metadata, self.runtime_target,
+                                  context.progress)
         onnx.save_model(proto, str(path))
-        return {"opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),
-                "nodes": len(proto.graph.node)}
-
-    def runner(self, path: Path, options: ExportOptions):
-        from ..runtimes.onnxruntime_runner import OnnxRuntimeRunner
-
-        return OnnxRuntimeRunner(path, threads=2)
+        opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+        return Written(details={"opset": opset, "nodes": len(proto.graph.node)}, metadata=added)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import ExportError, require
 from ..quiet import silenced
-from .base import register_exporter
+from .base import ExportContext, Written, register_exporter
 from .onnx_format import OnnxExporter, build_onnx
 
 
@@ -25,19 +25,20 @@ class OrtExporter(OnnxExporter):
     aliases = ("onnxruntime-mobile",)
     suffix = ".ort"
     description = "ONNX Runtime Mobile format (Android/iOS apps with onnxruntime-mobile)"
-    supported_options = frozenset({"opset", "simplify"})
+    supported_options = frozenset({"dynamic", "opset", "simplify"})
     runtime_target = "onnxruntime-mobile"
 
     def check_environment(self, options) -> None:
         super().check_environment(options)
         require("onnxruntime", self.extra, "to convert to the ORT format")
 
-    def write(self, model, example, path: Path, options, metadata, progress) -> dict:
+    def write(self, model, example, path: Path, context: ExportContext) -> Written:
         converter = require("onnxruntime.tools.convert_onnx_models_to_ort", self.extra, "to write .ort files")
         import onnx
 
-        proto = build_onnx(model, example, options, metadata, self.runtime_target, progress)
-        progress("converting to the ORT format (onnxruntime.tools.convert_onnx_models_to_ort)")
+        proto, added = build_onnx(model, example, context.options, context.metadata, self.runtime_target,
+                                  context.progress)
+        context.progress("converting to the ORT format (onnxruntime.tools.convert_onnx_models_to_ort)")
         with tempfile.TemporaryDirectory(prefix="lsnet-ort-") as work:
             source = Path(work) / "model.onnx"
             onnx.save_model(proto, str(source))
@@ -52,4 +53,4 @@ class OrtExporter(OnnxExporter):
             if not produced:
                 raise ExportError(f"onnxruntime's ORT converter wrote no .ort file: {log.getvalue()[-300:]}")
             shutil.move(str(produced[0]), path)
-        return {"nodes": len(proto.graph.node)}
+        return Written(details={"nodes": len(proto.graph.node)}, metadata=added)

@@ -20,11 +20,13 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import ExportError, MissingDependencyError, RuntimeUnavailableError, UsageError, ValidationError, require
-from .base import ExportOptions, Exporter, register_exporter, validation_inputs
+from ..errors import ExportError, MissingDependencyError, RuntimeUnavailableError, UsageError, require
+from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter, validate_file
 from .onnx_format import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, build_onnx
 from .tensorrt_ops import TENSORRT_OPSETS, check_tensorrt_support
 
+#: the runtime that validates the ONNX an engine is built from
+ONNX_RUNTIME = "ort"
 #: the largest batch of a ``--dynamic`` profile when ``--max-batch`` is not given
 DEFAULT_MAX_BATCH = 32
 ELSEWHERE_HINT = "or export --format onnx here and build the engine on the device with trtexec"
@@ -50,19 +52,11 @@ class TensorRTExporter(Exporter):
     runtime = "tensorrt"
     aliases = ("trt", "engine")
     suffix = ".engine"
+    suffixes = (".engine", ".plan", ".trt")
     extra = "tensorrt"
     description = "TensorRT engine for NVIDIA GPUs and Jetson (TensorRT 10 and 11, built here; needs a GPU)"
     supported_options = frozenset({"dynamic", "half", "int8", "calib", "opset", "simplify", "workspace",
                                    "dla_core", "timing_cache", "max_batch"})
-    # Not measured (no TensorRT here): chosen by how TensorRT builds each form. GPU inference of LSNet is
-    # bound by memory traffic and kernel launches, not arithmetic. TensorRT's pointwise fusion compiles the
-    # shifted-slices chain (strided reads of the padded input, multiplies, adds) into few kernels that read
-    # x and w about once. onehot_conv, fastest on ONNX Runtime's CPU provider, writes and re-reads a
-    # 9x-wide activation through a depthwise convolution, and under --int8 that convolution gets Q/DQ nodes
-    # (extra error for nothing). unfold_matmul becomes per-pixel (8x9)@(9x1) batched GEMMs, a poor fit for
-    # TensorRT's GEMM kernels; banded_matmul (and hybrid on small grids) gathers a mostly-zero (HW x HW)
-    # matrix per kernel group, 22x the kernel's bytes at 14x14, before its GEMM; reference tiles the
-    # kernels 8x. Check on a device with ``trtexec --loadEngine=... --dumpProfile`` for each --ska form.
     ska_auto = "shifted_slices"
     side_files = (".json", ".onnx")
 
@@ -93,10 +87,6 @@ class TensorRTExporter(Exporter):
                 raise UsageError(f"--timing-cache {cache}: directory {parent} does not exist")
             if not os.access(parent, os.W_OK) or (cache.exists() and not os.access(cache, os.R_OK | os.W_OK)):
                 raise UsageError(f"--timing-cache {cache} cannot be read and rewritten; check its permissions")
-        if options.int8 and options.calib is not None:
-            from .onnx_quantize import calibration_images
-
-            calibration_images(options.calib)
 
     def check_environment(self, options: ExportOptions) -> None:
         try:
@@ -135,12 +125,12 @@ class TensorRTExporter(Exporter):
                               timing_cache=Path(options.timing_cache) if options.timing_cache else None,
                               dla_core=options.dla_core)
 
-    def write_onnx(self, model, example, onnx_path: Path, options: ExportOptions, metadata: dict[str, str],
-                   progress) -> dict:
+    def write_onnx(self, model, example, onnx_path: Path, context: ExportContext) -> tuple[dict, dict[str, str]]:
         """Write the exact ONNX the engine is built from, after checking and validating it (no TensorRT needed).
 
         Returns:
-            Details to report: the operator-list check and the ONNX Runtime validation.
+            Details to report (the operator-list check, the ONNX Runtime validation), and the metadata
+            keys the ONNX pipeline added (int8: its calibration).
 
         Raises:
             ExportError: an operator, type or shape TensorRT would reject, or float16 normalization/softmax.
@@ -148,12 +138,10 @@ class TensorRTExporter(Exporter):
         """
         import onnx
 
-        from .base import _validate
-        from .onnx_format import OnnxExporter
-
+        options = context.options
         settings = self.engine_settings(model, options)
-        proto = build_onnx(model, example, options, metadata, "tensorrt", progress)
-        progress("checking the graph against TensorRT's ONNX operator list")
+        proto, added = build_onnx(model, example, options, context.metadata, "tensorrt", context.progress)
+        context.progress("checking the graph against TensorRT's ONNX operator list")
         support = check_tensorrt_support(proto, settings.batch_sizes())
         if not support.ok:
             raise ExportError(f"the ONNX graph is not ready for TensorRT: {support.summary()}; "
@@ -163,24 +151,23 @@ class TensorRTExporter(Exporter):
                               "float32 (report a bug)")
         onnx.save_model(proto, str(onnx_path))
         details: dict = {"onnx_check": support.summary()}
-        if options.validate:
-            progress(f"validating the {options.precision} ONNX on ONNX Runtime before building")
-            report, _ = _validate(OnnxExporter(), model, onnx_path, options, validation_inputs(model, options))
+        if options.validate or options.int8:
+            # the engine itself is validated where it runs; its ONNX is validated here, before minutes of build
+            context.progress(f"validating the {options.precision} ONNX on ONNX Runtime before building")
+            report = validate_file(onnx_path, ONNX_RUNTIME, context, f"the {options.precision} ONNX for TensorRT")
             details["onnx_validation"] = report.summary()
             if options.int8:
                 details["int8_top1_agreement"] = f"{report.top1_agreement:.1%} on {report.samples} calibration images"
-            if not report.passed:
-                raise ValidationError(f"the {options.precision} ONNX for TensorRT drifts from PyTorch "
-                                      f"({report.summary()}); nothing was built")
-        return details
+        return details, added
 
-    def write(self, model, example, path: Path, options, metadata, progress) -> dict:
+    def write(self, model, example, path: Path, context: ExportContext) -> Written:
         from .tensorrt_build import build_engine, trtexec_command
 
+        options = context.options
         settings = self.engine_settings(model, options)
-        details = self.write_onnx(model, example, Path(f"{path}.onnx"), options, metadata, progress)
-        info = build_engine(Path(f"{path}.onnx"), path, settings, progress)
-        name = (self.target or path).name
+        details, added = self.write_onnx(model, example, Path(f"{path}.onnx"), context)
+        info = build_engine(Path(f"{path}.onnx"), path, settings, context.progress)
+        name = context.target.name
         command = trtexec_command(f"{name}.onnx", name, settings)
         profile = settings.profile()
         sidecar = {
@@ -190,18 +177,18 @@ class TensorRTExporter(Exporter):
                       "shape": [-1 if settings.dynamic else settings.batch, *settings.input_shape],
                       "profile": None if profile is None else dict(zip(("min", "opt", "max"), map(list, profile)))},
             "output": {"name": OUTPUT_NAME, "dtype": "float32"},
-            "workspace_gib": settings.workspace_gib, "trtexec": command, **details, "metadata": metadata,
+            "workspace_gib": settings.workspace_gib, "trtexec": command, **details,
+            "metadata": {**context.metadata, **added},
         }
         Path(f"{path}.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
-        return {"trtexec": command, "sidecar": f"{name}.json", "tensorrt_version": info["tensorrt_version"],
-                "device": info["device"], "build_seconds": info["build_seconds"], **details}
+        return Written(details={"trtexec": command, "sidecar": f"{name}.json",
+                                "tensorrt_version": info["tensorrt_version"], "device": info["device"],
+                                "build_seconds": info["build_seconds"], **details}, metadata=added)
 
-    def runner(self, path: Path, options: ExportOptions):
+    def cannot_validate(self, context: ExportContext) -> str | None:
         import torch
 
         if not torch.cuda.is_available():
-            return "the engine runs on CUDA through PyTorch, and this PyTorch has no CUDA (the ONNX it was built " \
-                   "from was validated on ONNX Runtime)"
-        from ..runtimes.tensorrt_runner import TensorRTRunner
-
-        return TensorRTRunner(path)
+            return ("the engine runs on CUDA through PyTorch, and this PyTorch has no CUDA (the ONNX it was built "
+                    "from was validated on ONNX Runtime)")
+        return None

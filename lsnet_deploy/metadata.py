@@ -1,8 +1,9 @@
 """The metadata every artifact carries, so an app can feed it correctly without reading our docs.
 
-Values are JSON-encoded strings (ONNX ``metadata_props`` and Core ML user fields are string maps); an
-app decodes each field with a JSON parser; ``decode_metadata`` does it here, and
-``lsnet_deploy.artifact_metadata.read_artifact_metadata`` reads the map from any artifact.
+Every value is a JSON-encoded string (ONNX ``metadata_props`` and Core ML user fields are string maps), so
+an app decodes every field with one JSON parser; ``decode_metadata`` does it here, ``SCHEMA`` lists every
+key with its type (docs/metadata.md), and ``lsnet_deploy.artifact_metadata.read_artifact_metadata`` reads
+the map from any artifact.
 """
 
 from __future__ import annotations
@@ -14,10 +15,50 @@ from typing import Sequence
 
 from . import __version__
 
-METADATA_VERSION = 1
-# keys whose values are plain strings, not JSON
-STRING_KEYS = ("producer", "producer_version", "model", "task", "input_name", "output_name", "input_layout",
-               "channel_order", "ska_form", "precision", "weights_sha256", "weights_source", "output")
+#: the version of the key set below; bumped when a key changes meaning or type
+SCHEMA_VERSION = 2
+
+#: the stage whose blocks are attention blocks (LSNet's last)
+ATTENTION_STAGE = 3
+
+#: every key lsnet-deploy writes: (JSON type, meaning). docs/metadata.md is this table.
+SCHEMA: dict[str, tuple[str, str]] = {
+    "schema": ("integer", "version of this key set (2)"),
+    "producer": ("string", "always \"lsnet-deploy\""),
+    "producer_version": ("string", "lsnet-deploy version that wrote the artifact"),
+    "model": ("string", "variant name (lsnet_t, ...) or \"lsnet\" for a custom architecture"),
+    "architecture": ("object", "constructor arguments of the network (widths, depths, heads, ...)"),
+    "task": ("string", "\"image-classification\""),
+    "input_name": ("string", "name of the input tensor"),
+    "output_name": ("string", "name of the logits output"),
+    "input_shape": ("array of integers", "N, C, H, W; N is -1 for a dynamic batch"),
+    "input_size": ("array of integers", "H, W the network takes"),
+    "input_layout": ("string", "\"NCHW\""),
+    "channel_order": ("string", "\"RGB\""),
+    "pixel_scale": ("number", "multiply 8-bit pixels by this before mean/std (1/255)"),
+    "mean": ("array of numbers", "per-channel mean subtracted after scaling"),
+    "std": ("array of numbers", "per-channel std divided by after the mean"),
+    "interpolation": ("string", "resize filter (bicubic)"),
+    "crop_pct": ("number", "centre-crop fraction of the resized image"),
+    "resize_size": ("array of integers", "short side resized to these H, W before the crop (floor(size / crop_pct))"),
+    "crop_mode": ("string", "\"center\""),
+    "num_classes": ("integer", "number of logits"),
+    "batch": ("integer or string", "fixed batch size, or \"dynamic\""),
+    "ska_form": ("string", "SKA formulation inside the artifact"),
+    "fused": ("boolean", "re-parameterizable branches fused"),
+    "precision": ("string", "float32, float16 or int8"),
+    "weights_sha256": ("string", "SHA-256 of the checkpoint file, or \"random-init\""),
+    "weights_source": ("string", "checkpoint file name or hub id (never a local directory), or \"random-init\""),
+    "labels": ("array of strings", "class names, one per logit (with --labels)"),
+    "int8_calibration": ("object", "int8 only: calibration image count, method, what was quantized"),
+    "input_kind": ("string", "Core ML: \"image\" or \"tensor\""),
+    "normalized_in_model": ("boolean", "Core ML: mean/std applied inside the model (image input)"),
+    "classifier": ("boolean", "Core ML: classLabel / classLabel_probs outputs (with --labels)"),
+    "deployment_target": ("string", "Core ML: minimum OS (iOS16, ...)"),
+}
+_JSON_TYPES = {"integer": (int,), "number": (int, float), "string": (str,), "boolean": (bool,), "object": (dict,),
+               "array of integers": (list,), "array of numbers": (list,), "array of strings": (list,),
+               "integer or string": (int, str)}
 
 
 def resize_size(img_size: tuple[int, int], crop_pct: float) -> tuple[int, int]:
@@ -25,10 +66,41 @@ def resize_size(img_size: tuple[int, int], crop_pct: float) -> tuple[int, int]:
     return tuple(int(math.floor(s / crop_pct)) for s in img_size)
 
 
+def public_source(source: str | None) -> str:
+    """A checkpoint source fit to ship inside an app: a hub id as is, a local path reduced to its file name."""
+    if not source:
+        return "random-init"
+    text = str(source)
+    if text.startswith(("hf-hub:", "hf_hub:")):
+        return text
+    return Path(text).name
+
+
+def architecture_fields(model) -> dict:
+    """The network's constructor arguments, as recorded in the metadata.
+
+    ``key_dim`` and ``num_heads`` only mean something where a stage has attention blocks (LSNet's last
+    stage, from its second block on); elsewhere they are null, so a custom configuration is never described
+    with values that nothing in the network used (and that a checkpoint cannot record).
+    """
+    config = {k: v for k, v in model.config.items() if k != "fused"}
+    if "depth" in config:
+        for key in ("key_dim", "num_heads"):
+            if key in config:
+                config[key] = [value if stage == ATTENTION_STAGE and config["depth"][stage] > 1 else None
+                               for stage, value in enumerate(config[key])]
+    return config
+
+
+def encode_metadata(fields: dict) -> dict[str, str]:
+    """JSON-encode every value (the string map ONNX, Core ML and sidecars store)."""
+    return {key: json.dumps(value) for key, value in fields.items()}
+
+
 def build_metadata(model, *, ska_form: str, fused: bool, precision: str, batch: int | str,
                    labels: Sequence[str] | None = None, input_name: str = "input",
                    output_name: str = "logits") -> dict[str, str]:
-    """Assemble the metadata of an exported LSNet.
+    """Assemble the metadata of an exported LSNet (keys and types: ``SCHEMA``).
 
     Args:
         model: the LSNet being exported (its config, pretrained_cfg and checkpoint attributes are read).
@@ -40,20 +112,19 @@ def build_metadata(model, *, ska_form: str, fused: bool, precision: str, batch: 
         input_name, output_name: tensor names in the artifact.
 
     Returns:
-        A string-to-string map (JSON-encoded values for non-string fields).
+        A string-to-string map; every value is JSON (strings too: ``"\"RGB\""``).
     """
     cfg = model.pretrained_cfg
     img_size = tuple(model.img_size)
     fields = {
+        "schema": SCHEMA_VERSION,
         "producer": "lsnet-deploy",
         "producer_version": __version__,
-        "metadata_version": METADATA_VERSION,
         "model": getattr(model, "variant", "lsnet"),
-        "architecture": {k: v for k, v in model.config.items() if k != "fused"},
+        "architecture": architecture_fields(model),
         "task": "image-classification",
         "input_name": input_name,
         "output_name": output_name,
-        "output": "logits",
         "input_shape": [batch if isinstance(batch, int) else -1, model.in_chans, *img_size],
         "input_size": list(img_size),
         "input_layout": "NCHW",
@@ -71,25 +142,52 @@ def build_metadata(model, *, ska_form: str, fused: bool, precision: str, batch: 
         "fused": fused,
         "precision": precision,
         "weights_sha256": getattr(model, "checkpoint_sha256", None) or "random-init",
-        "weights_source": getattr(model, "checkpoint_source", None) or "random-init",
+        "weights_source": public_source(getattr(model, "checkpoint_source", None)),
     }
     if labels is not None:
         fields["labels"] = list(labels)
-    return {k: v if k in STRING_KEYS else json.dumps(v) for k, v in fields.items()}
+    return encode_metadata(fields)
 
 
 def decode_metadata(props: dict[str, str]) -> dict:
-    """Decode a string map written by ``build_metadata`` (unknown keys are kept as strings)."""
+    """Decode a string map written by ``build_metadata``.
+
+    Values that are not JSON (other tools' keys, or raw strings of artifacts written before schema 2)
+    are kept as the strings they are.
+    """
     out = {}
     for key, value in props.items():
-        if key in STRING_KEYS:
-            out[key] = value
-            continue
         try:
             out[key] = json.loads(value)
         except (TypeError, ValueError):
             out[key] = value
     return out
+
+
+def schema_problems(props: dict[str, str]) -> list[str]:
+    """What in a stored map breaks the schema: unknown keys, values that are not JSON or not of the type.
+
+    Returns:
+        One line per problem; empty when the map conforms.
+    """
+    problems = []
+    for key, value in props.items():
+        if key not in SCHEMA:
+            problems.append(f"{key}: not a documented key")
+            continue
+        try:
+            decoded = json.loads(value)
+        except (TypeError, ValueError):
+            problems.append(f"{key}: value {value!r} is not JSON")
+            continue
+        kind = SCHEMA[key][0]
+        ok = isinstance(decoded, _JSON_TYPES[kind]) and not (kind in ("integer", "number") and isinstance(decoded, bool))
+        if ok and kind.startswith("array of "):
+            item = {"integers": int, "numbers": (int, float), "strings": str}[kind.split()[-1]]
+            ok = all(isinstance(v, item) and not isinstance(v, bool) for v in decoded)
+        if not ok:
+            problems.append(f"{key}: {decoded!r} is not {kind}")
+    return problems
 
 
 def read_labels(path: str | Path, num_classes: int | None = None) -> list[str]:

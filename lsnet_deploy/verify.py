@@ -77,3 +77,21 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, precision: str
                             cosine=float(cosine.min()), top1_agreement=top1,
                             tolerance=TOLERANCES.get(precision, FLOAT32_TOLERANCE),
                             min_top1=MIN_TOP1.get(precision, 1.0))
+
+
+def compare_runner(runner, reference_model, inputs: list[np.ndarray], precision: str = "float32") -> ComparisonReport:
+    """Run ``inputs`` through an artifact's runner and through ``reference_model`` (PyTorch), and compare.
+
+    Args:
+        runner: an inactive ``lsnet_deploy.runtimes`` runner of the artifact (activated and released here).
+        reference_model: the PyTorch model the artifact must follow (eval mode).
+        inputs: (N, C, H, W) float32 batches.
+        precision: the artifact's precision (selects the tolerance).
+    """
+    import torch
+
+    with torch.no_grad():
+        expected = [reference_model(torch.from_numpy(x)).numpy() for x in inputs]
+    with runner:
+        actual = [runner.infer(x) for x in inputs]
+    return compare_outputs(np.concatenate(expected), np.concatenate(actual), precision)

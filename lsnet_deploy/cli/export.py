@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,20 +13,35 @@ from .common import cli_errors, err, human_size, parse_imgsz, resolve_model
 
 PROG = "lsnet-export"
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help="Export an LSNet model to ONNX, ONNX Runtime mobile, Core ML, ExecuTorch or TensorRT.")
 
-FORMAT_HELP = ("Target format: onnx, ort (ONNX Runtime mobile), coreml, executorch, tensorrt (aliases: trt, "
-               "engine).")
+def _format_help() -> str:
+    from ..exporters.base import exporter_classes
+
+    formats = "; ".join(f"{name}{' (' + ', '.join(cls.aliases) + ')' if cls.aliases else ''}: {cls.suffix}"
+                        for name, cls in exporter_classes().items())
+    return f"Target format: {formats}."
+
+
+def _ska_help() -> str:
+    from ..exporters.base import exporter_classes
+    from ..models.ska import EXPORTABLE_SKA_FORMS
+
+    autos = ", ".join(f"{cls.ska_auto} for {name}" for name, cls in exporter_classes().items())
+    return (f"SKA formulation: auto (the form measured fastest for the format: {autos}) or one of "
+            f"{', '.join(EXPORTABLE_SKA_FORMS)}. All give the same outputs.")
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Export an LSNet model to a validated, self-describing deployment artifact.")
+
 DYNAMIC_HELP = ("Dynamic batch dimension. The spatial size stays fixed because the attention bias table is "
                 "built for one token grid; export another --imgsz instead.")
-SKA_HELP = ("SKA formulation: auto (fastest measured for the format), reference, unfold_matmul, onehot_conv, "
-            "shifted_slices.")
 
 
 @app.command()
 def export(
-    format: Annotated[str, typer.Option("--format", "-f", help=FORMAT_HELP)] = "onnx",
+    format: Annotated[str, typer.Option("--format", "-f", help=_format_help())] = "onnx",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Variant name (default lsnet_t; with "
                                                  "--weights the checkpoint decides and this must match).")] = None,
     weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Checkpoint path or hf-hub:ORG/REPO[/FILE].")] = None,
@@ -36,7 +52,7 @@ def export(
     int8: Annotated[bool, typer.Option("--int8", help="int8 with explicit Q/DQ nodes (onnx, tensorrt); needs --calib.")] = False,
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Directory of calibration images for --int8.")] = None,
     opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset (default 18).")] = None,
-    ska: Annotated[str, typer.Option("--ska", help=SKA_HELP)] = "auto",
+    ska: Annotated[str, typer.Option("--ska", help=_ska_help())] = "auto",
     no_fuse: Annotated[bool, typer.Option("--no-fuse", help="Keep BatchNorms and re-parameterizable branches.")] = False,
     no_simplify: Annotated[bool, typer.Option("--no-simplify", help="Skip onnxsim and the ONNX Runtime graph rewrites.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output path (default <model><suffix> here).")] = None,
@@ -53,54 +69,69 @@ def export(
 ) -> None:
     """Export, validate against PyTorch, and write the artifact atomically."""
     from ..errors import UsageError
-    from ..exporters import ExportOptions, export_model, get_exporter
+    from ..exporters import ExportOptions, export_model
     from ..metadata import read_labels
 
-    with cli_errors(PROG):
-        exporter = get_exporter(format)
+    with cli_errors(PROG), _json_errors(json_output):
         size = parse_imgsz(imgsz)
         if batch < 1:
             raise UsageError(f"--batch must be a positive integer, got {batch}")
-        options = ExportOptions(batch=batch, dynamic=dynamic, half=half, int8=int8, calib=calib, opset=opset,
-                                simplify=not no_simplify, ska=ska, fuse=not no_fuse, validate=not no_validate,
-                                deployment_target=target, image_input=not tensor_input, float32=float32,
-                                workspace=workspace,
-                                dla_core=dla_core, timing_cache=timing_cache, max_batch=max_batch)
         from ..models.ska import check_ska_form
 
         try:
             check_ska_form(ska)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        exporter.check_options(options)
-        exporter.check_environment(options)
+        options = ExportOptions(batch=batch, dynamic=dynamic, half=half, int8=int8, calib=calib, opset=opset,
+                                simplify=not no_simplify, ska=ska, fuse=not no_fuse, validate=not no_validate,
+                                labels=read_labels(labels) if labels is not None else None,
+                                deployment_target=target, image_input=not tensor_input, float32=float32,
+                                workspace=workspace,
+                                dla_core=dla_core, timing_cache=timing_cache, max_batch=max_batch)
 
         def progress(message: str) -> None:
             err(f"{PROG}: {message} ...")
 
-        progress(f"loading {weights or model or 'lsnet_t'}")
-        net = resolve_model(model, weights, size)
-        if labels is not None:
-            options.labels = read_labels(labels, net.num_classes)
-        result = export_model(net, exporter.name, output, options, progress)
+        def build():
+            progress(f"loading {weights or model or 'lsnet_t'}")
+            return resolve_model(model, weights, size)
+
+        result = export_model(build, format, output, options, progress)
 
     if json_output:
-        typer.echo(json.dumps(result.to_dict()))
+        typer.echo(json.dumps({"ok": True, **result.to_dict()}))
         return
     _print_summary(result)
 
 
+@contextlib.contextmanager
+def _json_errors(enabled: bool):
+    """With --json, a failure still prints one JSON object on stdout (the one-line error goes to stderr too)."""
+    from ..errors import LsnetDeployError
+
+    try:
+        yield
+    except LsnetDeployError as exc:
+        if enabled:
+            typer.echo(json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code}))
+        raise
+
+
 def _print_summary(result) -> None:
-    meta = result.metadata
+    from ..metadata import decode_metadata
+
+    meta = decode_metadata(result.metadata)
     lines = [
         f"\nExport complete ({result.seconds:.1f}s)",
         f"  file        {result.path} ({human_size(result.size_bytes)})",
         f"  format      {result.format}, {result.precision}, SKA {result.ska_form}, "
         f"{'fused' if result.fused else 'not fused'}",
-        f"  input       {meta.get('input_name')} {json.loads(meta['input_shape'])} {meta.get('channel_order')}, "
-        f"mean {json.loads(meta['mean'])}, std {json.loads(meta['std'])}",
+        f"  input       {meta.get('input_name')} {meta['input_shape']} {meta.get('channel_order')}, "
+        f"mean {meta['mean']}, std {meta['std']}",
         f"  classes     {meta.get('num_classes')}" + (" (labels embedded)" if "labels" in meta else ""),
     ]
+    for note in result.notes:
+        lines.append(f"  note        {note}")
     if result.validation is not None:
         lines.append(f"  validation  {result.validation.summary()}")
     else:

@@ -15,6 +15,7 @@ from torch import nn
 
 pytest.importorskip("executorch.runtime", reason="ExecuTorch is not installed (pip install \"lsnet-deploy[executorch]\")")
 
+from lsnet_deploy.exporters.base import Written
 from lsnet_deploy.exporters import ExportOptions, export_model  # noqa: E402
 from lsnet_deploy.exporters.executorch_format import METADATA_METHOD  # noqa: E402
 from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly  # noqa: E402
@@ -73,7 +74,7 @@ def test_metadata_rides_in_a_constant_method(tiny_export):
     (text,) = program.load_method(METADATA_METHOD).execute([])
     stored = json.loads(text)
     assert stored == result.metadata
-    assert json.loads(stored["input_shape"]) == [2, 3, 128, 128] and stored["ska_form"] == "tap_slices"
+    assert json.loads(stored["input_shape"]) == [2, 3, 128, 128] and json.loads(stored["ska_form"]) == "tap_slices"
 
 
 def test_half_keeps_float32_io_and_only_the_casts_outside(tmp_path):
@@ -167,9 +168,9 @@ def test_drifting_program_fails_validation_and_keeps_the_previous_file(tmp_path,
     target = tmp_path / "model.pte"
     target.write_bytes(b"previous artifact")
 
-    def write_prebuilt(self, model, example, path, options, metadata, progress):
+    def write_prebuilt(self, model, example, path, context):
         path.write_bytes(source.read_bytes())  # skip the lowering: the same program, already built
-        return {}
+        return Written()
 
     monkeypatch.setattr(ExecuTorchExporter, "write", write_prebuilt)
     original = ExecuTorchRunner._infer

@@ -2,6 +2,7 @@
 float16 and int8, against TensorRT's ONNX operator list; options; the trtexec command; the clear failure
 on a machine without TensorRT or a GPU) and, where TensorRT and a CUDA GPU exist, a real engine."""
 
+import contextlib
 import importlib.util
 import json
 import sys
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 
 from lsnet_deploy.errors import MissingDependencyError, RuntimeUnavailableError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export_model, get_exporter
-from lsnet_deploy.exporters.base import prepare_model
+from lsnet_deploy.exporters.base import ExportContext, prepare_model, reference_model
 from lsnet_deploy.exporters.tensorrt_build import EngineSettings, build_engine, trtexec_command
 from lsnet_deploy.exporters.tensorrt_format import float32_islands_missing
 from lsnet_deploy.exporters.tensorrt_ops import SUPPORTED_OPERATORS, check_tensorrt_support
@@ -67,8 +68,10 @@ def onnx_for_tensorrt(model, tmp_path, **options):
     metadata = build_metadata(prepared, ska_form=ska, fused=True, precision=opts.precision,
                               batch="dynamic" if opts.dynamic else opts.batch)
     path = tmp_path / "for_tensorrt.onnx"
-    details = exporter.write_onnx(prepared, torch.zeros(opts.batch, 3, *model.img_size), path, opts, metadata,
-                                  lambda _: None)
+    with contextlib.ExitStack() as resources:
+        context = ExportContext(target=tmp_path / "model.engine", options=opts, ska_form=ska, metadata=metadata,
+                                reference=reference_model(model), progress=lambda _: None, resources=resources)
+        details, _ = exporter.write_onnx(prepared, torch.zeros(opts.batch, 3, *model.img_size), path, context)
     return onnx.load(str(path)), details, exporter.engine_settings(prepared, opts)
 
 
