@@ -244,7 +244,7 @@ class CoreMLExporter(Exporter):
         _describe(mlmodel, meta, image_input, bool(labels), input_name)
         with silenced():
             mlmodel.save(str(path))
-        remove_stray_files(path)
+        clean_package(path, meta)
         twin = None
         if sys.platform == "darwin" and (options.validate or options.int8) and image_input:
             twin = self._tensor_twin(ct, model, example, options, metadata, context.resources)
@@ -311,8 +311,22 @@ class CoreMLExporter(Exporter):
 PACKAGE_FILES = ("Manifest.json", "Data")
 
 
-def remove_stray_files(package: Path) -> None:
-    """Delete files other tools leave inside a saved ``.mlpackage`` (ExecuTorch's debug-handle map, ...)."""
+def clean_package(package: Path, metadata: Mapping[str, str]) -> None:
+    """Leave only what Core ML reads in a saved ``.mlpackage``, and only lsnet-deploy's keys in its metadata.
+
+    Removes files other tools leave inside the package (ExecuTorch's debug-handle map, ...) and the
+    user-defined keys coremltools adds on save (its version), which ``MLModel.save`` writes back whatever
+    the model object holds, so the saved spec itself is edited.
+    """
+    from coremltools.proto import Model_pb2
+
     for entry in list(package.iterdir()):
         if entry.name not in PACKAGE_FILES:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    for spec_file in package.glob("Data/*/*.mlmodel"):
+        spec = Model_pb2.Model()
+        spec.ParseFromString(spec_file.read_bytes())
+        stored = spec.description.metadata.userDefined
+        for key in [k for k in stored if k not in metadata]:
+            del stored[key]
+        spec_file.write_bytes(spec.SerializeToString())
