@@ -19,8 +19,7 @@ from coremltools.proto import FeatureTypes_pb2, MIL_pb2  # noqa: E402
 from lsnet_deploy import __version__  # noqa: E402
 from lsnet_deploy.errors import RuntimeUnavailableError  # noqa: E402
 from lsnet_deploy.exporters import ExportOptions, export_model  # noqa: E402
-from lsnet_deploy.exporters.coreml_format import (MAX_RANK, CoreMLExporter, fold_input_scale,  # noqa: E402
-                                                  program_summary)
+from lsnet_deploy.exporters.coreml_format import MAX_RANK, CoreMLExporter, program_summary  # noqa: E402
 from lsnet_deploy.models import EXPORTABLE_SKA_FORMS, create_model, load_model  # noqa: E402
 from lsnet_deploy.models.lsnet import IMAGENET_MEAN, IMAGENET_STD, LSConv  # noqa: E402
 from lsnet_deploy.reparam import reparameterize  # noqa: E402
@@ -88,18 +87,6 @@ def test_default_is_an_image_input_with_the_normalization_inside(image_classifie
                                [-m for m in IMAGENET_MEAN], rtol=1e-6)
     if not ON_MAC:
         assert result.validation is None and "only on macOS" in result.validation_skipped
-
-
-def test_folding_one_over_std_into_the_first_conv_is_exact_at_the_borders():
-    model = reparameterize(load_model(TINY))
-    folded = fold_input_scale(model, 1 / torch.tensor(IMAGENET_STD))
-    pixels = torch.randint(0, 256, (2, 3, 128, 128)).float()
-    centred = pixels / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)  # what the image input computes
-    with torch.no_grad():
-        expected = model(centred / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-        got = folded(centred)
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 * float(expected.abs().max()))
-    assert sum(p.numel() for p in folded.parameters()) == sum(p.numel() for p in model.parameters())
 
 
 def test_labels_give_a_classifier_that_keeps_float32_logits(image_classifier):
@@ -189,30 +176,6 @@ def test_predictions_match_pytorch_on_macos(image_classifier, tensor_float32):
     with CoreMLRunner(image_classifier[0]) as package:
         got = package.infer(x.numpy())
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-2 * float(np.abs(expected).max()))
-
-
-@pytest.mark.parametrize("args, fragment", [
-    (["--dynamic"], "does not accept --dynamic"),
-    (["--opset", "18"], "--format coreml does not accept --opset"),
-    (["--int8", "--calib", "."], "--format coreml does not accept"),
-    (["--dla-core", "0"], "--format coreml does not accept --dla-core"),
-    (["--target", "iOS14"], "too old for ML programs"),
-    (["--target", "android13"], "is not a Core ML deployment target"),
-    (["--batch", "2"], "use --tensor-input for --batch 2"),
-])
-def test_options_core_ml_does_not_take_exit_2(tmp_path, args, fragment):
-    result = invoke("--format", "coreml", "--weights", TINY, "-o", tmp_path / "x.mlpackage", *args)
-    assert result.exit_code == 2, result.output
-    assert fragment in error_line(result)
-    assert not list(tmp_path.iterdir())
-
-
-def test_missing_coremltools_names_the_pip_line(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "coremltools", None)  # importing it now raises ImportError
-    result = invoke("--format", "coreml", "--weights", TINY, "-o", tmp_path / "x.mlpackage")
-    assert result.exit_code == 1, result.output
-    assert 'pip install "lsnet-deploy[coreml]"' in error_line(result)
-    assert not list(tmp_path.iterdir())
 
 
 def test_conversion_failure_keeps_the_previous_package(tmp_path, monkeypatch):
