@@ -23,41 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
-
-def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
-    inferred = shape_inference.infer_shapes(model)
-    shapes: dict[str, list[int | None]] = {}
-    graph = inferred.graph
-    for info in [*graph.value_info, *graph.input, *graph.output]:
-        dims = info.type.tensor_type.shape.dim
-        shapes[info.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    for init in graph.initializer:
-        shapes[init.name] = list(init.dims)
-    return shapes
-
-
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
-
-
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return helper.get_attribute_value(attribute)
-    return default
-
-
-def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
-    return {out: node for node in graph.node for out in node.output}
-
-
-def _replace_nodes(graph: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> None:
-    del graph.node[:]
-    graph.node.extend(nodes)
+from .onnx_helpers import attribute, constants, producers, replace_nodes, static_shapes
 
 
 def global_pool(model: onnx.ModelProto) -> int:
@@ -67,15 +33,15 @@ def global_pool(model: onnx.ModelProto) -> int:
         The number of nodes rewritten.
     """
     graph = model.graph
-    shapes = _static_shapes(model)
-    consts = _constants(graph)
+    shapes = static_shapes(model)
+    consts = constants(graph)
     rewritten, nodes = 0, []
     for node in graph.node:
         if node.op_type == "ReduceMean" and len(shapes.get(node.input[0]) or []) == 4:
-            axes = consts.get(node.input[1]) if len(node.input) > 1 else _attr(node, "axes")
+            axes = consts.get(node.input[1]) if len(node.input) > 1 else attribute(node, "axes")
             if axes is not None and sorted(int(a) % 4 for a in np.atleast_1d(axes)) == [2, 3]:
                 name = node.name or node.output[0]
-                if _attr(node, "keepdims", 1):
+                if attribute(node, "keepdims", 1):
                     nodes.append(helper.make_node("GlobalAveragePool", [node.input[0]], [node.output[0]],
                                                   name=f"{name}/gap"))
                 else:
@@ -86,7 +52,7 @@ def global_pool(model: onnx.ModelProto) -> int:
                 rewritten += 1
                 continue
         nodes.append(node)
-    _replace_nodes(graph, nodes)
+    replace_nodes(graph, nodes)
     return rewritten
 
 
@@ -99,17 +65,17 @@ def batchnorm_to_conv(model: onnx.ModelProto) -> int:
         The number of nodes rewritten.
     """
     graph = model.graph
-    shapes = _static_shapes(model)
-    consts = _constants(graph)
-    producers = _producers(graph)
+    shapes = static_shapes(model)
+    consts = constants(graph)
+    producer_of = producers(graph)
     rewritten, nodes, new_inits = 0, [], []
     for node in graph.node:
-        after_conv = getattr(producers.get(node.input[0]), "op_type", None) == "Conv"
+        after_conv = getattr(producer_of.get(node.input[0]), "op_type", None) == "Conv"
         if node.op_type == "BatchNormalization" and len(node.output) == 1 and not after_conv \
                 and len(shapes.get(node.input[0]) or []) == 4 and all(i in consts for i in node.input[1:5]):
             gamma, beta, mean, var = (consts[i].astype(np.float64) for i in node.input[1:5])
             dtype = consts[node.input[1]].dtype
-            scale = gamma / np.sqrt(var + _attr(node, "epsilon", 1e-5))
+            scale = gamma / np.sqrt(var + attribute(node, "epsilon", 1e-5))
             shift = beta - mean * scale
             channels = scale.shape[0]
             name = node.name or node.output[0]
@@ -121,7 +87,7 @@ def batchnorm_to_conv(model: onnx.ModelProto) -> int:
             rewritten += 1
             continue
         nodes.append(node)
-    _replace_nodes(graph, nodes)
+    replace_nodes(graph, nodes)
     graph.initializer.extend(new_inits)
     return rewritten
 
@@ -135,7 +101,7 @@ def broadcast_mul_to_resize(model: onnx.ModelProto) -> int:
         The number of nodes rewritten.
     """
     graph = model.graph
-    shapes = _static_shapes(model)
+    shapes = static_shapes(model)
     elem_types = {info.name: info.type.tensor_type.elem_type
                   for info in [*shape_inference.infer_shapes(model).graph.value_info, *graph.input]}
     rewritten, nodes, new_inits = 0, [], []
@@ -162,7 +128,7 @@ def broadcast_mul_to_resize(model: onnx.ModelProto) -> int:
                 nodes.append(node)
             continue
         nodes.append(node)
-    _replace_nodes(graph, nodes)
+    replace_nodes(graph, nodes)
     graph.initializer.extend(new_inits)
     return rewritten
 

@@ -19,6 +19,8 @@ from typing import Iterable
 
 import numpy as np
 
+from .onnx_helpers import attribute, constants
+
 _FLOAT = ("FP32", "FP16", "BF16")
 _NUMERIC = (*_FLOAT, "INT32", "INT64")
 _ANY = (*_NUMERIC, "BOOL")
@@ -96,28 +98,6 @@ class SupportReport:
         return f"{len(self.problems)} problem(s): " + "; ".join(self.problems[:3]) + more
 
 
-def _attr(node, name: str, default=None):
-    from onnx import helper
-
-    for attribute in node.attribute:
-        if attribute.name == name:
-            value = helper.get_attribute_value(attribute)
-            return value.decode() if isinstance(value, bytes) else value
-    return default
-
-
-def _constants(graph) -> dict[str, np.ndarray]:
-    from onnx import helper, numpy_helper
-
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute:
-            value = helper.get_attribute_value(node.attribute[0])
-            values[node.output[0]] = numpy_helper.to_array(value) if node.attribute[0].name == "value" \
-                else np.asarray(value)
-    return values
-
-
 def _with_batch(model, batch: int):
     """A copy whose symbolic leading input dimensions are pinned to ``batch``."""
     import onnx
@@ -193,7 +173,7 @@ def _node_problems(node, types: dict[str, int], constants: dict[str, np.ndarray]
     if data_type is not None and data_type not in allowed:
         problems.append(f"{where}: input type {data_type} not supported (TensorRT takes {', '.join(sorted(allowed))})")
     if node.op_type == "Cast":
-        target = ONNX_TYPE_NAMES.get(_attr(node, "to", 0))
+        target = ONNX_TYPE_NAMES.get(attribute(node, "to", 0))
         if target not in allowed:
             problems.append(f"{where}: cast to {target} not supported")
     index = CONSTANT_INPUTS.get(node.op_type)
@@ -209,15 +189,15 @@ def _node_problems(node, types: dict[str, int], constants: dict[str, np.ndarray]
                 problems.append(f"{where}: quantized type {ONNX_TYPE_NAMES.get(types.get(zero_point, 0))} "
                                 "not supported (use signed int8)")
     if node.op_type == "Resize":
-        mode = _attr(node, "mode", "nearest")
-        coordinates = _attr(node, "coordinate_transformation_mode", "half_pixel")
+        mode = attribute(node, "mode", "nearest")
+        coordinates = attribute(node, "coordinate_transformation_mode", "half_pixel")
         if mode not in RESIZE_MODES:
             problems.append(f"{where}: resize mode {mode!r} not supported (nearest or linear)")
         if coordinates not in RESIZE_COORDINATES:
             problems.append(f"{where}: coordinate_transformation_mode {coordinates!r} not supported")
-        if mode == "nearest" and _attr(node, "nearest_mode", "round_prefer_floor") not in RESIZE_NEAREST:
-            problems.append(f"{where}: nearest_mode {_attr(node, 'nearest_mode')!r} not supported")
-        if _attr(node, "antialias", 0):
+        if mode == "nearest" and attribute(node, "nearest_mode", "round_prefer_floor") not in RESIZE_NEAREST:
+            problems.append(f"{where}: nearest_mode {attribute(node, 'nearest_mode')!r} not supported")
+        if attribute(node, "antialias", 0):
             problems.append(f"{where}: antialiased resize not supported")
     return problems
 
@@ -246,7 +226,7 @@ def check_tensorrt_support(model, batch_sizes: Iterable[int] = (1,)) -> SupportR
         report.problems.append(f"operators of domain {domain!r} are not ONNX operators TensorRT parses: "
                                f"{', '.join(ops)}")
     types = _value_types(model)
-    constants = _constants(graph)
+    known = constants(graph)
     unsupported = Counter(n.op_type for n in graph.node
                           if n.domain in ("", "ai.onnx") and n.op_type not in SUPPORTED_OPERATORS)
     for op, count in sorted(unsupported.items()):
@@ -256,7 +236,7 @@ def check_tensorrt_support(model, batch_sizes: Iterable[int] = (1,)) -> SupportR
         report.problems.append(f"{op} needs TensorRT {NEWER_THAN_JETPACK6[op]} or newer; JetPack 6 ships 10.3")
     for node in graph.node:
         if node.domain in ("", "ai.onnx") and node.op_type in SUPPORTED_OPERATORS:
-            report.problems.extend(_node_problems(node, types, constants))
+            report.problems.extend(_node_problems(node, types, known))
     # int8 exists in TensorRT only between a QuantizeLinear and its DequantizeLinear (zero points aside)
     for node in graph.node:
         data_inputs = [] if node.op_type == "DequantizeLinear" else \
