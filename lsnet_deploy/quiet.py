@@ -25,3 +25,48 @@ def silenced() -> Iterator[io.StringIO]:
             yield buffer
     finally:
         logging.disable(previous)
+
+
+#: third-party loggers whose warnings are known to be harmless for this tool: coremltools' untested-version
+#: notices and its macOS-only native proxies, torchao's optional CUDA extensions, and a torch deprecation
+#: notice torchao triggers. Their errors still show.
+HARMLESS_WARNING_LOGGERS = ("coremltools", "torchao", "torch.utils._pytree")
+
+
+def quiet_third_party_warnings() -> None:
+    """Raise the known-chatty third-party loggers to ERROR (command-line tools call this at start).
+
+    Library users keep their own logging configuration: only the console scripts call this.
+    """
+    for name in HARMLESS_WARNING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def native_stderr_captured() -> Iterator[None]:
+    """Capture what native code writes to file descriptor 2 inside the block (ExecuTorch's cpuinfo probe
+    prints five lines from C++ the first time its threadpool starts); replay it if the block fails."""
+    import os
+    import sys
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (some embedded interpreters): nothing to capture
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                capture.seek(0)
+                sys.stderr.write(capture.read().decode(errors="replace"))

@@ -145,6 +145,9 @@ def _print_summary(result) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    from ..quiet import quiet_third_party_warnings
+
+    quiet_third_party_warnings()
     app(prog_name=PROG)
 
 

@@ -170,3 +170,17 @@ def test_help_is_generated_from_the_registries():
 def test_a_usage_error_is_raised_for_labels_in_the_api(tmp_path, tiny):
     with pytest.raises(UsageError, match="one label per class"):
         export_model(tiny, "onnx", tmp_path / "x.onnx", ExportOptions(labels=["a"]))
+
+
+def test_third_party_chatter_is_silenced_on_the_command_line(tmp_path):
+    """coremltools, torchao and torch print a dozen harmless notices on import; the tool prints its own lines."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("coremltools")
+    run = subprocess.run([sys.executable, "-c", "from lsnet_deploy.cli.export import main; main()", "-f", "coreml",
+                          "--weights", str(TINY), "-o", str(tmp_path / "x.mlpackage")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("lsnet-export: ") for line in lines), run.stderr
