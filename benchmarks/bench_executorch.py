@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from peers import add_peers_argument, peer_artifacts
+
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.exporters.executorch_format import delegation_report, lower_to_executorch
 from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly
@@ -36,7 +38,6 @@ from lsnet_deploy.reparam import reparameterize
 from lsnet_deploy.bench.timing import TimingPolicy, measure_interleaved
 from lsnet_deploy.runtimes.executorch_runner import ExecuTorchRunner
 
-PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
 DEFAULT = "lsnet_t (default export)"
 NAIVE = "lsnet_t naive (reference SKA, no rewrites)"
 
@@ -49,7 +50,7 @@ def write_pte(model: nn.Module, example: torch.Tensor, path: Path) -> dict:
     return report
 
 
-def build(workdir: Path) -> dict[str, Path]:
+def build(workdir: Path, peers: Path | None) -> dict[str, Path]:
     """The default export, the naive export, and the peers (random weights: latency does not depend on them)."""
     model = create_model("lsnet_t").eval()
     artifacts = {DEFAULT: workdir / "lsnet_t_default.pte", NAIVE: workdir / "lsnet_t_naive.pte"}
@@ -62,9 +63,7 @@ def build(workdir: Path) -> dict[str, Path]:
         report = write_pte(naive, torch.zeros(1, 3, 224, 224), artifacts[NAIVE])
         print(f"naive export: {report['ops_outside_delegate']} ops outside the delegate "
               f"({report['outside_ops']}), {report['delegate_calls']} delegate calls")
-    for peer in ("mobilenetv3_large_100", "mobilenetv4_conv_small"):
-        if (PEERS / f"{peer}.pte").exists():
-            artifacts[peer] = PEERS / f"{peer}.pte"
+    artifacts.update(peer_artifacts(peers, ".pte"))
     return artifacts
 
 
@@ -126,11 +125,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse the .pte files here")
     parser.add_argument("--ska-sweep", action="store_true", help="also time every SKA form (LS blocks only)")
+    add_peers_argument(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        artifacts = build(workdir)
+        artifacts = build(workdir, args.peers)
         medians = interleaved_medians(artifacts, (1, 3, 224, 224), args.rounds, args.warmup, args.threads)
         print(f"\nExecuTorch XNNPACK, {args.threads} threads, batch 1, 224x224, {args.rounds} interleaved rounds, "
               "median latency:")

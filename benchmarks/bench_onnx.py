@@ -6,7 +6,7 @@ batch 1, 224x224, all models interleaved in one process (A B C A B C ...), media
 * default export / (``--ska reference --no-fuse``)   goal <= 0.75
 * default export / MobileNetV3-Large (peers)          goal <= 1.40
 
-Usage: python benchmarks/bench_onnx.py [--rounds 200] [--workdir DIR] [--extra NAME=PATH ...]
+Usage: python benchmarks/bench_onnx.py [--peers DIR] [--rounds 200] [--workdir DIR] [--extra NAME=PATH ...]
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from peers import add_peers_argument, peer_artifacts
+
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.models import create_model
 from lsnet_deploy.bench.timing import TimingPolicy, measure_interleaved
 from lsnet_deploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
-PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
 
 
-def build(workdir: Path) -> dict[str, Path]:
+def build(workdir: Path, peers: Path | None) -> dict[str, Path]:
     """Export the two lsnet_t variants (random weights: latency does not depend on them)."""
     model = create_model("lsnet_t").eval()
     artifacts = {}
@@ -37,9 +38,7 @@ def build(workdir: Path) -> dict[str, Path]:
         if not path.exists():
             export_model(model, "onnx", path, options)
         artifacts[name] = path
-    for peer in ("mobilenetv3_large_100", "mobilenetv4_conv_small"):
-        if (PEERS / f"{peer}.onnx").exists():
-            artifacts[peer] = PEERS / f"{peer}.onnx"
+    artifacts.update(peer_artifacts(peers, ".onnx"))
     return artifacts
 
 
@@ -64,11 +63,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=PATH", help="more .onnx files")
+    add_peers_argument(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        artifacts = build(workdir)
+        artifacts = build(workdir, args.peers)
         for item in args.extra:
             name, path = item.split("=", 1)
             artifacts[name] = Path(path)

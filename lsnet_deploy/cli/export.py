@@ -17,9 +17,9 @@ PROG = "lsnet-export"
 def _format_help() -> str:
     from ..exporters.base import exporter_classes
 
-    formats = "; ".join(f"{name}{' (' + ', '.join(cls.aliases) + ')' if cls.aliases else ''}: {cls.suffix}"
-                        for name, cls in exporter_classes().items())
-    return f"Target format: {formats}."
+    formats = "; ".join(f"{name}{' (' + ', '.join(cls.aliases) + ')' if cls.aliases else ''}: {cls.suffix}, "
+                        f"{cls.description}" for name, cls in exporter_classes().items())
+    return f"Target format. {formats}."
 
 
 def _ska_help() -> str:
