@@ -19,6 +19,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..errors import first_line
 from .onnx_helpers import attribute, constants
 
 _FLOAT = ("FP32", "FP16", "BF16")
@@ -126,7 +127,7 @@ def unresolved_shapes(model, batch: int) -> list[str]:
     try:
         inferred = shape_inference.infer_shapes(_with_batch(model, batch), strict_mode=True, data_prop=True)
     except Exception as exc:  # onnx raises InferenceError and friends
-        return [f"shape inference failed: {str(exc).strip().splitlines()[0]}"]
+        return [f"shape inference failed: {first_line(exc)}"]
     graph = inferred.graph
     known = {v.name: v for v in (*graph.value_info, *graph.output, *graph.input)}
     known_inits = {init.name for init in graph.initializer}
