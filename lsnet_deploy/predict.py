@@ -1,10 +1,11 @@
 """One call from pictures to answers, for any artifact: ``Predictor(artifact).predict(images, topk=5)``.
 
 The predictor reads the artifact's metadata (``artifact_metadata``), picks the runtime from the file type
-(ONNX Runtime for ``.onnx``/``.ort``, ExecuTorch for ``.pte``, Core ML on macOS, TensorRT where installed;
-PyTorch for an ``nn.Module`` or a checkpoint), preprocesses exactly as the metadata says (``preprocess``),
-batches as the artifact allows, and returns class indices, softmax scores and labels. The same picture
-gives the same answer whichever runtime runs it.
+(the runtime registry, ``lsnet_deploy.runtimes``; PyTorch for an ``nn.Module`` or a checkpoint),
+preprocesses exactly as the metadata says (``preprocess``), batches as the artifact allows, and returns
+class indices, softmax scores and labels. The same picture gives the same answer whichever runtime runs
+it. A picture that cannot be read either stops the call or gets its own error entry
+(``predict(..., errors="return")``).
 
 Example:
     >>> from lsnet_deploy import Predictor
@@ -17,12 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 
 from .artifact_metadata import ArtifactMetadata, read_artifact_metadata, sidecar_path
-from .errors import LsnetDeployError, RuntimeUnavailableError, UsageError
+from .errors import LsnetDeployError, UsageError, first_line
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, missing_fields, preprocess_one
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
@@ -32,33 +33,61 @@ DEFAULT_DYNAMIC_BATCH = 8
 NAMED_STATS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
 #: how users pass each required recipe field: (command-line flag, Predictor keyword)
 MISSING_FLAGS = {"input_size": ("--imgsz", "imgsz="), "mean": ("--mean", "mean="), "std": ("--std", "std=")}
+#: what ``predict`` does with a picture it cannot read
+ERROR_MODES = ("raise", "return")
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """The top-k answer for one picture.
+    """The top-k answer for one picture, or why there is none.
 
     Attributes:
-        indices: class indices, best first.
-        scores: softmax probabilities of those classes.
-        labels: class names of those classes, None when the artifact has no labels.
+        indices: class indices, best first (empty when ``error`` is set).
+        scores: softmax probabilities of those classes (empty when ``error`` is set).
+        labels: class names of those classes, None when the artifact has no labels (or on an error).
         source: the file the picture came from (None for in-memory inputs).
+        error: why the picture could not be classified (one line), None for a prediction.
     """
 
     indices: tuple[int, ...]
     scores: tuple[float, ...]
     labels: tuple[str, ...] | None = None
     source: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, source: str | None, error: str) -> "Prediction":
+        """The entry of a picture that could not be classified."""
+        return cls(indices=(), scores=(), labels=None, source=source, error=error)
+
+    @property
+    def ok(self) -> bool:
+        """True for a prediction, False for an error entry."""
+        return self.error is None
 
     @property
     def index(self) -> int:
-        """The best class."""
+        """The best class.
+
+        Raises:
+            LsnetDeployError: this entry is an error (see ``error``).
+        """
+        self._check()
         return self.indices[0]
 
     @property
     def score(self) -> float:
-        """The best class's probability."""
+        """The best class's probability.
+
+        Raises:
+            LsnetDeployError: this entry is an error (see ``error``).
+        """
+        self._check()
         return self.scores[0]
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise LsnetDeployError(f"no prediction for {self.source or 'this input'}: {self.error}")
 
     @property
     def label(self) -> str | None:
@@ -66,7 +95,10 @@ class Prediction:
         return self.labels[0] if self.labels else None
 
     def to_dict(self) -> dict:
-        """JSON-ready form: ``{"file": ..., "predictions": [{"rank", "index", "label", "score"}, ...]}``."""
+        """JSON-ready form: ``{"file": ..., "predictions": [{"rank", "index", "label", "score"}, ...]}``, or
+        ``{"file": ..., "error": ...}`` for an error entry."""
+        if self.error is not None:
+            return {"file": self.source, "error": self.error}
         rows = [{"rank": rank, "index": index, "label": self.labels[rank - 1] if self.labels else None,
                  "score": round(score, 6)}
                 for rank, (index, score) in enumerate(zip(self.indices, self.scores), start=1)]
@@ -132,9 +164,10 @@ class Predictor:
     """Runs an exported LSNet (or a PyTorch model) on pictures, preprocessing as the artifact says.
 
     Args:
-        artifact: an exported file (``.onnx``, ``.ort``, ``.pte``, ``.mlpackage``, ``.engine``), a checkpoint
-            (``.pth``, ``.safetensors``, ``hf-hub:ORG/REPO``) or an ``nn.Module``.
-        runtime: force a runtime (``ort``, ``executorch``, ``coreml``, ``tensorrt``); default from the suffix.
+        artifact: an exported file (any suffix ``lsnet_deploy.runtimes.artifact_suffixes()`` lists), a
+            checkpoint (``.pth``, ``.safetensors``, ``hf-hub:ORG/REPO``) or an ``nn.Module``.
+        runtime: force a runtime (a name or alias of ``lsnet_deploy.runtimes.runtimes()``); default from the
+            suffix.
         threads: intra-op threads of the runtime (None: the runtime's default).
         labels: class names, or a labels file (one per line / JSON); replaces the artifact's labels.
         imgsz, mean, std, crop_pct, interpolation: replace the metadata's recipe; ``imgsz``, ``mean`` and
@@ -183,8 +216,8 @@ class Predictor:
         if missing:
             flags = _join([MISSING_FLAGS[m][0] for m in missing])
             kwargs = ", ".join(MISSING_FLAGS[m][1] for m in missing)
-            shape = _graph_input_shape(self.runner)
-            hint = f"; its graph input is {list(shape)}" if shape else ""
+            declared = self.runner.input_metadata()
+            hint = f"; its graph input is {declared[0]}" if declared else ""
             if self.metadata_info.found:
                 where = f"metadata has no {_join(missing)}"
             elif isinstance(self.artifact, Path):
@@ -196,11 +229,12 @@ class Predictor:
         return Preprocessing.from_metadata(self.metadata, **overrides)
 
     def _check_input_shape(self) -> None:
-        shape = _graph_input_shape(self.runner)
-        if not shape or len(shape) != 4:
+        declared = self.runner.input_metadata()
+        if not declared or len(declared[0]) != 4:
             return
+        shape = declared[0]
         spatial = shape[2:] if self.recipe.layout == "NCHW" else shape[1:3]
-        if all(isinstance(s, int) and s > 0 for s in spatial) and tuple(spatial) != self.recipe.input_size:
+        if None not in spatial and tuple(spatial) != self.recipe.input_size:
             h, w = spatial
             raise UsageError(f"{_name(self.artifact)} takes {h}x{w} inputs but the preprocessing gives "
                              f"{self.recipe.input_size[0]}x{self.recipe.input_size[1]}; pass --imgsz {h},{w}")
@@ -209,11 +243,11 @@ class Predictor:
         batch = self.metadata.get("batch")
         if isinstance(batch, int) and batch > 0:
             return batch
-        if batch == "dynamic" or self.runtime == "torch":
+        if batch == "dynamic":
             return None
-        shape = _graph_input_shape(self.runner)
-        if shape:
-            return shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        declared = self.runner.input_metadata()
+        if declared and declared[0]:
+            return declared[0][0]  # None: a dynamic batch
         return 1  # unknown: one image per call always works
 
     def _labels(self, labels) -> list[str] | None:
@@ -243,11 +277,13 @@ class Predictor:
 
     def _samples(self, images) -> Iterator[tuple[np.ndarray, str | None]]:
         for item in _as_items(images):
-            if isinstance(item, np.ndarray) and _is_tensor_like(item):
-                yield self._check_tensor(item), None
-            else:
-                source = str(item) if isinstance(item, (str, Path)) else None
-                yield self.preprocess(item), source
+            yield self._sample(item)
+
+    def _sample(self, item) -> tuple[np.ndarray, str | None]:
+        """(model input, source file or None) of one picture or preprocessed sample."""
+        if isinstance(item, np.ndarray) and _is_tensor_like(item):
+            return self._check_tensor(item), None
+        return self.preprocess(item), _source(item)
 
     def _check_tensor(self, array: np.ndarray) -> np.ndarray:
         h, w = self.recipe.input_size
@@ -279,8 +315,8 @@ class Predictor:
         except LsnetDeployError:
             raise
         except Exception as exc:  # runtimes raise their own types; the first line names the problem
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise LsnetDeployError(f"{self.runtime} failed on a batch of shape {list(chunk.shape)}: {first}") from None
+            raise LsnetDeployError(f"{self.runtime} failed on a batch of shape {list(chunk.shape)}: "
+                                   f"{first_line(exc)}") from None
         out = np.asarray(out, dtype=np.float32)
         if out.ndim != 2:
             out = out.reshape(len(chunk), -1)
@@ -291,32 +327,66 @@ class Predictor:
         samples = [array for array, _ in self._samples(images)]
         return self.infer(np.stack(samples)) if samples else np.zeros((0, 0), np.float32)
 
-    def predict(self, images, topk: int = 5) -> list[Prediction]:
+    def predict(self, images, topk: int = 5, *, errors: Literal["raise", "return"] = "raise") -> list[Prediction]:
         """Top-k classes and softmax scores for each picture.
 
         Args:
             images: one picture or a sequence: file paths, PIL images, uint8 (H, W, 3) RGB arrays, or
                 preprocessed float arrays (3, H, W) / (N, 3, H, W) (NumPy or torch).
             topk: how many classes per picture (capped at the number of classes).
+            errors: what a picture that cannot be read (or a preprocessed array of the wrong shape) does:
+                ``"raise"`` (default) stops the call with its UsageError; ``"return"`` gives it an error
+                entry (``Prediction.error`` set, no classes) and classifies the others. Failures of the
+                runtime itself always raise.
 
         Returns:
             One Prediction per picture, in input order.
 
         Raises:
-            UsageError: a picture cannot be read, or a preprocessed array has the wrong shape.
+            UsageError: with ``errors="raise"``, a picture cannot be read or a preprocessed array has the
+                wrong shape; in any mode, a bad ``topk`` or ``errors``.
+            LsnetDeployError: the runtime failed on a batch.
+        """
+        return list(self.iter_predictions(images, topk, errors=errors))
+
+    def iter_predictions(self, images, topk: int = 5, *,
+                         errors: Literal["raise", "return"] = "raise") -> Iterator[Prediction]:
+        """``predict``, yielding each batch's predictions as soon as it has run (for long lists of files).
+
+        Arguments, results and errors are those of ``predict``; a bad ``topk`` or ``errors`` raises before
+        any picture is read.
         """
         if int(topk) < 1:
             raise UsageError(f"topk must be at least 1, got {topk}")
-        predictions: list[Prediction] = []
-        pending: list[tuple[np.ndarray, str | None]] = []
-        for sample in self._samples(images):
-            pending.append(sample)
-            if len(pending) == self.batch_size:
-                predictions += self._predict_batch(pending, int(topk))
-                pending = []
+        if errors not in ERROR_MODES:
+            raise UsageError(f"errors must be one of {', '.join(map(repr, ERROR_MODES))}, got {errors!r}")
+        return self._iter_predictions(images, int(topk), errors)
+
+    def _iter_predictions(self, images, topk: int, errors: str) -> Iterator[Prediction]:
+        # failed entries wait in `pending` (as None arrays) so the output keeps the input order
+        pending: list[tuple[np.ndarray | None, str | None, str | None]] = []
+        ready = 0
+        for item in _as_items(images):
+            try:
+                array, source = self._sample(item)
+                pending.append((array, source, None))
+                ready += 1
+            except UsageError as exc:
+                if errors == "raise":
+                    raise
+                pending.append((None, _source(item), first_line(exc)))
+            if ready == self.batch_size:
+                yield from self._predict_pending(pending, topk)
+                pending, ready = [], 0
         if pending:
-            predictions += self._predict_batch(pending, int(topk))
-        return predictions
+            yield from self._predict_pending(pending, topk)
+
+    def _predict_pending(self, pending: list[tuple[np.ndarray | None, str | None, str | None]],
+                         topk: int) -> list[Prediction]:
+        good = [(array, source) for array, source, _ in pending if array is not None]
+        done = iter(self._predict_batch(good, topk) if good else [])
+        return [next(done) if array is not None else Prediction.failed(source, error)
+                for array, source, error in pending]
 
     def _predict_batch(self, samples: list[tuple[np.ndarray, str | None]], topk: int) -> list[Prediction]:
         outputs = self.infer(np.stack([array for array, _ in samples]))
@@ -398,18 +468,8 @@ def _as_array(item):
     return item
 
 
-def _graph_input_shape(runner) -> tuple | None:
-    """The input shape the loaded model declares (ints, or strings for symbolic dims), where the runtime says."""
-    session = getattr(runner, "session", None)
-    if session is not None and hasattr(session, "get_inputs"):
-        return tuple(session.get_inputs()[0].shape)
-    method = getattr(runner, "method", None)
-    if method is not None and hasattr(method, "metadata"):
-        try:
-            return tuple(method.metadata.input_tensor_meta(0).sizes())
-        except Exception:  # an ExecuTorch build without MethodMeta: nothing to check against
-            return None
-    return None
+def _source(item) -> str | None:
+    return str(item) if isinstance(item, (str, Path)) else None
 
 
 def _is_checkpoint(artifact) -> bool:
@@ -419,7 +479,7 @@ def _is_checkpoint(artifact) -> bool:
 
 def _open_runner(artifact, runtime: str | None, threads: int | None, options: dict):
     """(active runner, artifact, metadata or None) for a file, a checkpoint or an nn.Module."""
-    from .runtimes import canonical_runtime, runner_for, runtime_for_path
+    from .runtimes import canonical_runtime, runner_for
 
     if not isinstance(artifact, (str, Path)) or _is_checkpoint(artifact):
         if runtime is not None and canonical_runtime(runtime) != "torch":
@@ -428,19 +488,7 @@ def _open_runner(artifact, runtime: str | None, threads: int | None, options: di
     path = Path(artifact)
     if not path.exists():
         raise UsageError(f"{path}: no such file")
-    name = canonical_runtime(runtime) if runtime else runtime_for_path(path)
-    if name == "coreml":
-        import sys
-
-        if sys.platform != "darwin":
-            raise RuntimeUnavailableError(f"Core ML models run only on macOS and iOS; on {sys.platform} use the "
-                                          ".onnx or .pte artifact (examples/swift shows the app side)")
-    try:
-        runner = runner_for(path, name, threads=threads, **options)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("lsnet_deploy"):
-            raise RuntimeUnavailableError(f"this lsnet-deploy has no {name} runner yet") from None
-        raise
+    runner = runner_for(path, runtime, threads=threads, **options)
     runner.activate()
     return runner, path, None
 

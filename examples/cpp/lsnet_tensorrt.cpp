@@ -77,8 +77,8 @@ Metadata read_metadata(const std::string& engine_path) {
     m.recipe.crop_pct = field("crop_pct").get<double>();
     m.recipe.interpolation = field("interpolation").get<std::string>();
     if (meta.contains("labels")) m.labels = field("labels").get<std::vector<std::string>>();
-    if (meta.contains("input_name")) m.input_name = meta.at("input_name").get<std::string>();  // plain string
-    if (meta.contains("output_name")) m.output_name = meta.at("output_name").get<std::string>();
+    if (meta.contains("input_name")) m.input_name = field("input_name").get<std::string>();  // JSON, like every value
+    if (meta.contains("output_name")) m.output_name = field("output_name").get<std::string>();
     return m;
 }
 

@@ -27,8 +27,8 @@ class Classifier:
 
     def __init__(self, path: str):
         self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        meta = {k: json.loads(v) if k not in ("input_name", "output_name", "model") else v
-                for k, v in self.session.get_modelmeta().custom_metadata_map.items()
+        # every value is JSON (metadata schema 2), strings included
+        meta = {k: json.loads(v) for k, v in self.session.get_modelmeta().custom_metadata_map.items()
                 if k in ("input_size", "mean", "std", "crop_pct", "interpolation", "labels", "input_name")}
         if "input_size" not in meta:
             raise ValueError(f"{path} has no lsnet-export metadata; its preprocessing is unknown")

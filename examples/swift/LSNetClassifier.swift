@@ -59,9 +59,10 @@ final class LSNetClassifier {
         std = (try field("std") as [Double]).map(Float.init)
         cropPct = (try? field("crop_pct") as Double) ?? 0.9
         labels = try? field("labels") as [String]
-        inputName = meta["input_name"] ?? model.modelDescription.inputDescriptionsByName.keys.first!  // plain string
+        // every value is JSON, strings included ("\"image\"")
+        inputName = (try? field("input_name") as String) ?? model.modelDescription.inputDescriptionsByName.keys.first!
         // "logits" (with --labels the package also has classLabel / classLabel_probs outputs)
-        outputName = meta["output_name"] ?? "logits"
+        outputName = (try? field("output_name") as String) ?? "logits"
     }
 
     /// The centre crop of the (upright) image that resize-then-crop keeps, in normalized coordinates.

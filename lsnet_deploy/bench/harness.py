@@ -12,7 +12,6 @@ caller can write them before the next group starts.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import tempfile
 import time
 import uuid
@@ -23,7 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .. import __version__
-from ..errors import LsnetDeployError, MissingDependencyError, RuntimeUnavailableError, UsageError
+from ..errors import LsnetDeployError, MissingDependencyError, RuntimeUnavailableError, UsageError, first_line
 from ..quiet import silenced
 from ..runtimes.base import Runner
 from .plan import BenchPlan, CandidateSpec
@@ -34,12 +33,6 @@ from .timing import Clock, measure_interleaved
 
 Progress = Callable[[str], None]
 
-#: the export format that produces an artifact for each runtime
-EXPORT_FORMAT = {"ort": "onnx", "executorch": "executorch", "coreml": "coreml", "tensorrt": "tensorrt"}
-DTYPE_NAMES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-               "tensor(bfloat16)": "bfloat16"}
-# ExecuTorch ScalarType codes
-EXECUTORCH_DTYPES = {5: "float16", 6: "float32", 7: "float64", 15: "bfloat16"}
 DEFAULT_IMGSZ = (224, 224)
 
 
@@ -66,32 +59,17 @@ def _quiet(_: str) -> None:
 
 
 def resolve_device(spec: CandidateSpec, requested: str | None) -> str:
-    """The device a candidate runs on: ``--device`` where the runtime has a choice, else its own."""
-    if spec.runtime == "executorch":
-        if requested and requested != "cpu":
-            raise UsageError(f"{spec.label}: ExecuTorch (XNNPACK) runs on the CPU; drop --device {requested}")
-        return "cpu"
-    if spec.runtime == "coreml":
-        return "apple"
-    if spec.runtime == "tensorrt":
-        if requested and not requested.startswith("cuda"):
-            raise UsageError(f"{spec.label}: TensorRT runs on a CUDA GPU; use --device cuda[:N] or drop --device")
-        return requested or "cuda:0"
-    if spec.runtime == "ort":
-        provider = (spec.provider or "").lower()
-        if requested and requested.startswith("cuda") and not provider:
-            spec.provider = "cuda"
-            return requested
-        return "cuda" if provider in ("cuda", "tensorrt", "trt", "cudaexecutionprovider",
-                                      "tensorrtexecutionprovider") else "cpu"
-    if requested:
-        return requested
-    try:
-        import torch
+    """The device a candidate runs on: ``--device`` where its runtime has a choice, else its own.
 
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
+    Raises:
+        UsageError: a device the runtime cannot use, naming the candidate.
+    """
+    from ..runtimes import get_runtime
+
+    try:
+        return get_runtime(spec.runtime).resolve_device(requested, spec.provider)
+    except UsageError as exc:
+        raise UsageError(f"{spec.label}: {exc}") from None
 
 
 def artifact_metadata(runner, path: Path) -> tuple[dict | None, str | None]:
@@ -115,26 +93,10 @@ def artifact_metadata(runner, path: Path) -> tuple[dict | None, str | None]:
 
 def declared_input(runner) -> tuple[list[int | None], str] | None:
     """(shape with None for dynamic dimensions, dtype name) that the loaded artifact declares, if known."""
-    spec = getattr(runner, "input_spec", None)
-    if callable(spec):
-        try:
-            shape, dtype = spec()
-            return [d if isinstance(d, int) and d > 0 else None for d in shape], str(dtype)
-        except Exception:
-            pass
-    session = getattr(runner, "session", None)
-    if session is not None and hasattr(session, "get_inputs"):
-        first = session.get_inputs()[0]
-        return ([d if isinstance(d, int) and d > 0 else None for d in first.shape],
-                DTYPE_NAMES.get(first.type, "float32"))
-    method = getattr(runner, "method", None)
-    if method is not None and hasattr(method, "metadata"):
-        try:
-            meta = method.metadata.input_tensor_meta(0)
-            return list(meta.sizes()), EXECUTORCH_DTYPES.get(int(meta.dtype()), "float32")
-        except Exception:
-            return None
-    return None
+    try:
+        return runner.input_metadata()
+    except Exception:  # a runtime that cannot say: the metadata and the request decide the shape
+        return None
 
 
 def input_shape(label: str, declared: list[int | None] | None, metadata: dict | None, batch: int | None,
@@ -191,24 +153,21 @@ def _build_model(spec: CandidateSpec, plan: BenchPlan, progress: Progress):
 
 def _prepare_model(spec: CandidateSpec, plan: BenchPlan, batch: int | None, device: str, workdir: Path,
                    progress: Progress) -> Prepared:
-    from ..exporters import get_exporter
-    from ..exporters.base import ExportOptions, export_model, prepare_model
+    from ..exporters import ExportOptions, check_export, export_model, format_for_runtime
+    from ..exporters.base import prepare_model
 
     precision = plan.precision or "float32"
     exporter = options = None
     if spec.runtime != "torch":  # check that the export can happen here before building anything
-        if spec.runtime not in EXPORT_FORMAT:
-            raise UsageError(f"cannot run a model on runtime {spec.runtime!r}")
+        try:
+            fmt = format_for_runtime(spec.runtime)
+        except UsageError:
+            raise UsageError(f"cannot run a model on runtime {spec.runtime!r}: no export format makes its "
+                             "artifacts; export one yourself") from None
         if precision not in ("float32", "float16"):
             raise UsageError(f"--precision {precision} cannot be exported on the fly; export the artifact yourself")
-        try:
-            exporter = get_exporter(EXPORT_FORMAT[spec.runtime])
-        except UsageError as exc:
-            raise RuntimeUnavailableError(f"this lsnet-deploy cannot export to {EXPORT_FORMAT[spec.runtime]} for "
-                                          f"{spec.runtime}: {exc}") from None
         options = ExportOptions(batch=batch or 1, half=precision == "float16", ska=plan.ska)
-        exporter.check_options(options)
-        exporter.check_environment(options)
+        exporter = check_export(fmt, options)
     net = _build_model(spec, plan, progress)
     model_name = spec.name or spec.model or (Path(spec.weights).stem if spec.weights else net.variant)
     source = {"kind": "model", "model": spec.model, "variant": getattr(net, "variant", None), "weights": spec.weights,
@@ -275,7 +234,6 @@ def prepare(spec: CandidateSpec, plan: BenchPlan, batch: int | None, workdir: Pa
         UsageError: a shape, precision or device that does not fit the candidate.
         RuntimeUnavailableError: the runtime, provider or device is not available here.
     """
-    spec = dataclasses.replace(spec)  # resolve_device may fill in the provider
     device = resolve_device(spec, plan.device)
     try:
         if spec.is_model:
@@ -284,11 +242,6 @@ def prepare(spec: CandidateSpec, plan: BenchPlan, batch: int | None, workdir: Pa
             item = _prepare_artifact(spec, plan, device)
     except (RuntimeUnavailableError, MissingDependencyError) as exc:  # e.g. an on-the-fly TensorRT build
         raise RuntimeUnavailableError(f"{spec.label}: cannot run here: {exc}") from None
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("lsnet_deploy.runtimes."):
-            raise RuntimeUnavailableError(f"{spec.label}: cannot run here: the {spec.runtime} runner is not "
-                                          "part of this lsnet-deploy installation") from None
-        raise
     progress(f"loading {spec.label} ({spec.runtime}{', ' + spec.provider if spec.provider else ''}, {device})")
     _activate(item)
     try:
@@ -331,9 +284,8 @@ def first_inference(item: Prepared) -> None:
     except LsnetDeployError:
         raise
     except Exception as exc:  # runtimes raise their own types with multi-line messages
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LsnetDeployError(f"{item.spec.label}: inference failed on a {list(item.input.shape)} "
-                               f"{item.input.dtype} batch: {first}") from None
+                               f"{item.input.dtype} batch: {first_line(exc)}") from None
     item.output_shape = list(np.shape(out))
     if not np.all(np.isfinite(out)):
         item.notes.append("outputs contain NaN or Inf")

@@ -19,21 +19,31 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..runtimes import artifact_suffixes, runtimes
 from .common import cli_errors, err, parse_imgsz
 
 PROG = "lsnet-bench"
 COMMANDS = ("run", "report")
 DEFAULT_OUTPUT = Path("lsnet-bench.jsonl")
 
+_TITLES = [cls.title for cls in runtimes().values()]
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
-                  help="Benchmark LSNet artifacts and models on PyTorch, ONNX Runtime, ExecuTorch, Core ML and "
-                       "TensorRT with one clock, and compare the results. `lsnet-bench FILE...` is short for "
+                  help=f"Benchmark LSNet artifacts and models on {', '.join(_TITLES[:-1])} and {_TITLES[-1]} "
+                       "with one clock, and compare the results. `lsnet-bench FILE...` is short for "
                        "`lsnet-bench run FILE...`.")
 
-RUNTIME_HELP = ("Runtime: torch, ort (onnxruntime), executorch, coreml, trt (tensorrt). For artifacts it "
-                "overrides the one chosen from the suffix; with --model a comma list (torch,ort) times the "
-                "model on each, exporting it on the fly for runtimes other than torch (default torch).")
+
+def _runtime_names() -> str:
+    """``torch (pytorch), ort (onnxruntime, onnx), ...``: each runtime with its aliases."""
+    return ", ".join(name + (f" ({', '.join(cls.aliases)})" if cls.aliases else "")
+                     for name, cls in runtimes().items())
+
+
+RUNTIME_HELP = (f"Runtime: {_runtime_names()}. For artifacts it overrides the one chosen from the suffix; with "
+                "--model a comma list (torch,ort) times the model on each, exporting it on the fly for runtimes "
+                "other than torch (default torch).")
+ARTIFACTS_HELP = f"Artifact files ({', '.join(artifact_suffixes())}), timed interleaved; ratios are against the first."
 PROTOCOL_HELP = ("latency (default): this tool's method. paper: the reference code's throughput method "
                  "(fused float32 model on a CUDA GPU, batch 2048, 5 s warm-up, at least 10 s timed, images/s "
                  "= batch / mean) to set numbers beside the published ones; options you pass override it and "
@@ -186,8 +196,7 @@ def render_group(records: list[dict]) -> str:
 
 @app.command("run")
 def run_command(
-    artifacts: Annotated[Optional[list[Path]], typer.Argument(help="Artifact files (.onnx, .ort, .pte, .mlpackage, "
-                                                              ".engine), timed interleaved; ratios are against the first.",
+    artifacts: Annotated[Optional[list[Path]], typer.Argument(help=ARTIFACTS_HELP,
                                                               show_default=False, metavar="ARTIFACT")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Time a PyTorch model (variant name, e.g. "
                                                  "lsnet_t); it comes first, so ratios are against it.")] = None,

@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
+from ..runtimes import artifact_suffixes, runtimes
 from .common import cli_errors, err, parse_imgsz
 
 PROG = "lsnet-predict"
 #: the widest IMAGE column of the table before long paths simply overflow it
 MAX_NAME_WIDTH = 48
 
+_FILE_RUNTIMES = ", ".join(cls.title for cls in runtimes().values() if cls.suffixes)
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help="Classify images with an exported LSNet (ONNX, ORT, ExecuTorch, Core ML, TensorRT) or a "
-                       "checkpoint, preprocessing exactly as the artifact's metadata says.")
+                  help=f"Classify images with an exported LSNet ({_FILE_RUNTIMES}) or a checkpoint, preprocessing "
+                       "exactly as the artifact's metadata says.")
 
-ARTIFACT_HELP = ("Exported model (.onnx, .ort, .pte, .mlpackage, .engine) or a checkpoint (.pth, .safetensors, "
+ARTIFACT_HELP = (f"Exported model ({', '.join(artifact_suffixes())}) or a checkpoint (.pth, .safetensors, "
                  "hf-hub:ORG/REPO).")
+RUNTIME_HELP = f"Force a runtime: {', '.join(runtimes())}."
 STATS_HELP = "Per-channel {what} on the 0-1 scale: 3 numbers ({example}), one number, or 'imagenet'."
 RECIPE_NOTE = ("Only needed for files without lsnet-export metadata; given for a file that has it, the value "
                "replaces the metadata's.")
@@ -35,7 +38,7 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files and/or directories of images.", show_default=False)],
     topk: Annotated[int, typer.Option("--topk", "-k", help="Classes shown per image.")] = 5,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per image on stdout (JSON lines).")] = False,
-    runtime: Annotated[Optional[str], typer.Option("--runtime", help="Force a runtime: ort, executorch, coreml, trt, torch.")] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help=RUNTIME_HELP)] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Intra-op threads of the runtime.")] = None,
     imgsz: Annotated[Optional[str], typer.Option("--imgsz", help="Model input size: 224 or H,W. " + RECIPE_NOTE)] = None,
     mean: Annotated[Optional[str], typer.Option("--mean", help=STATS_HELP.format(what="mean", example="0.485,0.456,0.406") + " " + RECIPE_NOTE)] = None,
@@ -62,10 +65,10 @@ def predict(
             _explain_recipe(predictor)
             printer = JsonPrinter() if json_output else TablePrinter(files)
             failures = 0
-            for path, prediction, error in run(predictor, files, topk):
-                if error is not None:
+            for prediction in predictor.iter_predictions(files, topk, errors="return"):
+                if prediction.error is not None:
                     failures += 1
-                    printer.error(path, error)
+                    printer.error(Path(prediction.source), prediction.error)
                 else:
                     printer.prediction(prediction)
     if failures:
@@ -107,32 +110,6 @@ def collect_images(inputs: list[Path], recursive: bool = False) -> list[Path]:
     if not files:
         raise UsageError("no images to classify: give image files or directories that contain images")
     return files
-
-
-def run(predictor, files: list[Path], topk: int) -> Iterator[tuple[Path, object, str | None]]:
-    """(path, prediction, None) or (path, None, error message) per file, in order, batch by batch."""
-    import numpy as np
-
-    from ..errors import UsageError
-
-    for start in range(0, len(files), predictor.batch_size):
-        chunk = files[start:start + predictor.batch_size]
-        results: list[tuple[Path, object, str | None]] = []
-        arrays, positions = [], []
-        for path in chunk:
-            try:
-                arrays.append(predictor.preprocess(path))
-            except UsageError as exc:
-                results.append((path, None, str(exc)))
-                continue
-            positions.append(len(results))
-            results.append((path, None, None))
-        if arrays:
-            outputs = predictor.infer(np.stack(arrays))
-            sources = [str(results[i][0]) for i in positions]
-            for i, prediction in zip(positions, predictor.predictions_from_outputs(outputs, topk, sources)):
-                results[i] = (results[i][0], prediction, None)
-        yield from results
 
 
 def _explain_recipe(predictor) -> None:

@@ -3,23 +3,84 @@
 A runner is built cheaply (nothing loaded), ``activate()`` loads the artifact, ``infer(x)`` runs one
 batch and returns the logits as a NumPy array, ``deactivate()`` frees it. Use it as a context manager.
 ``synchronize()`` waits for queued device work (a no-op on CPUs) so a caller's clock can stop honestly.
+
+Each runner class also declares what its runtime is, once, as class attributes and classmethods (the
+way exporters declare their formats): its name and aliases, the artifact suffixes it runs, the pip extra
+that installs it, how it reads an artifact's embedded metadata, and which device it runs on. The
+registry (``registry.py``) and everything that needs those facts (suffix lookup, metadata, the benchmark
+harness, help texts) read them from there.
 """
 
 from __future__ import annotations
 
 import abc
+import inspect
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+
+#: (shape with None for dynamic dimensions, dtype name), as Polygraphy's ``get_input_metadata``
+InputMetadata = tuple[list[int | None], str]
 
 
 class Runner(abc.ABC):
     """Base class of all runtime runners."""
 
     #: short runtime name used on the command line and in results (``ort``, ``torch``, ...)
-    runtime = "base"
+    name: ClassVar[str] = "base"
+    #: other names the command line accepts (``onnxruntime`` for ``ort``)
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: artifact file types this runtime runs, lower case with the dot; empty for runtimes of models
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    #: the lsnet-deploy extra that installs the runtime (``pip install "lsnet-deploy[EXTRA]"``)
+    extra: ClassVar[str | None] = None
+    #: the runtime's name in prose, for help texts
+    title: ClassVar[str] = ""
 
     def __init__(self):
         self.active = False
+
+    @property
+    def runtime(self) -> str:
+        """The runtime name (``name``), as results record it."""
+        return self.name
+
+    # ------------------------------------------------------------------------ what the runtime is
+
+    @classmethod
+    def read_metadata(cls, path: Path) -> dict[str, str] | None:
+        """The lsnet-export metadata embedded in an artifact (raw strings), or None when it embeds none.
+
+        Args:
+            path: the artifact.
+
+        Raises:
+            LsnetDeployError: the artifact cannot be parsed.
+            MissingDependencyError: the library that reads it is not installed.
+        """
+        return None
+
+    @classmethod
+    def resolve_device(cls, requested: str | None, provider: str | None = None) -> str:
+        """The device this runtime runs on, given ``--device`` (None: not given) and ``--provider``.
+
+        Raises:
+            UsageError: a device this runtime cannot use (the message names the fix).
+        """
+        return requested or "cpu"
+
+    @classmethod
+    def from_options(cls, path: str | Path, **options) -> "Runner":
+        """Build (not activate) a runner for ``path`` from the common options.
+
+        Each runner takes the options its constructor names (``threads``, ``provider``, ``spinning``,
+        ``device``, ``compute_units``...); the others, and those left at None, are not its business.
+        """
+        accepted = inspect.signature(cls.__init__).parameters
+        return cls(path, **{k: v for k, v in options.items() if k in accepted and v is not None})
+
+    # ------------------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> "Runner":
         self.activate()
@@ -46,6 +107,10 @@ class Runner(abc.ABC):
             raise RuntimeError(f"{type(self).__name__} is not active; call activate() or use it in a with block")
         return self._infer(x)
 
+    def input_metadata(self) -> InputMetadata | None:
+        """The loaded model's input: (shape with None for dynamic dimensions, dtype name), None if unknown."""
+        return None
+
     def synchronize(self) -> None:
         """Block until queued device work is done (CPU runners return at once)."""
 
@@ -61,3 +126,8 @@ class Runner(abc.ABC):
 
     @abc.abstractmethod
     def _infer(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def static_dims(shape) -> list[int | None]:
+    """A declared shape with every dynamic dimension (symbolic, -1, 0 or None) as None."""
+    return [int(d) if isinstance(d, (int, np.integer)) and d > 0 else None for d in shape]

@@ -1,5 +1,7 @@
 """Core ML runner for ``.mlpackage`` / ``.mlmodel`` files (macOS only: Core ML has no Linux runtime).
 
+Its metadata reader works everywhere (coremltools reads the spec on any OS).
+
 Like every runner it takes float32 NCHW batches normalized as the metadata says. A model with an image
 input gets them back as 8-bit RGB images (de-normalized with the model's own mean and std metadata,
 rounded and clipped), which is what a camera frame would be; a tensor-input model gets them as they are.
@@ -13,14 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RuntimeUnavailableError, UsageError, require
-from .base import Runner
+from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError, require
+from .base import InputMetadata, Runner
+from .registry import register_runtime
 
 COMPUTE_UNITS = {"all": "ALL", "cpu": "CPU_ONLY", "cpu_only": "CPU_ONLY", "gpu": "CPU_AND_GPU",
                  "cpu_and_gpu": "CPU_AND_GPU", "ne": "CPU_AND_NE", "ane": "CPU_AND_NE", "cpu_and_ne": "CPU_AND_NE"}
 LOGITS = "logits"
+# Core ML ArrayFeatureType.ArrayDataType codes
+DTYPES = {65568: "float32", 65552: "float16", 65600: "float64", 131104: "int32"}
 
 
+@register_runtime
 class CoreMLRunner(Runner):
     """Runs a Core ML model with ``coremltools.models.MLModel.predict``.
 
@@ -33,7 +39,10 @@ class CoreMLRunner(Runner):
         UsageError: unknown compute units.
     """
 
-    runtime = "coreml"
+    name = "coreml"
+    suffixes = (".mlpackage", ".mlmodel")
+    extra = "coreml"
+    title = "Core ML"
 
     def __init__(self, path: str | Path, compute_units: str = "all"):
         super().__init__()
@@ -49,11 +58,27 @@ class CoreMLRunner(Runner):
         self.output_name = None
         self.mean = self.std = None
 
+    @classmethod
+    def read_metadata(cls, path: Path) -> dict[str, str]:
+        """Core ML user-defined metadata, read from the model spec (no macOS needed)."""
+        ct = require("coremltools", cls.extra, "to read Core ML models")
+        try:
+            spec = ct.utils.load_spec(str(path))
+        except Exception as exc:
+            raise LsnetDeployError(f"coremltools cannot read {path}: {exc}") from None
+        return dict(spec.description.metadata.userDefined)
+
+    @classmethod
+    def resolve_device(cls, requested: str | None, provider: str | None = None) -> str:
+        """``apple``: Core ML itself spreads the work over the Neural Engine, GPU and CPU."""
+        return "apple"
+
     def _activate(self) -> None:
         if sys.platform != "darwin":
             raise RuntimeUnavailableError(f"Core ML runs models only on macOS, not on {sys.platform}; run "
-                                          f"{self.path.name} on a Mac, or benchmark ONNX/ExecuTorch exports here")
-        ct = require("coremltools", "coreml", "to run Core ML models")
+                                          f"{self.path.name} on a Mac (examples/swift shows the app side), or "
+                                          "use the ONNX or ExecuTorch export here")
+        ct = require("coremltools", self.extra, "to run Core ML models")
         try:
             self.model = ct.models.MLModel(str(self.path), compute_units=ct.ComputeUnit[self.compute_units])
         except Exception as exc:  # coremltools raises RuntimeError/Exception with Core ML's message
@@ -71,6 +96,21 @@ class CoreMLRunner(Runner):
 
     def _deactivate(self) -> None:
         self.model = None
+
+    def input_metadata(self) -> InputMetadata | None:
+        """The spec's first input: a multi-array's shape and type, or an image input as the float32
+        (N, 3, H, W) batch this runner takes; flexible dimensions as None."""
+        if self.model is None:
+            return None
+        first = self.model.get_spec().description.input[0]
+        if self.image_input:
+            image = first.type.imageType
+            return [1, 3, int(image.height) or None, int(image.width) or None], "float32"
+        array = first.type.multiArrayType
+        shape: list[int | None] = [int(d) for d in array.shape]
+        if array.HasField("shapeRange"):
+            shape = [int(r.lowerBound) if r.lowerBound == r.upperBound else None for r in array.shapeRange.sizeRanges]
+        return shape, DTYPES.get(int(array.dataType), "float32")
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)

@@ -10,10 +10,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RuntimeUnavailableError, require
-from .base import Runner
+from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError, require
+from .base import InputMetadata, Runner, static_dims
+from .registry import register_runtime
+
+#: the constant method tried first for embedded metadata (lsnet-export writes it)
+METADATA_METHOD = "lsnet_metadata"
+# ExecuTorch ScalarType codes
+DTYPES = {5: "float16", 6: "float32", 7: "float64", 15: "bfloat16"}
 
 
+@register_runtime
 class ExecuTorchRunner(Runner):
     """Runs the ``forward`` method of an ExecuTorch program.
 
@@ -22,7 +29,11 @@ class ExecuTorchRunner(Runner):
         threads: XNNPACK threadpool size (process-wide in ExecuTorch; None leaves it as it is).
     """
 
-    runtime = "executorch"
+    name = "executorch"
+    aliases = ("et",)
+    suffixes = (".pte",)
+    extra = "executorch"
+    title = "ExecuTorch"
 
     def __init__(self, path: str | Path, threads: int | None = None):
         super().__init__()
@@ -30,10 +41,40 @@ class ExecuTorchRunner(Runner):
         self.threads = threads
         self.method = None
 
+    @classmethod
+    def read_metadata(cls, path: Path) -> dict[str, str] | None:
+        """The map a constant method (no inputs) returns as one JSON string: ``lsnet_metadata`` first,
+        then any other method that is not ``forward``; None when no method returns one."""
+        from ..artifact_metadata import REQUIRED_KEY, parse_metadata_map
+
+        runtime = require("executorch.runtime", cls.extra, "to read .pte programs")
+        try:
+            program = runtime.Runtime.get().load_program(str(path))
+        except Exception as exc:
+            raise LsnetDeployError(f"ExecuTorch cannot load {path}: {exc}") from None
+        names = sorted(program.method_names - {"forward"}, key=lambda n: (n != METADATA_METHOD, n))
+        for name in names:
+            try:
+                outputs = program.load_method(name).execute([])
+            except Exception:  # a method that needs inputs: not a metadata getter
+                continue
+            if len(outputs) == 1 and isinstance(outputs[0], str):
+                parsed = parse_metadata_map(outputs[0])
+                if parsed is not None and REQUIRED_KEY in parsed:
+                    return parsed
+        return None
+
+    @classmethod
+    def resolve_device(cls, requested: str | None, provider: str | None = None) -> str:
+        """Always the CPU (XNNPACK)."""
+        if requested and requested != "cpu":
+            raise UsageError(f"ExecuTorch (XNNPACK) runs on the CPU; drop --device {requested}")
+        return "cpu"
+
     def _activate(self) -> None:
-        runtime_module = require("executorch.runtime", "executorch", "to run .pte programs")
+        runtime_module = require("executorch.runtime", self.extra, "to run .pte programs")
         if self.threads:
-            portable = require("executorch.extension.pybindings.portable_lib", "executorch")
+            portable = require("executorch.extension.pybindings.portable_lib", self.extra)
             portable._unsafe_reset_threadpool(self.threads)
         try:
             program = runtime_module.Runtime.get().load_program(str(self.path))
@@ -49,6 +90,16 @@ class ExecuTorchRunner(Runner):
 
         outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x))])
         return outputs[0].detach().float().numpy()
+
+    def input_metadata(self) -> InputMetadata | None:
+        """The ``forward`` method's first input tensor (``.pte`` programs have static shapes)."""
+        if self.method is None or not hasattr(self.method, "metadata"):
+            return None
+        try:
+            meta = self.method.metadata.input_tensor_meta(0)
+            return static_dims(meta.sizes()), DTYPES.get(int(meta.dtype()), "float32")
+        except Exception:  # an ExecuTorch build without MethodMeta: nothing to report
+            return None
 
     def info(self) -> dict:
         from importlib import metadata

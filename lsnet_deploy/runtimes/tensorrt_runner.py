@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError
-from .base import Runner
+from .base import InputMetadata, Runner, static_dims
+from .registry import register_runtime
 
-SIDECAR_SUFFIX = ".json"
 INSTALL_HINT = "pip install \"lsnet-deploy[tensorrt]\" (TensorRT 10 or 11; on Jetson it comes with JetPack)"
 
 
@@ -57,17 +57,14 @@ def cuda_device_name(index: int = 0) -> str | None:
     return name.value.decode(errors="replace")
 
 
-def sidecar_path(engine: str | Path) -> Path:
-    """``model.engine`` -> ``model.engine.json``."""
-    return Path(f"{engine}{SIDECAR_SUFFIX}")
-
-
 def read_sidecar(engine: str | Path) -> dict:
     """The JSON written beside an engine by ``lsnet-export`` (metadata, build settings, trtexec command).
 
     Raises:
         UsageError: no sidecar, or one that is not valid JSON.
     """
+    from ..artifact_metadata import sidecar_path
+
     path = sidecar_path(engine)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -100,6 +97,7 @@ def import_tensorrt():
     return tensorrt
 
 
+@register_runtime
 class TensorRTRunner(Runner):
     """Runs a serialized TensorRT engine on a CUDA GPU.
 
@@ -108,7 +106,13 @@ class TensorRTRunner(Runner):
         device: ``cuda`` or ``cuda:N``.
     """
 
-    runtime = "tensorrt"
+    name = "tensorrt"
+    aliases = ("trt",)
+    suffixes = (".engine", ".plan", ".trt")
+    extra = "tensorrt"
+    title = "TensorRT"
+    # read_metadata stays the base's (None): engines embed nothing, the sidecar holds it
+
 
     def __init__(self, path: str | Path, device: str | int = "cuda:0"):
         super().__init__()
@@ -119,6 +123,13 @@ class TensorRTRunner(Runner):
         self._runtime = self._engine = self._context = self._logger = None
         self._inputs: list[str] = []
         self._outputs: list[str] = []
+
+    @classmethod
+    def resolve_device(cls, requested: str | None, provider: str | None = None) -> str:
+        """``--device`` when it is a CUDA device, else the first GPU."""
+        if requested and not requested.startswith("cuda"):
+            raise UsageError("TensorRT runs on a CUDA GPU; use --device cuda[:N] or drop --device")
+        return requested or "cuda:0"
 
     def _activate(self) -> None:
         trt = import_tensorrt()
@@ -199,6 +210,14 @@ class TensorRTRunner(Runner):
                 raise LsnetDeployError(f"TensorRT failed to run {self.path.name}")
             stream.synchronize()
         return outputs[self._outputs[0]].float().cpu().numpy()
+
+    def input_metadata(self) -> InputMetadata | None:
+        """The engine's input binding: dynamic dimensions (-1) as None, its TensorRT data type's NumPy name."""
+        if self._engine is None:
+            return None
+        name = self._inputs[0]
+        dtype = np.dtype(self._trt.nptype(self._engine.get_tensor_dtype(name))).name
+        return static_dims(tuple(self._engine.get_tensor_shape(name))), dtype
 
     def synchronize(self) -> None:
         """Wait for the GPU (``infer`` already does before returning its outputs)."""

@@ -181,3 +181,26 @@ def test_uint8_batches_and_tensor_batches(tiny_onnx):
         tensors = np.stack([predictor.preprocess(p) for p in pictures])
         _same(from_pixels, predictor.predict(tensors), atol=0)
         assert len(from_pixels) == 3
+
+
+def test_a_corrupt_file_in_a_batch_gets_its_own_error_entry(tiny_onnx, photos, tmp_path):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8 not really a jpeg")
+    batch = [photos[0], corrupt, photos[1]]
+    with Predictor(tiny_onnx) as predictor:
+        results = predictor.predict(batch, topk=3, errors="return")
+        good = predictor.predict([photos[0], photos[1]], topk=3)
+        with pytest.raises(LsnetDeployError, match="corrupt.jpg") as caught:
+            predictor.predict(batch, topk=3, errors="raise")
+        with pytest.raises(UsageError, match="errors must be one of"):
+            predictor.predict(batch, errors="ignore")
+    assert "\n" not in str(caught.value)
+    assert [r.source for r in results] == [str(p) for p in batch]
+    assert [r.ok for r in results] == [True, False, True]
+    _same([results[0], results[2]], good, atol=0)
+    failed = results[1]
+    assert failed.error and "corrupt.jpg" in failed.error and "\n" not in failed.error
+    assert failed.indices == () and failed.scores == () and failed.labels is None and failed.label is None
+    assert failed.to_dict() == {"file": str(corrupt), "error": failed.error}
+    with pytest.raises(LsnetDeployError, match="no prediction for .*corrupt.jpg"):
+        failed.index

@@ -1,0 +1,106 @@
+"""The runtime registry: every runner class under its name, aliases and artifact suffixes.
+
+Runner modules register their class with ``@register_runtime``; ``runtimes/__init__.py`` imports each
+module once, so the registry is complete whenever ``lsnet_deploy.runtimes`` is imported. Lookups by name
+(``get_runtime``), by file (``runtime_for_path``) and the lists in help texts all read it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from ..errors import UsageError
+from .base import Runner
+
+_RUNTIMES: dict[str, type[Runner]] = {}
+_NAMES: dict[str, str] = {}  # name or alias -> name
+_SUFFIXES: dict[str, str] = {}  # suffix -> name
+
+
+def register_runtime(cls: type[Runner]) -> type[Runner]:
+    """Class decorator: make a runner available under its name, aliases and suffixes.
+
+    Raises:
+        ValueError: a name, alias or suffix that another runtime already claims.
+    """
+    for key, table in [(cls.name, _NAMES), *((a, _NAMES) for a in cls.aliases), *((s, _SUFFIXES) for s in cls.suffixes)]:
+        owner = table.get(key.lower())
+        if owner is not None and owner != cls.name:
+            raise ValueError(f"{cls.__name__} claims {key!r}, which runtime {owner!r} already has")
+    _RUNTIMES[cls.name] = cls
+    for alias in (cls.name, *cls.aliases):
+        _NAMES[alias.lower()] = cls.name
+    for suffix in cls.suffixes:
+        _SUFFIXES[suffix.lower()] = cls.name
+    return cls
+
+
+def runtimes() -> dict[str, type[Runner]]:
+    """Every registered runner class by runtime name, in registration order."""
+    return dict(_RUNTIMES)
+
+
+def artifact_suffixes() -> list[str]:
+    """Every artifact suffix some runtime runs, in registration order (for help texts)."""
+    return list(_SUFFIXES)
+
+
+def canonical_runtime(name: str) -> str:
+    """Normalize a runtime name or alias (``onnxruntime`` -> ``ort``, ``trt`` -> ``tensorrt``).
+
+    Raises:
+        UsageError: unknown name, with the closest known name or alias suggested.
+    """
+    key = name.strip().lower()
+    if key in _NAMES:
+        return _NAMES[key]
+    close = difflib.get_close_matches(key, list(_NAMES), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UsageError(f"unknown runtime {name!r}{hint} (choose from {', '.join(_RUNTIMES)})")
+
+
+def get_runtime(name: str) -> type[Runner]:
+    """The runner class of a runtime name or alias.
+
+    Raises:
+        UsageError: unknown name, with the closest one suggested.
+    """
+    return _RUNTIMES[canonical_runtime(name)]
+
+
+def runtime_for_suffix(suffix: str) -> type[Runner] | None:
+    """The runner class that runs files with this suffix (``.onnx``), or None."""
+    name = _SUFFIXES.get(suffix.lower())
+    return _RUNTIMES[name] if name else None
+
+
+def runtime_for_path(path: str | Path) -> str:
+    """The name of the runtime that runs an artifact, from its suffix.
+
+    Raises:
+        UsageError: a suffix no runtime runs.
+    """
+    cls = runtime_for_suffix(Path(path).suffix)
+    if cls is None:
+        raise UsageError(f"cannot tell the runtime of {path} from its suffix; pass --runtime "
+                         f"(known suffixes: {', '.join(_SUFFIXES)})")
+    return cls.name
+
+
+def runner_for(path: str | Path, runtime: str | None = None, **options) -> Runner:
+    """Build (not activate) the runner for an artifact file.
+
+    Args:
+        path: the artifact.
+        runtime: force a runtime (name or alias); default from the suffix.
+        **options: common settings (``threads``, ``provider``, ``spinning``, ``device``, ``compute_units``...);
+            each runner takes those it uses.
+
+    Raises:
+        UsageError: unknown runtime or suffix, or a runtime that runs models rather than files.
+    """
+    cls = get_runtime(runtime) if runtime else _RUNTIMES[runtime_for_path(path)]
+    if not cls.suffixes:
+        raise UsageError(f"runtime {cls.name!r} runs PyTorch models, not files; use --model")
+    return cls.from_options(path, **options)
