@@ -153,26 +153,12 @@ def _build_model(spec: CandidateSpec, plan: BenchPlan, progress: Progress):
 
 def _prepare_model(spec: CandidateSpec, plan: BenchPlan, batch: int | None, device: str, workdir: Path,
                    progress: Progress) -> Prepared:
-    from ..exporters import ExportOptions, check_export, export_model, format_for_runtime
+    from ..exporters import ExportOptions, export_model, format_for_runtime, get_exporter
     from ..exporters.base import prepare_model
 
     precision = plan.precision or "float32"
-    exporter = options = None
-    if spec.runtime != "torch":  # check that the export can happen here before building anything
-        try:
-            fmt = format_for_runtime(spec.runtime)
-        except UsageError:
-            raise UsageError(f"cannot run a model on runtime {spec.runtime!r}: no export format makes its "
-                             "artifacts; export one yourself") from None
-        if precision not in ("float32", "float16"):
-            raise UsageError(f"--precision {precision} cannot be exported on the fly; export the artifact yourself")
-        options = ExportOptions(batch=batch or 1, half=precision == "float16", ska=plan.ska)
-        exporter = check_export(fmt, options)
-    net = _build_model(spec, plan, progress)
-    model_name = spec.name or spec.model or (Path(spec.weights).stem if spec.weights else net.variant)
-    source = {"kind": "model", "model": spec.model, "variant": getattr(net, "variant", None), "weights": spec.weights,
-              "weights_sha256": getattr(net, "checkpoint_sha256", None) or "random-init"}
-    if exporter is None:
+    if spec.runtime == "torch":
+        net = _build_model(spec, plan, progress)
         ska = "shifted_slices" if plan.ska == "auto" else plan.ska
         prepared = prepare_model(net, ska, fuse=True)
         from ..runtimes.torch_runner import TorchRunner
@@ -182,23 +168,50 @@ def _prepare_model(spec: CandidateSpec, plan: BenchPlan, batch: int | None, devi
             runner = cls(prepared, device=device, precision=precision, threads=plan.threads)
         except ValueError as exc:
             raise UsageError(str(exc).replace("precision", "--precision", 1)) from None
+        source = _model_source(spec, net)
         source.update(ska_form=ska, fused=True)
-        item = Prepared(spec, runner, device, model_name, precision, source,
+        item = Prepared(spec, runner, device, _model_name(spec, net), precision, source,
                         input_shape_hint=(batch or 1, net.in_chans, *net.img_size))
         if plan.protocol == "paper":
             item.notes.append("input uploaded to the device once (reference speed script)")
         return item
+    try:
+        fmt = format_for_runtime(spec.runtime)
+    except UsageError:
+        raise UsageError(f"cannot run a model on runtime {spec.runtime!r}: no export format makes its "
+                         "artifacts; export one yourself") from None
+    if precision not in ("float32", "float16"):
+        raise UsageError(f"--precision {precision} cannot be exported on the fly; export the artifact yourself")
+    options = ExportOptions(batch=batch or 1, half=precision == "float16", ska=plan.ska)
+    exporter = get_exporter(fmt)
     target = workdir / f"{spec.label.replace('/', '_').replace(':', '_')}{exporter.suffix}"
-    progress(f"exporting {model_name} to {exporter.name} for {spec.label}")
+    built = []
+
+    def build():  # export_model checks the options and this machine first, then builds the model
+        built.append(_build_model(spec, plan, progress))
+        progress(f"exporting {_model_name(spec, built[0])} to {exporter.name} for {spec.label}")
+        return built[0]
+
     with silenced():
-        result = export_model(net, exporter.name, target, options)
+        result = export_model(build, exporter.name, target, options)
+    net = built[0]
+    model_name = _model_name(spec, net)
     artifact_spec = CandidateSpec(label=spec.label, runtime=spec.runtime, path=str(result.path),
                                   provider=spec.provider, name=model_name)
     item = _prepare_artifact(artifact_spec, plan, device)
     item.spec = spec
-    item.source = {**source, "exported_to": exporter.name, "ska_form": result.ska_form,
+    item.source = {**_model_source(spec, net), "exported_to": exporter.name, "ska_form": result.ska_form,
                    "artifact_sha256": item.source["sha256"], "artifact_size_bytes": item.source["size_bytes"]}
     return item
+
+
+def _model_name(spec: CandidateSpec, net) -> str:
+    return spec.name or spec.model or (Path(spec.weights).stem if spec.weights else net.variant)
+
+
+def _model_source(spec: CandidateSpec, net) -> dict:
+    return {"kind": "model", "model": spec.model, "variant": getattr(net, "variant", None), "weights": spec.weights,
+            "weights_sha256": getattr(net, "checkpoint_sha256", None) or "random-init"}
 
 
 def _prepare_artifact(spec: CandidateSpec, plan: BenchPlan, device: str) -> Prepared:
