@@ -95,7 +95,7 @@ def parse_metadata_map(text: str) -> dict[str, str] | None:
     """A JSON object (or a ``{"metadata": {...}}`` wrapper) as a raw string map; None when it is not one."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's parser goes
         return None
     if isinstance(data, dict) and isinstance(data.get("metadata"), dict) and REQUIRED_KEY not in data:
         data = data["metadata"]

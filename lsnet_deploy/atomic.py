@@ -1,7 +1,8 @@
 """Writing artifacts atomically: build beside the target, rename into place only on success.
 
 An existing file (or ``.mlpackage`` directory) at the target survives any failure, and no temporary
-file is left behind.
+file is left behind. Finished artifacts get the modes a plain ``open()`` / ``mkdir`` would give them
+(``0666`` / ``0777`` less the umask), not the private ``0600`` / ``0700`` of ``mkstemp`` / ``mkdtemp``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,36 @@ def remove_path(path: Path) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normal_modes(path: Path) -> None:
+    """Give ``path`` (and, for a directory, everything inside) the default modes of new files and dirs.
+
+    Files get ``0666 & ~umask``, directories ``0777 & ~umask``; symbolic links are left alone.
+    """
+    mask = current_umask()
+    file_mode, dir_mode = 0o666 & ~mask, 0o777 & ~mask
+    path = Path(path)
+    if path.is_symlink():
+        return
+    if not path.is_dir():
+        os.chmod(path, file_mode)
+        return
+    os.chmod(path, dir_mode)
+    for root, dirs, files in os.walk(path):
+        for name in dirs:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chmod(os.path.join(root, name), dir_mode)
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chmod(os.path.join(root, name), file_mode)
 
 
 def replace_path(source: Path, target: Path) -> None:
@@ -76,10 +107,12 @@ def staged_output(target: Path, extra_suffixes: tuple[str, ...] = ()) -> Iterato
     tmp.unlink()  # the exporter creates it (some write directories)
     try:
         yield tmp
+        normal_modes(tmp)
         replace_path(tmp, target)
         for suffix in extra_suffixes:
             side = Path(f"{tmp}{suffix}")
             if side.exists():
+                normal_modes(side)
                 replace_path(side, Path(f"{target}{suffix}"))
     finally:
         remove_path(tmp)

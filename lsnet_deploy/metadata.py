@@ -196,7 +196,7 @@ def read_labels(path: str | Path, num_classes: int | None = None) -> list[str]:
     Raises:
         UsageError: unreadable file, or a count that does not match ``num_classes``.
     """
-    from .errors import UsageError
+    from .errors import UsageError, first_line
 
     path = Path(path)
     try:
@@ -208,8 +208,8 @@ def read_labels(path: str | Path, num_classes: int | None = None) -> list[str]:
     if stripped.startswith(("[", "{")):
         try:
             data = json.loads(stripped)
-        except ValueError as exc:
-            raise UsageError(f"labels file {path} is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than Python's parser goes
+            raise UsageError(f"labels file {path} is not valid JSON: {first_line(exc)}") from None
         if isinstance(data, dict):
             try:
                 labels = [str(data[k]) for k in sorted(data, key=lambda k: int(k))]

@@ -12,11 +12,12 @@ import re
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, LsnetDeployError, first_line
 from .lsnet import VARIANTS, stage_grids
 
-# Input sizes people train and fine-tune at; the first whose last-stage grid matches wins, because
-# several sizes share one grid (224 and 256 both give 4x4).
+# Input sizes people train and fine-tune at. Several share one last-stage grid (224 and 256 both give
+# 4x4, 160 and 192 3x3), so a grid alone names candidates, not a size: ``infer_config`` takes the first
+# as its guess, ``load_model`` asks for the recorded size or refuses to guess (``size_candidates``).
 COMMON_SIZES = (224, 256, 384, 512, 128, 192, 160, 288, 320, 448, 96, 64, 576, 640)
 
 
@@ -56,6 +57,11 @@ def image_size_for_grid(rows: int, cols: int, patch_size: int = 8) -> tuple[int,
     return side(rows), side(cols)
 
 
+def size_candidates(side: int, patch_size: int = 8) -> list[int]:
+    """Common input sizes (ascending) whose last-stage grid has ``side`` tokens per side."""
+    return sorted(s for s in COMMON_SIZES if stage_grids(s, patch_size)[3][0] == side)
+
+
 def infer_config(state: dict[str, torch.Tensor]) -> dict:
     """Constructor arguments of the LSNet that produced ``state``.
 
@@ -65,6 +71,17 @@ def infer_config(state: dict[str, torch.Tensor]) -> dict:
     Raises:
         CheckpointError: when the state dict is not an LSNet's or is internally inconsistent.
     """
+    try:
+        return _infer_config(state)
+    except LsnetDeployError:
+        raise
+    except (IndexError, ValueError, ZeroDivisionError, RuntimeError, TypeError) as exc:
+        # a tensor of the right name but the wrong rank or size (damaged or foreign weights)
+        raise CheckpointError(f"not an LSNet state dict: its tensors have shapes no LSNet has "
+                              f"({first_line(exc)}); check that the file is an LSNet checkpoint") from None
+
+
+def _infer_config(state: dict[str, torch.Tensor]) -> dict:
     fused = is_fused_state_dict(state)
     in_chans = _conv_weight(state, "patch_embed.0", fused).shape[1]
     embed = [_conv_weight(state, "patch_embed.4", fused).shape[0]]

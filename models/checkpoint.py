@@ -4,25 +4,42 @@ Accepted: ``.pth``, ``.pt``, ``.bin`` (``torch.save`` files, read with ``weights
 ``.safetensors``; a plain state dict or one wrapped under ``model`` / ``state_dict`` (training checkpoints
 of the reference code are ``{"model": ..., "optimizer": ..., "epoch": ..., "args": Namespace}``), with or
 without a ``module.`` (DDP) or ``_orig_mod.`` (torch.compile) prefix.
+
+Where a checkpoint records the input size it was trained at (``args.input_size`` of reference training
+checkpoints, this project's ``lsnet_deploy`` / ``metadata`` entry, a safetensors metadata field
+``input_size``), ``read_checkpoint`` returns it too: the attention grid alone cannot tell 160 from 192.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError, UnsafeCheckpointError, first_line
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "module")
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 # Pure data holders that training scripts put in checkpoints; unpickling them runs no code.
 SAFE_GLOBALS = [argparse.Namespace]
+# where this project's own checkpoints keep their metadata (the artifact metadata field names)
+METADATA_KEYS = ("lsnet_deploy", "metadata")
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint's float32 state dict and the training input size it records, if any."""
+
+    state: dict[str, torch.Tensor]
+    input_size: tuple[int, int] | None = None
+    size_source: str | None = None  # where ``input_size`` was found, for messages
 
 
 def file_sha256(path: Path) -> str:
@@ -45,23 +62,69 @@ def _load_torch_file(path: Path) -> object:
             raise UnsafeCheckpointError(
                 f"{path} holds Python objects beyond tensors{what}; loading it would run code, so it is "
                 "refused. Re-save just the weights: torch.save(model.state_dict(), 'weights.pth')") from None
-        raise CheckpointError(f"{path} is corrupt or not a PyTorch checkpoint ({exc})") from None
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError, IndexError, TypeError) as exc:
-        detail = str(exc).split(". ")[0] or type(exc).__name__
+        raise CheckpointError(f"{path} is corrupt or not a PyTorch checkpoint ({first_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001
+        # on damaged bytes torch.load surfaces whatever its zip, pickle and struct layers hit (RuntimeError,
+        # EOFError, struct.error, zipfile.BadZipFile, UnicodeDecodeError, ...): all mean "not a checkpoint"
+        detail = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{path} is truncated, corrupt or not a PyTorch checkpoint ({detail}); download or save it again"
         ) from None
 
 
-def _load_safetensors_file(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+def _load_safetensors_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
 
     try:
-        return load_file(str(path), device="cpu")
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            return tensors, dict(handle.metadata() or {})
     except Exception as exc:  # safetensors raises its own SafetensorError and OSError variants
         raise CheckpointError(
-            f"{path} is truncated, corrupt or not a safetensors file ({exc}); download or save it again"
+            f"{path} is truncated, corrupt or not a safetensors file ({first_line(exc)}); download or save it again"
         ) from None
+
+
+def parse_input_size(value: object) -> tuple[int, int] | None:
+    """An input size as recorded by training code: ``224``, ``[H, W]``, ``(3, H, W)`` or JSON text of them.
+
+    Returns:
+        (H, W), or None when ``value`` is not a plausible size.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+            return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        value = (value, value)
+    if not isinstance(value, (list, tuple)) or len(value) not in (2, 3):
+        return None
+    sides = value[-2:]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 16384 for v in sides):
+        return None
+    return (int(sides[0]), int(sides[1]))
+
+
+def recorded_input_size(obj: object) -> tuple[tuple[int, int] | None, str | None]:
+    """The training input size a loaded checkpoint object records, and where: (size, source) or (None, None).
+
+    Looks at this project's own ``lsnet_deploy`` / ``metadata`` entry (key ``input_size``), then the
+    reference training checkpoint's ``args.input_size`` (an ``argparse.Namespace`` or a dict).
+    """
+    if not isinstance(obj, dict):
+        return None, None
+    for key in METADATA_KEYS:
+        meta = obj.get(key)
+        if isinstance(meta, dict) and (size := parse_input_size(meta.get("input_size"))):
+            return size, f"its {key} input_size"
+    args = obj.get("args")
+    value = args.get("input_size") if isinstance(args, dict) else getattr(args, "input_size", None)
+    if (size := parse_input_size(value)) is not None:
+        return size, "its training args (args.input_size)"
+    return None, None
 
 
 def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -83,7 +146,7 @@ def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torc
                               "parameter names to tensors, or one under 'model' or 'state_dict'")
     state = {}
     for key, value in obj.items():
-        if not isinstance(value, torch.Tensor):
+        if not isinstance(value, torch.Tensor) or not isinstance(key, str):
             continue
         for prefix in STRIPPED_PREFIXES:
             if key.startswith(prefix):
@@ -96,6 +159,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a float32 state dict without executing any code.
 
     Floating-point tensors are cast to float32 (the model computes in float32).
+
+    Raises:
+        CheckpointError: missing, unreadable, corrupt or wrapper-less files.
+        UnsafeCheckpointError: files whose unpickling would build arbitrary objects.
+    """
+    return read_checkpoint(path).state
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint file: its float32 state dict and the training input size it records.
 
     Raises:
         CheckpointError: missing, unreadable, corrupt or wrapper-less files.
@@ -115,10 +188,35 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is empty; download or save it again")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        obj = _load_safetensors_file(path)
+        obj, header = _load_safetensors_file(path)
+        size = parse_input_size(header.get("input_size"))
+        where = "its safetensors metadata" if size else None
     elif suffix in TORCH_SUFFIXES or not suffix:
         obj = _load_torch_file(path)
+        size, where = recorded_input_size(obj)
     else:
         raise CheckpointError(f"{path}: unknown checkpoint type {suffix!r}; use .pth, .pt, .bin or .safetensors")
     state = unwrap_state_dict(obj, str(path))
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return Checkpoint(state, size, where)
+
+
+def read_cases_size(path: Path) -> tuple[int, int] | None:
+    """The input size a conformance-style ``cases.json`` beside ``path`` records for it, else None.
+
+    The file is a list of ``{"name": STEM, "constructor" | "kwargs" | "config": {"img_size": ...}}``
+    entries (optionally ``"checkpoint": FILE``), as in this project's conformance directories.
+    """
+    cases = path.parent / "cases.json"
+    try:
+        entries = json.loads(cases.read_text()) if cases.is_file() else []
+    except (OSError, ValueError, RecursionError):
+        return None
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or (entry.get("checkpoint") or f"{entry.get('name')}.pth") != path.name:
+            continue
+        for key in ("constructor", "kwargs", "config"):
+            args = entry.get(key)
+            if isinstance(args, dict) and (size := parse_input_size(args.get("img_size"))):
+                return size
+    return None

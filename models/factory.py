@@ -8,15 +8,16 @@ from typing import Sequence
 
 import torch
 
-from ..errors import CheckpointError, UsageError
-from .arch import attention_grid, closest_variant, infer_config, matching_variant
-from .checkpoint import file_sha256, read_state_dict
+from ..errors import CheckpointError, UsageError, first_line
+from .arch import attention_grid, closest_variant, infer_config, matching_variant, size_candidates
+from .checkpoint import Checkpoint, file_sha256, read_cases_size, read_checkpoint
 from .hub import download_from_hub, is_hub_source, read_hub_config
 from .lsnet import LSNet, to_2tuple, variant_config, variant_names
 from .resize import resize_attention_state
 
 CUSTOM_NAME = "lsnet"
 HUB_ORG = "jameslahm"
+PUBLISHED_SIZE = 224
 # keys a checkpoint may omit: both are rebuilt exactly by the model itself
 REBUILDABLE_SUFFIXES = (".num_batches_tracked", ".attention_bias_idxs")
 
@@ -73,6 +74,7 @@ def create_model(name: str = "lsnet_t", pretrained: bool = False, **overrides) -
     except TypeError as exc:
         raise UsageError(f"bad argument for {name}: {exc}") from None
     model.variant = name if name != CUSTOM_NAME else (matching_variant(model.config) or CUSTOM_NAME)
+    model.load_notes = []
     return model
 
 
@@ -118,6 +120,63 @@ def infer_config_safe(state: dict[str, torch.Tensor]) -> dict | None:
         return None
 
 
+def _size_text(size: Sequence[int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _recorded_size(source: str | Path, path: Path, checkpoint: Checkpoint) -> tuple[tuple[int, int] | None, str]:
+    """The training size recorded in or beside the checkpoint, and where (in precedence order)."""
+    if checkpoint.input_size:
+        return checkpoint.input_size, checkpoint.size_source or "the checkpoint"
+    if is_hub_source(source):
+        hub_cfg = read_hub_config(path)
+        pretrained = hub_cfg.get("pretrained_cfg")
+        hub_size = (pretrained if isinstance(pretrained, dict) else hub_cfg).get("input_size")
+        if isinstance(hub_size, (list, tuple)) and len(hub_size) == 3:
+            try:
+                return (int(hub_size[1]), int(hub_size[2])), "the hub config.json"
+            except (TypeError, ValueError):
+                pass
+    cases = read_cases_size(path)
+    if cases:
+        return cases, "cases.json beside it"
+    return None, ""
+
+
+def _training_size(config: dict, recorded: tuple[int, int] | None, where: str, source: str,
+                   needed: bool, notes: list[str]) -> tuple[int, int] | None:
+    """The input size the checkpoint was trained at: recorded, else unambiguous from its attention grid.
+
+    Returns None for an ambiguous grid when the caller chooses the size anyway (``needed`` False).
+
+    Raises:
+        UsageError: when ``needed`` and several common sizes share the grid of a custom architecture.
+    """
+    grid = attention_grid(config)
+    if recorded is not None:
+        if attention_grid({**config, "img_size": recorded}) == grid:
+            return recorded
+        notes.append(f"{where} records input size {_size_text(recorded)}, but the attention bias is for a "
+                     f"{_size_text(grid)} grid; ignored it")
+    if config["depth"][3] < 2:  # no attention, nothing size-dependent in the weights
+        return tuple(config["img_size"])
+    rows, cols = (size_candidates(side, config.get("patch_size", 8)) for side in grid)
+    if len(rows) <= 1 and len(cols) <= 1:
+        return tuple(config["img_size"])
+    if matching_variant(config) and PUBLISHED_SIZE in rows and PUBLISHED_SIZE in cols:
+        if needed:
+            notes.append(f"input size not recorded in the checkpoint; assumed the published {PUBLISHED_SIZE} "
+                         "(pass --imgsz to choose)")
+        return (PUBLISHED_SIZE, PUBLISHED_SIZE)
+    if not needed:
+        return None
+    pairs = [(r, c) for r in rows or [config["img_size"][0]] for c in cols or [config["img_size"][1]]]
+    names = [str(r) if r == c else f"{r}x{c}" for r, c in pairs if r == c or grid[0] != grid[1]]
+    choices = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+    raise UsageError(f"{source} does not record its input size and its {_size_text(grid)} attention grid fits "
+                     f"{choices}; pass --imgsz with the size it was trained at (img_size= in the API)")
+
+
 def load_model(source: str | Path, img_size: int | Sequence[int] | None = None, *,
                model_name: str | None = None, ska: str = "auto") -> LSNet:
     """Load an LSNet checkpoint with its architecture inferred from the weights, in eval mode.
@@ -132,20 +191,24 @@ def load_model(source: str | Path, img_size: int | Sequence[int] | None = None, 
         ska: SKA formulation for the LS blocks.
 
     Returns:
-        The model in eval mode, with ``checkpoint_sha256`` and ``checkpoint_source`` attributes.
+        The model in eval mode, with ``checkpoint_sha256``, ``checkpoint_source`` and ``load_notes`` (what
+        was assumed or changed while loading, one sentence each) attributes.
 
     Raises:
         CheckpointError: unreadable, unsafe, corrupt or mismatched checkpoints (one clear message).
+        UsageError: ``img_size`` is None and the checkpoint neither records its training size (reference
+            ``args.input_size``, hub ``config.json``, a ``cases.json`` beside it) nor has an attention
+            grid that only one common size gives.
     """
     path = _resolve(source)
-    state = read_state_dict(path)
+    checkpoint = read_checkpoint(path)
+    state = checkpoint.state
     config = infer_config(state)
-    hub_cfg = read_hub_config(path) if is_hub_source(source) else {}
-    hub_size = (hub_cfg.get("pretrained_cfg") or hub_cfg).get("input_size")
-    if isinstance(hub_size, (list, tuple)) and len(hub_size) == 3:
-        size = (int(hub_size[1]), int(hub_size[2]))
-        if attention_grid({**config, "img_size": size}) == attention_grid(config):
-            config["img_size"] = size
+    notes: list[str] = []
+    recorded, where = _recorded_size(source, path, checkpoint)
+    trained = _training_size(config, recorded, where, str(source), needed=img_size is None, notes=notes)
+    if trained is not None:
+        config["img_size"] = trained
 
     if model_name is not None:
         try:
@@ -161,13 +224,27 @@ def load_model(source: str | Path, img_size: int | Sequence[int] | None = None, 
         if min(new_size) < 32:
             raise UsageError(f"img_size {new_size} is too small: LSNet needs at least 32x32")
         new_config = {**config, "img_size": new_size}
-        state = resize_attention_state(state, attention_grid(config), attention_grid(new_config))
+        old_grid, new_grid = attention_grid(config), attention_grid(new_config)
+        if config["depth"][3] >= 2 and old_grid != new_grid:
+            try:
+                state = resize_attention_state(state, old_grid, new_grid)
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise CheckpointError(f"{source}: its attention bias tables do not fit its "
+                                      f"{_size_text(old_grid)} grid ({first_line(exc)}); the file is damaged") from None
+            was = _size_text(trained) if trained else f"its {_size_text(old_grid)} grid"
+            notes.append(f"attention bias resampled from {was} to {_size_text(new_size)}")
         config = new_config
 
-    model = LSNet(**config, ska=ska)
+    try:
+        model = LSNet(**config, ska=ska)
+    except (ValueError, RuntimeError, TypeError, ZeroDivisionError) as exc:
+        raise CheckpointError(f"{source}: its weights describe an LSNet that cannot be built "
+                              f"(embed_dim {config['embed_dim']}, depth {config['depth']}: {first_line(exc)}); "
+                              "is it an LSNet checkpoint?") from None
     load_state_dict_checked(model, state, str(source))
     model.eval()
     model.checkpoint_sha256 = file_sha256(path)
     model.checkpoint_source = str(source)
     model.variant = matching_variant(config) or CUSTOM_NAME
+    model.load_notes = notes
     return model

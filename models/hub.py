@@ -3,11 +3,17 @@
 Downloads land in huggingface_hub's cache and honour its settings (``HF_HOME``, ``HF_HUB_CACHE``,
 ``HF_HUB_OFFLINE=1``), so a model fetched once loads offline afterwards. ``hf_hub:`` (the spelling of the
 reference README) is accepted too.
+
+An unreachable hub fails within seconds: one HEAD request without retries (``HF_HUB_ETAG_TIMEOUT``
+seconds at most, default 5 here) decides between downloading and falling back to the cache, because
+huggingface_hub itself retries unreachable hosts with backoff for most of a minute.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 from pathlib import Path
 
 from ..errors import CheckpointError
@@ -15,6 +21,34 @@ from ..errors import CheckpointError
 HUB_PREFIXES = ("hf-hub:", "hf_hub:")
 # timm-style repos hold one of these; the first that exists wins
 DEFAULT_FILES = ("model.safetensors", "pytorch_model.bin")
+PROBE_TIMEOUT_S = 5.0
+
+
+def _probe_timeout() -> float:
+    try:
+        return float(os.environ["HF_HUB_ETAG_TIMEOUT"])
+    except (KeyError, ValueError):
+        return PROBE_TIMEOUT_S
+
+
+def hub_reachable(repo_id: str, filename: str) -> bool:
+    """One HEAD request for the file, no retries: False when the hub cannot be reached at all.
+
+    HTTP answers (missing file, unknown repo, ...) count as reachable; ``hf_hub_download`` reports them.
+    """
+    import huggingface_hub
+    from huggingface_hub import errors as hub_errors
+
+    options = {"timeout": _probe_timeout()}
+    if "retry_on_errors" in inspect.signature(huggingface_hub.get_hf_file_metadata).parameters:
+        options["retry_on_errors"] = False
+    try:
+        huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(repo_id, filename), **options)
+    except (hub_errors.HfHubHTTPError, hub_errors.OfflineModeIsEnabled):
+        return True
+    except Exception:  # the transport's own connection and timeout errors (requests, httpx, ...)
+        return False
+    return True
 
 
 def is_hub_source(source: str | Path) -> bool:
@@ -49,12 +83,17 @@ def download_from_hub(source: str) -> Path:
     except ImportError:
         raise CheckpointError('hub sources need huggingface_hub: pip install huggingface_hub') from None
 
+    from huggingface_hub import constants as hub_constants
+
     repo_id, filename = parse_hub_source(source)
     candidates = (filename,) if filename else DEFAULT_FILES
+    cache_only = not hub_constants.HF_HUB_OFFLINE and not hub_reachable(repo_id, candidates[0])
     last_error: Exception | None = None
     for name in candidates:
         try:
-            return Path(huggingface_hub.hf_hub_download(repo_id, name, library_name="lsnet-deploy"))
+            return Path(huggingface_hub.hf_hub_download(repo_id, name, library_name="lsnet-deploy",
+                                                        local_files_only=cache_only,
+                                                        etag_timeout=_probe_timeout()))
         except (hub_errors.EntryNotFoundError, hub_errors.LocalEntryNotFoundError) as exc:
             last_error = exc
         except (hub_errors.RepositoryNotFoundError, hub_errors.GatedRepoError, hub_errors.RevisionNotFoundError):
@@ -76,6 +115,7 @@ def read_hub_config(weights: Path) -> dict:
     if not config.is_file():
         return {}
     try:
-        return json.loads(config.read_text())
-    except (OSError, ValueError):
+        data = json.loads(config.read_text())
+    except (OSError, ValueError, RecursionError):
         return {}
+    return data if isinstance(data, dict) else {}

@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..atomic import normal_modes
 from ..errors import UsageError, require
 from .report import Row
 
@@ -37,8 +38,16 @@ def plot_latency(rows: list[Row], path: str | Path, title: str | None = None) ->
     if not path.parent.exists():
         raise UsageError(f"directory {path.parent} does not exist; choose another --plot path")
 
+    # a bar group per model, labelled with what was measured (file names with suffix, precision)
+    artifacts: dict[tuple, list[str]] = {}
+    for row in rows:
+        names = artifacts.setdefault((row.model, row.precision, row.batch, row.input), [])
+        if (row.artifact or row.model) not in names:
+            names.append(row.artifact or row.model)
+
     def model_name(row: Row) -> str:
-        return f"{row.model}\n{row.precision}, batch {row.batch}, {row.input}"
+        names = sorted(artifacts[(row.model, row.precision, row.batch, row.input)])
+        return f"{', '.join(names)} ({row.precision})\nbatch {row.batch}, {row.input}"
 
     def series_name(row: Row) -> str:
         return f"{row.runtime} on {row.device}"
@@ -72,6 +81,7 @@ def plot_latency(rows: list[Row], path: str | Path, title: str | None = None) ->
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120)
+        normal_modes(Path(tmp))  # mkstemp made it 0600
         os.replace(tmp, path)
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot write chart {path}: {exc}") from None

@@ -1,4 +1,10 @@
-"""Tables from results files: one row per device, runtime, model, precision, batch and input size.
+"""Tables from results files: one row per device, runtime, artifact, precision, batch and input size.
+
+A row's model is the name it was benchmarked under (the file stem); when two different artifacts
+(told apart by SHA-256) of one name would share a row (``lsnet_t.onnx`` and ``lsnet_t.ort`` on ONNX
+Runtime), that name is replaced by the file name with its suffix everywhere (and a short hash if the
+file names agree too), so a row never averages two artifacts and its label never depends on the order
+of the command line.
 
 Records from any number of files and machines merge into one table. Several records of the same row
 (repeated runs) are combined by their median. Each row is compared with a baseline row that differs
@@ -58,10 +64,64 @@ def input_label(record: dict) -> str:
     return f"{shape[2]}x{shape[3]}" if len(shape) == 4 else "?"
 
 
-def row_key(record: dict) -> tuple:
-    """(device, runtime, model, precision, batch, input): what a row of the report stands for."""
-    return (device_label(record), runtime_label(record), str(record.get("model", "?")),
-            str(record.get("precision", "?")), int(record.get("batch") or 0), input_label(record))
+def artifact_id(record: dict) -> str:
+    """What was timed: the artifact's SHA-256, or for a model the weights and how they were prepared."""
+    source = record.get("source") or {}
+    if source.get("kind") == "model":
+        parts = (source.get("weights_sha256"), source.get("model"), source.get("exported_to"),
+                 source.get("ska_form"), source.get("fused"))
+        return "model:" + ":".join(str(p) for p in parts)
+    return str(source.get("sha256") or source.get("path") or record.get("model", "?"))
+
+
+def artifact_name(record: dict) -> str:
+    """File name with suffix (``lsnet_t.onnx``), or for a model its weights file and export format."""
+    source = record.get("source") or {}
+    if source.get("file"):
+        return str(source["file"])
+    if source.get("kind") == "model":
+        weights = source.get("weights")
+        name = str(weights).replace("\\", "/").rsplit("/", 1)[-1] if weights else str(record.get("model", "?"))
+        return f"{name} -> {source['exported_to']}" if source.get("exported_to") else name
+    return str(record.get("model", "?"))
+
+
+def _base_key(record: dict, model: str) -> tuple:
+    return (device_label(record), runtime_label(record), model, str(record.get("precision", "?")),
+            int(record.get("batch") or 0), input_label(record))
+
+
+def _identity(record: dict) -> tuple[str, str]:
+    return str(record.get("model", "?")), artifact_id(record)
+
+
+def model_names(records: list[dict]) -> dict[tuple[str, str], str]:
+    """(name, artifact id) -> the model name its rows show: the benchmarked name, unless two artifacts of
+    that name would share a row; then the file name, plus a short hash where even that is shared."""
+    artifacts: dict[tuple, set[str]] = {}
+    for record in records:
+        artifacts.setdefault(_base_key(record, str(record.get("model", "?"))), set()).add(artifact_id(record))
+    clashing = {key[2] for key, ids in artifacts.items() if len(ids) > 1}
+    names: dict[tuple[str, str], str] = {}
+    files: dict[str, set[str]] = {}
+    for record in records:
+        ident = _identity(record)
+        names[ident] = artifact_name(record) if ident[0] in clashing else ident[0]
+        files.setdefault(names[ident], set()).add(ident[1])
+    for (model, aid), name in names.items():
+        if len(files[name]) > 1:
+            names[(model, aid)] = f"{name}@{aid.removeprefix('model:')[:8]}"  # the SHA-256's first digits
+    return names
+
+
+def row_key(record: dict, names: dict[tuple[str, str], str] | None = None) -> tuple:
+    """(device, runtime, model, precision, batch, input): what a row of the report stands for.
+
+    ``names`` (from ``model_names``) tells artifacts of one name apart; without it the model is the
+    benchmarked name.
+    """
+    model = (names or {}).get(_identity(record)) or str(record.get("model", "?"))
+    return _base_key(record, model)
 
 
 _KEY_INDEX = {"device": 0, "runtime": 1, "model": 2, "precision": 3}
@@ -73,6 +133,7 @@ class Row:
 
     key: tuple
     records: list[dict] = field(default_factory=list)
+    artifact: str = ""
     ratio: float | None = None
     paired: bool = True
     is_baseline: bool = False
@@ -96,6 +157,11 @@ class Row:
     @property
     def batch(self) -> int:
         return self.key[4]
+
+    @property
+    def label(self) -> str:
+        """What the row measured, e.g. ``lsnet_t.onnx (float32)``."""
+        return f"{self.artifact or self.model} ({self.precision})"
 
     @property
     def input(self) -> str:
@@ -153,10 +219,11 @@ class Baseline:
 
 def group_rows(records: list[dict]) -> list[Row]:
     """Rows in order of device, runtime, model, precision, batch and input size."""
+    names = model_names(records)
     rows: dict[tuple, Row] = {}
     for record in records:
-        key = row_key(record)
-        rows.setdefault(key, Row(key)).records.append(record)
+        key = row_key(record, names)
+        rows.setdefault(key, Row(key, artifact=artifact_name(record))).records.append(record)
     return [rows[k] for k in sorted(rows)]
 
 
@@ -189,10 +256,10 @@ def default_baseline(records: list[dict], rows: list[Row]) -> Baseline | None:
     """The model of the first candidate of the first run (what ``lsnet-bench A B`` compares against)."""
     if not records:
         return None
-    return Baseline("model", row_key(records[0])[2])
+    return Baseline("model", row_key(records[0], model_names(records))[2])
 
 
-COLUMNS = ("Device", "Runtime", "Model", "Precision", "Batch", "Input", "Median ms", "p90 ms", "p99 ms",
+COLUMNS = ("Device", "Runtime", "Model", "Artifact", "Precision", "Batch", "Input", "Median ms", "p90 ms", "p99 ms",
            "Min ms", "Std ms", "img/s", "Ratio", "Runs")
 
 
@@ -209,7 +276,8 @@ def _cells(row: Row) -> list[str]:
         ratio = "-"
     else:
         ratio = f"{row.ratio:.2f}x" + ("" if row.paired else UNPAIRED_MARK)
-    return [row.device, row.runtime, row.model + (" (paper)" if "paper" in row.protocols else ""), row.precision,
+    return [row.device, row.runtime, row.model + (" (paper)" if "paper" in row.protocols else ""), row.artifact,
+            row.precision,
             str(row.batch), row.input, _fmt(row.stat("median_ms")), _fmt(row.stat("p90_ms")),
             _fmt(row.stat("p99_ms")), _fmt(row.stat("min_ms")), _fmt(row.stat("std_ms")),
             f"{row.stat('throughput'):.1f}", ratio, str(row.runs)]
@@ -231,7 +299,7 @@ def render_text(rows: list[Row], baseline: Baseline | None) -> str:
     """A fixed-width table for the terminal."""
     table = [list(COLUMNS)] + [_cells(r) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-    numeric = set(range(4, len(COLUMNS)))
+    numeric = set(range(COLUMNS.index("Batch"), len(COLUMNS)))
     lines = []
     for n, line in enumerate(table):
         cells = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))]
@@ -247,7 +315,7 @@ def render_markdown(rows: list[Row], baseline: Baseline | None) -> str:
         return text.replace("|", "\\|")
 
     lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if i < 4 else "---:" for i in range(len(COLUMNS))) + "|"]
+             "|" + "|".join("---" if i < COLUMNS.index("Batch") else "---:" for i in range(len(COLUMNS))) + "|"]
     for row in rows:
         cells = [esc(c) for c in _cells(row)]
         if row.is_baseline:

@@ -141,3 +141,73 @@ def test_report_errors(tmp_path, measured):
 def test_group_rows_order(measured):
     shuffled = list(reversed(measured))
     assert [r.model for r in group_rows(shuffled)] == ["tiny", "tiny_copy"]
+
+
+def _same_stem_other_suffix(measured):
+    """``tiny.onnx`` and a ``tiny.ort`` (another file, the same stem) measured on the same runtime."""
+    onnx = copy.deepcopy(measured[0])
+    ort = copy.deepcopy(measured[0])
+    ort["source"].update(file="tiny.ort", format="ort", path=ort["source"]["path"][:-5] + ".ort", sha256="f" * 64)
+    ort["stats"]["median_ms"] *= 2
+    return onnx, ort
+
+
+def test_different_artifacts_of_one_name_are_different_rows(measured):
+    onnx, ort = _same_stem_other_suffix(measured)
+    rows = group_rows([onnx, ort])
+    assert len(rows) == 2 and all(r.runs == 1 for r in rows)
+    assert sorted(r.label for r in rows) == ["tiny.onnx (float32)", "tiny.ort (float32)"]
+    assert sorted(r.model for r in rows) == ["tiny.onnx", "tiny.ort"]
+    swapped = group_rows([ort, onnx])
+    assert [(r.model, r.label, r.stat("median_ms")) for r in swapped] == \
+        [(r.model, r.label, r.stat("median_ms")) for r in rows]
+    text = render_text(*build_report([ort, onnx], baseline="tiny.onnx"))
+    assert "tiny.ort" in text and "2.00x" in text
+    # one artifact measured twice (same SHA-256) is still one row, under its plain name
+    assert [r.runs for r in group_rows([onnx, copy.deepcopy(onnx)])] == [2]
+    assert group_rows([onnx])[0].label == "tiny.onnx (float32)" and group_rows([onnx])[0].model == "tiny"
+
+
+def test_same_file_name_in_two_directories_gets_a_hash(measured):
+    a, b = copy.deepcopy(measured[0]), copy.deepcopy(measured[0])
+    b["source"]["sha256"] = "ab" * 32
+    models = {r.model for r in group_rows([a, b])}
+    assert models == {f"tiny.onnx@{a['source']['sha256'][:8]}", "tiny.onnx@abababab"}
+    assert models == {r.model for r in group_rows([b, a])}
+
+
+def test_the_chart_and_staged_artifacts_get_normal_file_modes(measured, tmp_path):
+    import os
+    import stat
+
+    from lsnet_deploy.atomic import current_umask, staged_output
+
+    old = os.umask(0o022)
+    try:
+        assert current_umask() == 0o022
+        package = tmp_path / "m.mlpackage"
+        with staged_output(package, extra_suffixes=(".json",)) as tmp:
+            (tmp / "Data" / "weights").mkdir(parents=True)
+            (tmp / "Data" / "model.mlmodel").write_bytes(b"x")
+            os.chmod(tmp / "Data" / "model.mlmodel", 0o600)
+            os.chmod(tmp / "Data", 0o700)
+            os.chmod(tmp, 0o700)
+            side = tmp.with_name(tmp.name + ".json")
+            side.write_text("{}")
+            os.chmod(side, 0o600)
+        modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")}
+        assert modes == {"m.mlpackage": 0o755, "m.mlpackage/Data": 0o755, "m.mlpackage/Data/weights": 0o755,
+                         "m.mlpackage/Data/model.mlmodel": 0o644, "m.mlpackage.json": 0o644}
+        os.umask(0o027)
+        single = tmp_path / "x.onnx"
+        with staged_output(single) as tmp:
+            tmp.write_bytes(b"x")
+            os.chmod(tmp, 0o600)
+        assert stat.S_IMODE(single.stat().st_mode) == 0o640
+        pytest.importorskip("matplotlib", reason="matplotlib (the plot extra) is not installed")
+        from lsnet_deploy.bench.plot import plot_latency
+
+        chart = plot_latency(group_rows(measured), tmp_path / "chart.png")
+        assert stat.S_IMODE(chart.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)

@@ -1,5 +1,6 @@
 """Hub sources resolve through huggingface_hub's cache and work offline (no network here or in CI)."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -73,11 +74,13 @@ def test_pytorch_model_bin_fallback_and_named_file(tmp_path):
     state = torch.load(path, weights_only=True)
     make_cache(tmp_path, "someone/binrepo", {
         "pytorch_model.bin": lambda p: torch.save(state, p),
-        "ckpt/epoch_10.pth": lambda p: torch.save({"model": state, "epoch": 10}, p),
+        "ckpt/epoch_10.pth": lambda p: torch.save({"model": state, "epoch": 10,
+                                                   "args": argparse.Namespace(input_size=128)}, p),
     })
+    # no config.json: the plain file names its size, the training checkpoint records it
     code = """
 from lsnet_deploy.models import load_model
-a = load_model("hf-hub:someone/binrepo")
+a = load_model("hf-hub:someone/binrepo", img_size=128)
 b = load_model("hf-hub:someone/binrepo/ckpt/epoch_10.pth")
 print(a.num_classes, b.num_classes)
 """
@@ -98,3 +101,29 @@ except CheckpointError as exc:
     result = run_offline(tmp_path, code)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "not in the local hub cache" in result.stdout and "HF_HUB_OFFLINE" in result.stdout
+
+
+def test_an_unreachable_hub_fails_fast_with_the_one_line_error(tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port that nothing listens on: connections are refused at once
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_HUB_CACHE=str(tmp_path), HF_ENDPOINT=f"http://127.0.0.1:{port}")
+    code = """
+from lsnet_deploy.models import load_model
+from lsnet_deploy.errors import CheckpointError
+try:
+    load_model("hf-hub:org/repo")
+except CheckpointError as exc:
+    print(exc)
+"""
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and "hub cannot be reached" in lines[0], result.stdout
+    assert elapsed < 10, f"took {elapsed:.1f} s"
