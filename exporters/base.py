@@ -46,6 +46,10 @@ class ExportOptions:
     fuse: bool = True
     validate: bool = True
     labels: list[str] | None = None
+    #: an ImageFolder of labelled pictures: the artifact's top-1 there may drop by at most ``max_drop``
+    #: points below the PyTorch model's
+    data: Path | None = None
+    max_drop: float = 1.0
     # Core ML
     deployment_target: str | None = None
     image_input: bool = True
@@ -68,8 +72,8 @@ class ExportOptions:
 
 
 # options every format understands
-COMMON_OPTIONS = frozenset({"batch", "ska", "fuse", "validate", "labels"})
-OPTION_FLAGS = {"dynamic": "--dynamic", "half": "--half", "int8": "--int8", "calib": "--calib",
+COMMON_OPTIONS = frozenset({"batch", "ska", "fuse", "validate", "labels", "data", "max_drop"})
+OPTION_FLAGS = {"data": "--data", "max_drop": "--max-drop", "dynamic": "--dynamic", "half": "--half", "int8": "--int8", "calib": "--calib",
                 "opset": "--opset", "simplify": "--no-simplify", "deployment_target": "--target",
                 "image_input": "--tensor-input", "float32": "--float32", "workspace": "--workspace", "dla_core": "--dla-core",
                 "timing_cache": "--timing-cache", "max_batch": "--max-batch"}
@@ -168,6 +172,8 @@ class Exporter:
     rejected_ska: ClassVar[frozenset[str]] = frozenset({"triton"})
     #: files written next to the artifact (suffixes appended to its path)
     side_files: ClassVar[tuple[str, ...]] = ()
+    #: the artifact is a directory (a package), not a file
+    writes_directory: ClassVar[bool] = False
     #: why ``--dynamic`` is refused, for formats that refuse it
     no_dynamic_reason: ClassVar[str | None] = None
 
@@ -194,6 +200,14 @@ class Exporter:
             raise UsageError("--calib is only used with --int8")
         if options.int8:
             calibration_images(options.calib)  # a bad --calib fails before the model is even loaded
+        if options.max_drop != ExportOptions.max_drop and options.data is None:
+            raise UsageError("--max-drop bounds the accuracy drop measured on --data DIR; add --data")
+        if not options.max_drop >= 0:
+            raise UsageError(f"--max-drop is in top-1 points and must be 0 or more, got {options.max_drop}")
+        if options.data is not None:
+            from ..evaluate import class_folders
+
+            class_folders(options.data)  # a bad --data fails before the model is even loaded
 
     def check_environment(self, options: ExportOptions) -> None:
         """Raise MissingDependencyError / RuntimeUnavailableError before any work is done."""
@@ -403,12 +417,12 @@ def export_model(model: "torch.nn.Module | Callable[[], torch.nn.Module]", fmt: 
     progress = progress or _quiet_progress
     exporter = check_export(fmt, options)
     if output is not None:
-        check_writable_dir(Path(output))
+        check_writable_dir(Path(output), exporter.writes_directory)
         check_output(Path(output), exporter)
     if callable(model) and not isinstance(model, torch.nn.Module):
         model = model()
     target = Path(output) if output is not None else default_output(model, exporter)
-    check_writable_dir(target)
+    check_writable_dir(target, exporter.writes_directory)
     options = exporter.effective_options(options)
     if options.labels is not None and len(options.labels) != model.num_classes:
         raise UsageError(f"{len(options.labels)} labels given but the model has {model.num_classes} classes; "
@@ -445,11 +459,51 @@ def export_model(model: "torch.nn.Module | Callable[[], torch.nn.Module]", fmt: 
                 progress(f"validating against PyTorch ({exporter.runtime})")
                 report = validate_file(written.validate_path or tmp, exporter.runtime, context,
                                        f"{exporter.name} artifact")
+        details = dict(written.details)
+        if options.data is not None:
+            reason = exporter.cannot_validate(context)
+            if reason is None:
+                details["accuracy"] = accuracy_gate(written.validate_path or tmp, exporter, context)
+            else:
+                details["accuracy"] = {"skipped": reason}
         size = _size(tmp)
     return ExportResult(format=exporter.name, path=target, size_bytes=size, seconds=time.perf_counter() - start,
                         precision=options.precision, ska_form=ska_form, fused=options.fuse, metadata=metadata,
-                        validation=report, validation_skipped=skipped, details=written.details,
+                        validation=report, validation_skipped=skipped, details=details,
                         notes=list(getattr(model, "load_notes", None) or []))
+
+
+def accuracy_gate(path: Path, exporter: Exporter, context: ExportContext) -> dict:
+    """Top-1 of the artifact and of the user's model on ``--data``; refuse a drop beyond ``--max-drop``.
+
+    Both are measured on the same pictures, each with the preprocessing its own recipe prescribes (the
+    artifact's metadata, the model's ``pretrained_cfg``: the same recipe, so the same tensors).
+
+    Returns:
+        ``{"pytorch": report, "artifact": report, "drop": points, "max_drop": points}`` (reports as dicts).
+
+    Raises:
+        ValidationError: the artifact's top-1 is more than ``max_drop`` points below the model's.
+    """
+    from ..evaluate import evaluate
+
+    options = context.options
+    context.progress(f"measuring top-1 on {options.data} (PyTorch and {exporter.name})")
+    pytorch = evaluate(context.reference, options.data, per_class=False)
+    artifact = evaluate(path, options.data, runtime=exporter.runtime, threads=VALIDATION_THREADS, per_class=False)
+    drop = pytorch.top1 - artifact.top1
+    if drop > options.max_drop:
+        raise ValidationError(
+            f"top-1 on {options.data} drops from {pytorch.top1:.2f}% (PyTorch) to {artifact.top1:.2f}% "
+            f"({exporter.name}, {options.precision}) on {artifact.count} images: {drop:.2f} points, more than "
+            f"--max-drop {options.max_drop:g}; nothing was written. {DRIFT_HINTS[options.precision]}")
+    return {"pytorch": _accuracy_fields(pytorch), "artifact": _accuracy_fields(artifact),
+            "drop": round(drop, 4), "max_drop": options.max_drop}
+
+
+def _accuracy_fields(report) -> dict:
+    return {"top1": round(report.top1, 4), "top5": round(report.top5, 4), "count": report.count,
+            "unreadable": report.unreadable}
 
 
 def reference_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -186,6 +186,7 @@ class CoreMLExporter(Exporter):
     runtime = "coreml"
     aliases = ("mlpackage", "mlprogram")
     suffix = ".mlpackage"
+    writes_directory = True
     extra = "coreml"
     description = "Core ML ML program (iOS, iPadOS, macOS apps; Neural Engine, GPU, CPU)"
     supported_options = frozenset({"half", "float32", "deployment_target", "image_input"})

@@ -17,8 +17,14 @@ from typing import Iterator
 from .errors import UsageError
 
 
-def check_writable_dir(target: Path) -> None:
-    """Raise UsageError unless the directory that will hold ``target`` exists and is writable."""
+def check_writable_dir(target: Path, artifact_is_directory: bool = False) -> None:
+    """Raise UsageError unless the directory that will hold ``target`` exists and is writable.
+
+    Args:
+        target: the artifact path.
+        artifact_is_directory: the artifact is itself a directory (a Core ML package), so an existing
+            directory at ``target`` is a previous artifact to replace, not a mistake.
+    """
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.exists():
         raise UsageError(f"output directory {parent} does not exist; create it or choose another --output")
@@ -26,7 +32,7 @@ def check_writable_dir(target: Path) -> None:
         raise UsageError(f"{parent} is not a directory; choose another --output")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"output directory {parent} is not writable; choose another --output")
-    if target.is_dir() and target.suffix != ".mlpackage":
+    if target.is_dir() and not artifact_is_directory:
         raise UsageError(f"{target} is a directory; give a file name with --output")
 
 
@@ -99,7 +105,7 @@ def staged_output(target: Path, extra_suffixes: tuple[str, ...] = ()) -> Iterato
 
     On any exception everything temporary is removed and the target is left as it was.
     """
-    check_writable_dir(target)
+    check_writable_dir(target, artifact_is_directory=True)  # the caller said what the artifact is
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
                                     dir=target.parent if str(target.parent) else ".")
     os.close(fd)

@@ -174,6 +174,7 @@ def _prepare_model(spec: CandidateSpec, plan: BenchPlan, batch: int | None, devi
                         input_shape_hint=(batch or 1, net.in_chans, *net.img_size))
         if plan.protocol == "paper":
             item.notes.append("input uploaded to the device once (reference speed script)")
+        item.notes.extend(getattr(net, "load_notes", None) or [])
         return item
     try:
         fmt = format_for_runtime(spec.runtime)
@@ -202,6 +203,7 @@ def _prepare_model(spec: CandidateSpec, plan: BenchPlan, batch: int | None, devi
     item.spec = spec
     item.source = {**_model_source(spec, net), "exported_to": exporter.name, "ska_form": result.ska_form,
                    "artifact_sha256": item.source["sha256"], "artifact_size_bytes": item.source["size_bytes"]}
+    item.notes.extend(result.notes)
     return item
 
 
