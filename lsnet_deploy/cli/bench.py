@@ -327,6 +327,9 @@ def normalize_args(args: list[str]) -> list[str]:
 
 def main() -> None:
     """Console-script entry point."""
+    from ..quiet import quiet_third_party_warnings
+
+    quiet_third_party_warnings()
     app(args=normalize_args(sys.argv[1:]), prog_name=PROG)
 
 

@@ -21,6 +21,7 @@ MAX_NAME_WIDTH = 48
 
 _FILE_RUNTIMES = ", ".join(cls.title for cls in runtimes().values() if cls.suffixes)
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help=f"Classify images with an exported LSNet ({_FILE_RUNTIMES}) or a checkpoint, preprocessing "
                        "exactly as the artifact's metadata says.")
 
@@ -158,6 +159,9 @@ class JsonPrinter:
 
 def main() -> None:
     """Console-script entry point."""
+    from ..quiet import quiet_third_party_warnings
+
+    quiet_third_party_warnings()
     app(prog_name=PROG)
 
 

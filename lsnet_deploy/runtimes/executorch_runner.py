@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError, require
+from ..quiet import native_stderr_captured
 from .base import InputMetadata, Runner, static_dims
 from .registry import register_runtime
 
@@ -73,14 +74,16 @@ class ExecuTorchRunner(Runner):
 
     def _activate(self) -> None:
         runtime_module = require("executorch.runtime", self.extra, "to run .pte programs")
-        if self.threads:
-            portable = require("executorch.extension.pybindings.portable_lib", self.extra)
-            portable._unsafe_reset_threadpool(self.threads)
-        try:
-            program = runtime_module.Runtime.get().load_program(str(self.path))
-            self.method = program.load_method("forward")
-        except Exception as exc:  # the runtime raises RuntimeError/ValueError with C++ error codes
-            raise RuntimeUnavailableError(f"ExecuTorch cannot load {self.path}: {exc}") from None
+        # the threadpool's cpuinfo probe prints lines from C++ the first time it starts: kept unless it fails
+        with native_stderr_captured():
+            if self.threads:
+                portable = require("executorch.extension.pybindings.portable_lib", self.extra)
+                portable._unsafe_reset_threadpool(self.threads)
+            try:
+                program = runtime_module.Runtime.get().load_program(str(self.path))
+                self.method = program.load_method("forward")
+            except Exception as exc:  # the runtime raises RuntimeError/ValueError with C++ error codes
+                raise RuntimeUnavailableError(f"ExecuTorch cannot load {self.path}: {exc}") from None
 
     def _deactivate(self) -> None:
         self.method = None

@@ -184,3 +184,13 @@ def test_third_party_chatter_is_silenced_on_the_command_line(tmp_path):
     assert run.returncode == 0, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert lines and all(line.startswith("lsnet-export: ") for line in lines), run.stderr
+
+
+@pytest.mark.parametrize("command", ["lsnet_deploy.cli.export", "lsnet_deploy.cli.bench", "lsnet_deploy.cli.predict"])
+def test_every_command_takes_dash_h(command):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", f"from {command} import main; main()", "-h"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "Usage:" in run.stdout, run.stdout + run.stderr
