@@ -376,6 +376,33 @@ def measure_group(items: list[Prepared], plan: BenchPlan, run_id: str, index: in
     return records
 
 
+def accuracy_reference(plan: BenchPlan) -> str | None:
+    """The checkpoint predictions are compared with (top-1 agreement): the first candidate's weights, if any."""
+    return next((c.weights for c in plan.candidates if c.weights), None)
+
+
+def measure_accuracy(items: list[Prepared], records: list[dict], plan: BenchPlan, progress: Progress = _quiet) -> None:
+    """Top-1 / top-5 of every candidate on ``plan.data``, each through its own runtime and preprocessing,
+    added to its record as ``accuracy`` (with ``agreement`` against the checkpoint when one is known)."""
+    from ..evaluate import evaluate
+
+    reference = accuracy_reference(plan)
+    for item, record in zip(items, records):
+        def report_progress(done: int, total: int, label=item.spec.label) -> None:
+            if done == total or done % 500 < 50:
+                progress(f"accuracy of {label}: {done}/{total} images")
+
+        source = item.artifact if item.artifact is not None else item.runner.model
+        options = {"runtime": item.spec.runtime, "threads": plan.threads} if item.artifact is not None else {}
+        with silenced():
+            report = evaluate(source, plan.data, limit=plan.data_limit, progress=report_progress,
+                              reference=reference, per_class=False, **options)
+        record["accuracy"] = {"top1": round(report.top1, 4), "top5": round(report.top5, 4), "count": report.count,
+                              "unreadable": report.unreadable, "agreement": report.agreement,
+                              "agreement_with": Path(reference).name if reference else None,
+                              "data": str(plan.data), "limit": plan.data_limit}
+
+
 def run_plan(plan: BenchPlan, progress: Progress = _quiet) -> Iterator[list[dict]]:
     """Measure a plan, one group per batch size, yielding each group's records when it is done.
 
@@ -407,4 +434,6 @@ def run_plan(plan: BenchPlan, progress: Progress = _quiet) -> Iterator[list[dict
                      f"{items[0].input.shape[0]}: warm-up {timing.warmup_iters} iterations/{timing.warmup_time:g} s, "
                      f"then at least {timing.min_iters} iterations and {timing.min_time:g} s each")
             records = measure_group(items, plan, run_id, index)
+            if plan.data is not None:
+                measure_accuracy(items, records, plan, progress)
         yield records

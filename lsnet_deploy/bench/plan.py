@@ -8,6 +8,7 @@ except artifact paths, which a remote target rewrites after copying the files.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from .timing import TimingPolicy
@@ -68,6 +69,9 @@ class BenchPlan:
         spinning: let ONNX Runtime's idle threads spin (only with a single ONNX Runtime session).
         keep_samples: store every timed iteration in the results.
         seed: seed of the random input batch.
+        data: an ImageFolder of labelled pictures: each candidate's top-1 / top-5 is measured there too,
+            through its own runtime and preprocessing (None: latency only).
+        data_limit: evaluate this many pictures, spread evenly over the folder (None: all).
     """
 
     candidates: list[CandidateSpec]
@@ -83,12 +87,15 @@ class BenchPlan:
     spinning: bool = False
     keep_samples: bool = False
     seed: int = 0
+    data: Path | None = None
+    data_limit: int | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
         data = dataclasses.asdict(self)
         data["timing"] = self.timing.to_dict()
         data["imgsz"] = list(self.imgsz) if self.imgsz else None
+        data["data"] = str(self.data) if self.data else None
         return data
 
     @classmethod

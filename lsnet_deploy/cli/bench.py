@@ -12,6 +12,7 @@ in first position starts a run. A file literally named ``report`` is benchmarked
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -169,6 +170,9 @@ def render_group(records: list[dict]) -> str:
     """The table printed after each measured group."""
     head = ["Candidate", "Runtime", "Device", "Batch", "Median ms", "Mean ms", "p90 ms", "p99 ms", "Min ms",
             "Std ms", "img/s", "N", "Ratio"]
+    accuracy = any(r.get("accuracy") for r in records)
+    if accuracy:
+        head += ["Top-1 %", "Top-5 %", "Images", "Agree %"]
     rows = [head]
     for r in records:
         s = r["stats"]
@@ -178,6 +182,10 @@ def render_group(records: list[dict]) -> str:
                      _fmt_ms(s["mean_ms"]), _fmt_ms(s["p90_ms"]), _fmt_ms(s["p99_ms"]), _fmt_ms(s["min_ms"]),
                      _fmt_ms(s["std_ms"]), f"{s['throughput']:.1f}", str(s["n"]),
                      f"{r['ratio_to_first']:.2f}x" if r.get("ratio_to_first") is not None else "-"])
+        if accuracy:
+            a = r.get("accuracy") or {}
+            rows[-1] += [f"{a['top1']:.2f}" if a else "-", f"{a['top5']:.2f}" if a else "-", str(a.get("count", "-")),
+                         f"{a['agreement']:.2f}" if a.get("agreement") is not None else "-"]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = []
     for n, row in enumerate(rows):
@@ -233,6 +241,11 @@ def run_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="JSON Lines file the results are appended to.")] = DEFAULT_OUTPUT,
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not append the results to --output.")] = False,
     keep_samples: Annotated[bool, typer.Option("--keep-samples", help="Store every timed iteration in the results.")] = False,
+    data: Annotated[Optional[Path], typer.Option("--data", help="ImageFolder of labelled pictures: also measure each "
+                                                 "candidate's top-1/top-5 there, through its own runtime "
+                                                 "(agreement with --weights when given).")] = None,
+    data_limit: Annotated[Optional[int], typer.Option("--data-limit", help="Evaluate this many pictures of --data, "
+                                                      "spread evenly (default: all).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print each result as a JSON line on stdout instead "
                                               "of tables.")] = False,
     host: Annotated[Optional[str], typer.Option("--host", help="Run on another machine over ssh (user@host, an "
@@ -252,10 +265,21 @@ def run_command(
     with cli_errors(PROG):
         if ssh_option and not host:
             raise UsageError("--ssh-option is used only with --host")
+        if data is not None and host:
+            raise UsageError("--data is measured on this machine; drop --host, or run lsnet-bench --data on the host")
+        if data_limit is not None and data is None:
+            raise UsageError("--data-limit is used only with --data")
+        if data_limit is not None and data_limit < 1:
+            raise UsageError(f"--data-limit must be at least 1, got {data_limit}")
+        if data is not None:
+            from ..evaluate import class_folders
+
+            class_folders(data)  # a bad folder fails before anything is timed
         specs = build_candidates(list(artifacts or []), model, weights, runtime, provider)
         plan = build_plan(specs, device=device, batch=batch, imgsz=imgsz, threads=threads, precision=precision,
                           ska=ska, warmup=warmup, warmup_time=warmup_time, iters=iters, min_time=min_time,
                           protocol=protocol, spinning=spinning, keep_samples=keep_samples)
+        plan = dataclasses.replace(plan, data=data, data_limit=data_limit)
         if not no_save and output.is_dir():
             raise UsageError(f"--output {output} is a directory; give a file name")
         if plan.protocol == "paper" and plan.protocol_overrides:

@@ -65,6 +65,9 @@ def export(
     dla_core: Annotated[Optional[int], typer.Option("--dla-core", help="TensorRT: build for this DLA core (Jetson).")] = None,
     timing_cache: Annotated[Optional[Path], typer.Option("--timing-cache", help="TensorRT timing cache file (reused across builds).")] = None,
     max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="TensorRT: largest batch of the --dynamic profile.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="ImageFolder of labelled pictures: the artifact's "
+                                                 "top-1 there is measured against PyTorch's and gated by --max-drop.")] = None,
+    max_drop: Annotated[float, typer.Option("--max-drop", help="Largest top-1 drop (points) allowed on --data.")] = 1.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON result object on stdout.")] = False,
 ) -> None:
     """Export, validate against PyTorch, and write the artifact atomically."""
@@ -85,6 +88,7 @@ def export(
         options = ExportOptions(batch=batch, dynamic=dynamic, half=half, int8=int8, calib=calib, opset=opset,
                                 simplify=not no_simplify, ska=ska, fuse=not no_fuse, validate=not no_validate,
                                 labels=read_labels(labels) if labels is not None else None,
+                                data=data, max_drop=max_drop,
                                 deployment_target=target, image_input=not tensor_input, float32=float32,
                                 workspace=workspace,
                                 dla_core=dla_core, timing_cache=timing_cache, max_batch=max_batch)
@@ -136,6 +140,14 @@ def _print_summary(result) -> None:
         lines.append(f"  validation  {result.validation.summary()}")
     else:
         lines.append(f"  validation  skipped: {result.validation_skipped}")
+    accuracy = result.details.get("accuracy")
+    if accuracy and "skipped" in accuracy:
+        lines.append(f"  accuracy    not measured: {accuracy['skipped']}")
+    elif accuracy:
+        torch_acc, artifact = accuracy["pytorch"], accuracy["artifact"]
+        lines.append(f"  accuracy    top-1 {artifact['top1']:.2f}% (PyTorch {torch_acc['top1']:.2f}%, drop "
+                     f"{accuracy['drop']:.2f} <= {accuracy['max_drop']:g}), top-5 {artifact['top5']:.2f}% on "
+                     f"{artifact['count']} images")
     for key, value in result.details.items():
         if key in ("trtexec", "sidecar", "ops_outside_delegate", "delegated_ops", "int8_top1_agreement"):
             lines.append(f"  {key:<11} {value}")
