@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Predictor", "reparameterize", "__version__"]
+__all__ = ["Predictor", "evaluate", "reparameterize", "__version__"]
 
 
 def __getattr__(name: str):  # lazy, so that `import lsnet_deploy` does not even import torch
@@ -16,6 +16,10 @@ def __getattr__(name: str):  # lazy, so that `import lsnet_deploy` does not even
         from .predict import Predictor
 
         return Predictor
+    if name == "evaluate":
+        from .evaluate import evaluate
+
+        return evaluate
     if name == "reparameterize":
         from .reparam import reparameterize
 
