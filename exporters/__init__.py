@@ -11,6 +11,7 @@ from . import ort_format  # noqa: F401  (registers ort)
 from . import executorch_format  # noqa: F401  (registers executorch)
 from . import coreml_format  # noqa: F401  (registers coreml)
 from . import tensorrt_format  # noqa: F401  (registers tensorrt)
+from . import litert_format  # noqa: F401  (registers litert)
 
 __all__ = ["ExportOptions", "ExportResult", "Exporter", "available_formats", "check_export", "export_model",
            "format_for_runtime", "get_exporter", "register_exporter"]

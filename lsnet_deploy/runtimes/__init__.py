@@ -15,6 +15,7 @@ from . import onnxruntime_runner  # noqa: F401,E402  (registers ort)
 from . import executorch_runner  # noqa: F401,E402  (registers executorch)
 from . import coreml_runner  # noqa: F401,E402  (registers coreml)
 from . import tensorrt_runner  # noqa: F401,E402  (registers tensorrt)
+from . import litert_runner  # noqa: F401,E402  (registers litert)
 
 __all__ = ["InputMetadata", "Runner", "artifact_suffixes", "canonical_runtime", "get_runtime", "register_runtime",
            "runner_for", "runtime_for_path", "runtime_for_suffix", "runtimes"]
