@@ -205,7 +205,7 @@ class Exporter:
         if not options.max_drop >= 0:
             raise UsageError(f"--max-drop is in top-1 points and must be 0 or more, got {options.max_drop}")
         if options.data is not None:
-            from ..evaluate import class_folders
+            from ..accuracy import class_folders
 
             class_folders(options.data)  # a bad --data fails before the model is even loaded
 
@@ -485,7 +485,7 @@ def accuracy_gate(path: Path, exporter: Exporter, context: ExportContext) -> dic
     Raises:
         ValidationError: the artifact's top-1 is more than ``max_drop`` points below the model's.
     """
-    from ..evaluate import evaluate
+    from ..accuracy import evaluate
 
     options = context.options
     context.progress(f"measuring top-1 on {options.data} (PyTorch and {exporter.name})")

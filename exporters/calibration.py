@@ -12,11 +12,11 @@ from typing import Iterator
 
 import numpy as np
 
+from ..constants import IMAGE_SUFFIXES
 from ..errors import UsageError
 from ..metadata import decode_metadata
 from ..preprocess import Preprocessing, preprocess
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 #: more images than this add little to min/max ranges and cost minutes; a deterministic spread is used
 MAX_CALIBRATION_IMAGES = 512
 #: images compared with the float32 model after quantization (spread over the directory)

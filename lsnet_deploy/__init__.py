@@ -17,7 +17,7 @@ def __getattr__(name: str):  # lazy, so that `import lsnet_deploy` does not even
 
         return Predictor
     if name == "evaluate":
-        from .evaluate import evaluate
+        from .accuracy import evaluate
 
         return evaluate
     if name == "reparameterize":

@@ -10,3 +10,5 @@ DEFAULT_INTERPOLATION = "bicubic"
 DEFAULT_CROP_PCT = 0.9
 #: the input size LSNet's published variants were trained at
 PUBLISHED_IMG_SIZE = 224
+#: picture files read from folders (calibration, accuracy): what torchvision's ImageFolder accepts and Pillow reads
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")

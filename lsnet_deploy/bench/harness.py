@@ -384,7 +384,7 @@ def accuracy_reference(plan: BenchPlan) -> str | None:
 def measure_accuracy(items: list[Prepared], records: list[dict], plan: BenchPlan, progress: Progress = _quiet) -> None:
     """Top-1 / top-5 of every candidate on ``plan.data``, each through its own runtime and preprocessing,
     added to its record as ``accuracy`` (with ``agreement`` against the checkpoint when one is known)."""
-    from ..evaluate import evaluate
+    from ..accuracy import evaluate
 
     reference = accuracy_reference(plan)
     for item, record in zip(items, records):

@@ -272,7 +272,7 @@ def run_command(
         if data_limit is not None and data_limit < 1:
             raise UsageError(f"--data-limit must be at least 1, got {data_limit}")
         if data is not None:
-            from ..evaluate import class_folders
+            from ..accuracy import class_folders
 
             class_folders(data)  # a bad folder fails before anything is timed
         specs = build_candidates(list(artifacts or []), model, weights, runtime, provider)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lsnet_deploy.evaluate import evaluate
+from lsnet_deploy.accuracy import evaluate
 
 from ..conftest import error_line
 

@@ -11,20 +11,16 @@ model carries class labels (artifact metadata ``labels``), folders are matched t
 
 from __future__ import annotations
 
-import sys
 import time
-import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from .constants import IMAGE_SUFFIXES
 from .errors import UsageError
 
-#: the suffixes torchvision's ImageFolder accepts (plus a few more Pillow reads); other files are ignored
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif",
-                  ".heic", ".heif")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
 
 
@@ -270,13 +266,3 @@ def evaluate(model_or_artifact, data_dir: str | Path, *, batch_size: int = 50, l
         predictor.close()
         if ref_predictor is not None:
             ref_predictor.close()
-
-
-class _CallableModule(types.ModuleType):
-    # importing this submodule makes ``lsnet_deploy.evaluate`` the module rather than the function;
-    # calling the module calls the function, so ``lsnet_deploy.evaluate(model, folder)`` works either way
-    def __call__(self, *args, **kwargs) -> EvaluationReport:
-        return evaluate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,63 @@
+"""Shared fixtures: the CIFAR-10 test images beside the repo and the committed CIFAR fixture model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CIFAR = REPO.parent / "shared" / "data" / "cifar10"
+FIXTURE = REPO / "tests" / "data" / "fixtures" / "cifar_small.pth"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@pytest.fixture(scope="session")
+def cifar_test_dir() -> Path:
+    """``../shared/data/cifar10/test`` (skips when this checkout has no shared data beside it)."""
+    if not (CIFAR / "test" / "airplane").is_dir():
+        pytest.skip(f"no CIFAR-10 test images in {CIFAR / 'test'}")
+    return CIFAR / "test"
+
+
+@pytest.fixture(scope="session")
+def cifar_train_zip() -> Path:
+    """``../shared/data/cifar10/train.zip`` (skips when absent)."""
+    if not (CIFAR / "train.zip").is_file():
+        pytest.skip(f"no CIFAR-10 training zip at {CIFAR / 'train.zip'}")
+    return CIFAR / "train.zip"
+
+
+@pytest.fixture(scope="session")
+def fixture_checkpoint() -> Path:
+    """The committed CIFAR-10 fixture checkpoint (float16 weights, reference training format)."""
+    return FIXTURE
+
+
+@pytest.fixture(scope="session")
+def fixture_card() -> dict:
+    """The card written beside the fixture checkpoint by benchmarks/train_cifar10.py."""
+    return json.loads(FIXTURE.with_suffix(".json").read_text())
+
+
+@pytest.fixture(scope="session")
+def cifar_model(fixture_card):
+    """The fixture model: float16 weights cast back to float32, at the card's input size, eval mode."""
+    from lsnet_deploy.models import load_model
+
+    return load_model(FIXTURE, img_size=fixture_card["input_size"])
+
+
+@pytest.fixture
+def make_folder(tmp_path, cifar_test_dir):
+    """Build a small ImageFolder in tmp_path: ``{folder name: (source class, number of images)}``."""
+    def build(layout: dict[str, tuple[str, int]], name: str = "images") -> Path:
+        root = tmp_path / name
+        for folder, (source, count) in layout.items():
+            (root / folder).mkdir(parents=True)
+            for image in sorted((cifar_test_dir / source).iterdir())[:count]:
+                shutil.copy(image, root / folder / image.name)
+        return root
+    return build
