@@ -65,3 +65,28 @@ def test_checkpoint_path_evaluates_at_its_training_size(fixture_checkpoint, cifa
     assert by_path.agreement == 100.0
     assert by_module.agreement is None
     assert "agreement" in by_path.summary() and by_path.to_dict()["agreement"] == 100.0
+
+
+FORMAT_SUBSET = 500  # 50 per class
+
+
+@pytest.mark.parametrize("fmt, options, package", [
+    ("ort", {}, "onnxruntime"),
+    ("onnx", {"half": True}, "onnxruntime"),
+    ("executorch", {}, "executorch.runtime"),
+    ("executorch", {"half": True}, "executorch.runtime"),
+    ("litert", {}, "ai_edge_litert"),
+], ids=["ort", "onnx-float16", "executorch", "executorch-float16", "litert"])
+def test_every_format_that_runs_here_keeps_the_accuracy(cifar_model, cifar_test_dir, tmp_path, fmt, options,
+                                                          package):
+    pytest.importorskip(package, reason=f"{package} is not installed")
+    from lsnet_deploy.exporters import ExportOptions, export_model, get_exporter
+
+    artifact = tmp_path / f"cifar_small{get_exporter(fmt).suffix}"
+    export_model(cifar_model, fmt, artifact, ExportOptions(**options))
+    torch_report = evaluate(cifar_model, cifar_test_dir, limit=FORMAT_SUBSET, batch_size=100)
+    report = evaluate(artifact, cifar_test_dir, limit=FORMAT_SUBSET, batch_size=100 if fmt == "ort" else 1,
+                      reference=cifar_model)
+    assert report.count == torch_report.count == FORMAT_SUBSET
+    assert abs(report.top1 - torch_report.top1) <= 0.5, (report.summary(), torch_report.summary())
+    assert report.agreement >= 98.0 and report.top1 > 50
