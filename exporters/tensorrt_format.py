@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import ExportError, MissingDependencyError, RuntimeUnavailableError, UsageError, require
 from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter, validate_file
-from .onnx_format import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, build_onnx
+from .onnx_format import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, OnnxExporter, build_onnx
 from .tensorrt_ops import TENSORRT_OPSETS, check_tensorrt_support
 
 #: the runtime that validates the ONNX an engine is built from
@@ -58,7 +58,7 @@ class TensorRTExporter(Exporter):
     supported_options = frozenset({"dynamic", "half", "int8", "calib", "opset", "simplify", "workspace",
                                    "dla_core", "timing_cache", "max_batch"})
     ska_auto = "shifted_slices"
-    side_files = (".json", ".onnx")
+    side_files = (".json", OnnxExporter.suffix)  # the metadata sidecar, the ONNX it was built from
 
     def check_options(self, options: ExportOptions) -> None:
         super().check_options(options)
