@@ -19,14 +19,13 @@ Usage: python benchmarks/bench_executorch.py [--rounds 200] [--workdir DIR] [--s
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
+from interleave import interleaved_medians
 from peers import add_peers_argument, peer_artifacts
 
 from lsnet_deploy.exporters import ExportOptions, export_model
@@ -35,8 +34,6 @@ from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly
 from lsnet_deploy.models import EXPORTABLE_SKA_FORMS, create_model
 from lsnet_deploy.models.lsnet import LSConv
 from lsnet_deploy.reparam import reparameterize
-from lsnet_deploy.bench.timing import TimingPolicy, measure_interleaved
-from lsnet_deploy.runtimes.executorch_runner import ExecuTorchRunner
 
 DEFAULT = "lsnet_t (default export)"
 NAIVE = "lsnet_t naive (reference SKA, no rewrites)"
@@ -95,21 +92,6 @@ def build_sweep(workdir: Path) -> dict[str, Path]:
             print(f"{form}: {report['ops_outside_delegate']} ops outside the delegate {report['outside_ops']}")
         artifacts[f"LS blocks, SKA {form}"] = path
     return artifacts
-
-
-def interleaved_medians(artifacts: dict[str, Path], shape: tuple[int, ...], rounds: int, warmup: int,
-                        threads: int) -> dict[str, float]:
-    """Median latency (ms) of each program, measured A B C A B C ... in one process."""
-    runners = {name: ExecuTorchRunner(path, threads=threads) for name, path in artifacts.items()}
-    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    for runner in runners.values():
-        runner.activate()
-    policy = TimingPolicy(warmup_iters=warmup, warmup_time=0, min_iters=rounds, min_time=0)
-    samples = measure_interleaved(list(runners.values()), [x] * len(runners), policy)
-    for runner in runners.values():
-        runner.deactivate()
-    times = dict(zip(runners, samples))
-    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
 def report(medians: dict[str, float], baseline: str) -> None:

@@ -15,24 +15,21 @@ Usage: python benchmarks/bench_litert.py [--peers DIR] [--ska-sweep] [--rounds 2
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from interleave import interleaved_medians
 from peers import add_peers_argument, peer_artifacts
 
-from lsnet_deploy.bench.timing import TimingPolicy, measure_interleaved
 from lsnet_deploy.errors import LsnetDeployError
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.exporters.base import prepare_model
 from lsnet_deploy.exporters.litert_format import convert_to_tflite
 from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly
 from lsnet_deploy.models import EXPORTABLE_SKA_FORMS, create_model
-from lsnet_deploy.runtimes.litert_runner import LiteRTRunner
 
 DEFAULT = "lsnet_t (default export)"
 
@@ -71,19 +68,6 @@ def sweep(workdir: Path) -> dict[str, Path]:
     return artifacts
 
 
-def interleaved_medians(artifacts: dict[str, Path], rounds: int, warmup: int, threads: int) -> dict[str, float]:
-    """Median latency (ms) of each artifact, measured A B C A B C ... in one process."""
-    runners = {name: LiteRTRunner(path, threads=threads) for name, path in artifacts.items()}
-    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
-    for runner in runners.values():
-        runner.activate()
-    policy = TimingPolicy(warmup_iters=warmup, warmup_time=0, min_iters=rounds, min_time=0)
-    samples = measure_interleaved(list(runners.values()), [x] * len(runners), policy)
-    for runner in runners.values():
-        runner.deactivate()
-    return {name: statistics.median(t) * 1e3 for name, t in zip(runners, samples)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=200)
@@ -102,7 +86,7 @@ def main() -> None:
             artifacts["lsnet_t --half"] = build(workdir, half=True)
         if args.ska_sweep:
             artifacts.update(sweep(workdir))
-        medians = interleaved_medians(artifacts, args.rounds, args.warmup, args.threads)
+        medians = interleaved_medians(artifacts, (1, 3, 224, 224), args.rounds, args.warmup, args.threads)
     base = medians[DEFAULT]
     print(f"LiteRT XNNPACK, {args.threads} threads, batch 1, 224x224, {args.rounds} interleaved rounds, medians")
     for name, ms in medians.items():

@@ -12,18 +12,15 @@ Usage: python benchmarks/bench_onnx.py [--peers DIR] [--rounds 200] [--workdir D
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
+from interleave import interleaved_medians
 from peers import add_peers_argument, peer_artifacts
 
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.models import create_model
-from lsnet_deploy.bench.timing import TimingPolicy, measure_interleaved
-from lsnet_deploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
 
 
@@ -42,20 +39,6 @@ def build(workdir: Path, peers: Path | None) -> dict[str, Path]:
     return artifacts
 
 
-def interleaved_medians(artifacts: dict[str, Path], rounds: int, warmup: int, threads: int) -> dict[str, float]:
-    """Median latency (ms) of each artifact, measured A B C A B C ... in one process."""
-    runners = {name: OnnxRuntimeRunner(path, threads=threads, spinning=False) for name, path in artifacts.items()}
-    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
-    for runner in runners.values():
-        runner.activate()
-    policy = TimingPolicy(warmup_iters=warmup, warmup_time=0, min_iters=rounds, min_time=0)
-    samples = measure_interleaved(list(runners.values()), [x] * len(runners), policy)
-    for runner in runners.values():
-        runner.deactivate()
-    times = dict(zip(runners, samples))
-    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=200)
@@ -72,7 +55,7 @@ def main() -> None:
         for item in args.extra:
             name, path = item.split("=", 1)
             artifacts[name] = Path(path)
-        medians = interleaved_medians(artifacts, args.rounds, args.warmup, args.threads)
+        medians = interleaved_medians(artifacts, (1, 3, 224, 224), args.rounds, args.warmup, args.threads)
     base = medians["lsnet_t (default export)"]
     print(f"ONNX Runtime CPU, {args.threads} threads, spinning off, batch 1, 224x224, "
           f"{args.rounds} interleaved rounds, medians")

@@ -1,0 +1,28 @@
+"""The one measurement every benchmark script makes: artifacts timed A B C A B C ... in one process."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from lsnet_deploy.bench.timing import TimingPolicy, measure_interleaved
+from lsnet_deploy.runtimes import runner_for
+
+
+def interleaved_medians(artifacts: dict[str, Path], shape: tuple[int, ...], rounds: int, warmup: int,
+                        threads: int) -> dict[str, float]:
+    """Median latency (ms) of each artifact, each run by the runtime of its suffix (ONNX Runtime with
+    spinning off), interleaved in one process so that machine noise hits them alike."""
+    runners = {name: runner_for(path, threads=threads) for name, path in artifacts.items()}
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    for runner in runners.values():
+        runner.activate()
+    try:
+        policy = TimingPolicy(warmup_iters=warmup, warmup_time=0, min_iters=rounds, min_time=0)
+        samples = measure_interleaved(list(runners.values()), [x] * len(runners), policy)
+    finally:
+        for runner in runners.values():
+            runner.deactivate()
+    return {name: statistics.median(t) * 1e3 for name, t in zip(runners, samples)}
