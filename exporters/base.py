@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import difflib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from ..atomic import check_writable_dir, staged_output
-from ..errors import ExportError, UsageError, ValidationError, first_line
+from ..errors import ExportError, UsageError, ValidationError, did_you_mean, first_line
 from ..metadata import build_metadata
 from ..reparam import reparameterize
 from ..verify import ComparisonReport, compare_runner
@@ -259,9 +258,7 @@ def get_exporter(name: str) -> Exporter:
     """
     key = name.lower().lstrip(".")
     if key not in _ALIASES:
-        close = difflib.get_close_matches(key, list(_ALIASES), n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UsageError(f"unknown format {name!r}{hint} (choose from: {', '.join(available_formats())})")
+        raise UsageError(f"unknown format {name!r}{did_you_mean(key, _ALIASES, cutoff=0.5)} (choose from: {', '.join(available_formats())})")
     return _REGISTRY[_ALIASES[key]]()
 
 

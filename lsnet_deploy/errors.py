@@ -82,3 +82,11 @@ def first_line(exc: BaseException, fallback: str | None = None) -> str:
     if text:
         return text.splitlines()[0]
     return fallback if fallback is not None else type(exc).__name__
+
+
+def did_you_mean(value: str, choices, cutoff: float = 0.6) -> str:
+    """``"; did you mean 'onnx'?"`` for the closest of ``choices`` (difflib), or ``""`` when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=cutoff)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -7,10 +7,9 @@ module once, so the registry is complete whenever ``lsnet_deploy.runtimes`` is i
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean
 from .base import Runner
 
 _RUNTIMES: dict[str, type[Runner]] = {}
@@ -55,9 +54,7 @@ def canonical_runtime(name: str) -> str:
     key = name.strip().lower()
     if key in _NAMES:
         return _NAMES[key]
-    close = difflib.get_close_matches(key, list(_NAMES), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise UsageError(f"unknown runtime {name!r}{hint} (choose from {', '.join(_RUNTIMES)})")
+    raise UsageError(f"unknown runtime {name!r}{did_you_mean(key, _NAMES)} (choose from {', '.join(_RUNTIMES)})")
 
 
 def get_runtime(name: str) -> type[Runner]:
