@@ -12,16 +12,18 @@ from lsnet_deploy.runtimes import runner_for
 
 
 def interleaved_medians(artifacts: dict[str, Path], shape: tuple[int, ...], rounds: int, warmup: int,
-                        threads: int) -> dict[str, float]:
+                        threads: int, shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, float]:
     """Median latency (ms) of each artifact, each run by the runtime of its suffix (ONNX Runtime with
-    spinning off), interleaved in one process so that machine noise hits them alike."""
+    spinning off), interleaved in one process so that machine noise hits them alike. ``shapes`` gives
+    the input shape of the artifacts that do not take ``shape``."""
     runners = {name: runner_for(path, threads=threads) for name, path in artifacts.items()}
-    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((shapes or {}).get(name, shape), dtype=np.float32) for name in runners]
     for runner in runners.values():
         runner.activate()
     try:
         policy = TimingPolicy(warmup_iters=warmup, warmup_time=0, min_iters=rounds, min_time=0)
-        samples = measure_interleaved(list(runners.values()), [x] * len(runners), policy)
+        samples = measure_interleaved(list(runners.values()), inputs, policy)
     finally:
         for runner in runners.values():
             runner.deactivate()

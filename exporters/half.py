@@ -36,8 +36,11 @@ class HalfPrecisionModel(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.half()).float()
+    def forward(self, x: torch.Tensor):
+        out = self.model(x.half())
+        if isinstance(out, (tuple, list)):  # multi-output models (backbones, logits and embedding)
+            return type(out)(o.float() for o in out)
+        return out.float()
 
 
 def half_precision_model(model: nn.Module, float32_islands: bool = True) -> HalfPrecisionModel:

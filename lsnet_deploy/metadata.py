@@ -28,9 +28,16 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "producer_version": ("string", "lsnet-deploy version that wrote the artifact"),
     "model": ("string", "variant name (lsnet_t, ...) or \"lsnet\" for a custom architecture"),
     "architecture": ("object", "constructor arguments of the network (widths, depths, heads, ...)"),
-    "task": ("string", "\"image-classification\""),
+    "task": ("string", "\"image-classification\" (logits out), \"feature-extraction\" (feature maps out), "
+                       "\"image-embedding\" (embedding only) or \"custom\""),
     "input_name": ("string", "name of the input tensor"),
-    "output_name": ("string", "name of the logits output"),
+    "output_name": ("string", "name of the first output (the logits of a classifier)"),
+    "outputs": ("array of objects", "every output in order: name, kind (logits, embedding, feature_map, output), "
+                                    "shape (N -1 for a dynamic batch), channels, and stride for feature maps"),
+    "attention_bias": ("object", "how the attention bias reaches the input's token grid: mode (\"table\": offset "
+                                 "table resampled at build time; \"matrix\": the reference detection code's "
+                                 "bicubic resize of the (N, N) bias), table_grid, grid (the artifact's; its bias "
+                                 "is a constant)"),
     "input_shape": ("array of integers", "N, C, H, W; N is -1 for a dynamic batch"),
     "input_size": ("array of integers", "H, W the network takes"),
     "input_layout": ("string", "\"NCHW\""),
@@ -58,6 +65,7 @@ SCHEMA: dict[str, tuple[str, str]] = {
 }
 _JSON_TYPES = {"integer": (int,), "number": (int, float), "string": (str,), "boolean": (bool,), "object": (dict,),
                "array of integers": (list,), "array of numbers": (list,), "array of strings": (list,),
+               "array of objects": (list,),
                "integer or string": (int, str)}
 
 
@@ -92,6 +100,58 @@ def architecture_fields(model) -> dict:
     return config
 
 
+def output_kind(name: str, shape: Sequence[int]) -> str:
+    """``logits`` and ``embedding`` by name, ``feature_map`` for any other 4-D output, else ``output``."""
+    if name in ("logits", "embedding"):
+        return name
+    return "feature_map" if len(shape) == 4 else "output"
+
+
+def describe_outputs(names: Sequence[str], shapes: Sequence[Sequence[int]], input_size: Sequence[int],
+                     dynamic: bool = False, reductions: Sequence[int] | None = None) -> list[dict]:
+    """The ``outputs`` metadata entries: name, kind, shape, channels, and stride for feature maps.
+
+    Args:
+        names, shapes: each output's name and shape (from a run of the model).
+        input_size: H, W of the input.
+        dynamic: the batch dimension is dynamic (written as -1).
+        reductions: the nominal stride of each output when the model declares them (a backbone's
+            ``feature_info``); otherwise a feature map's stride is input height / its height, rounded.
+    """
+    entries = []
+    for index, (name, shape) in enumerate(zip(names, shapes)):
+        kind = output_kind(name, shape)
+        entry = {"name": name, "kind": kind, "shape": [-1 if dynamic else int(shape[0]), *map(int, shape[1:])],
+                 "channels": int(shape[1]) if len(shape) > 1 else 1}
+        if kind == "feature_map":
+            entry["stride"] = int(reductions[index]) if reductions else max(1, round(input_size[0] / shape[2]))
+        entries.append(entry)
+    return entries
+
+
+def task_of(outputs: Sequence[dict]) -> str:
+    """The ``task`` metadata value for a list of ``describe_outputs`` entries."""
+    kinds = {o["kind"] for o in outputs}
+    if "logits" in kinds:
+        return "image-classification"
+    if kinds == {"feature_map"}:
+        return "feature-extraction"
+    if kinds == {"embedding"}:
+        return "image-embedding"
+    return "custom"
+
+
+def attention_bias_fields(model) -> dict | None:
+    """The ``attention_bias`` metadata value of an LSNet (None when it has no attention layer)."""
+    from .models.lsnet import stage_grids
+
+    if model.depth[3] < 2:
+        return None
+    grid = stage_grids(model.img_size, model.patch_size)[3]
+    table = getattr(model, "attention_grid", None) or grid
+    return {"mode": getattr(model, "bias_mode", "table"), "table_grid": list(table), "grid": list(grid)}
+
+
 def encode_metadata(fields: dict) -> dict[str, str]:
     """JSON-encode every value (the string map ONNX, Core ML and sidecars store)."""
     return {key: json.dumps(value) for key, value in fields.items()}
@@ -99,17 +159,19 @@ def encode_metadata(fields: dict) -> dict[str, str]:
 
 def build_metadata(model, *, ska_form: str, fused: bool, precision: str, batch: int | str,
                    labels: Sequence[str] | None = None, input_name: str = "input",
-                   output_name: str = "logits") -> dict[str, str]:
+                   output_name: str = "logits", outputs: Sequence[dict] | None = None) -> dict[str, str]:
     """Assemble the metadata of an exported LSNet (keys and types: ``SCHEMA``).
 
     Args:
-        model: the LSNet being exported (its config, pretrained_cfg and checkpoint attributes are read).
+        model: the LSNet being exported, or inside the exported module (its config, pretrained_cfg and
+            checkpoint attributes are read).
         ska_form: the SKA formulation in the artifact.
         fused: whether re-parameterizable branches were fused.
         precision: ``float32``, ``float16`` or ``int8``.
         batch: the fixed batch size, or ``"dynamic"``.
         labels: class names, one per output.
-        input_name, output_name: tensor names in the artifact.
+        input_name, output_name: tensor names in the artifact (``outputs``, when given, names the outputs).
+        outputs: the ``describe_outputs`` entries of the artifact; they set ``task`` and ``output_name``.
 
     Returns:
         A string-to-string map; every value is JSON (strings too: ``"\"RGB\""``).
@@ -122,9 +184,9 @@ def build_metadata(model, *, ska_form: str, fused: bool, precision: str, batch: 
         "producer_version": __version__,
         "model": getattr(model, "variant", "lsnet"),
         "architecture": architecture_fields(model),
-        "task": "image-classification",
+        "task": task_of(outputs) if outputs else "image-classification",
         "input_name": input_name,
-        "output_name": output_name,
+        "output_name": outputs[0]["name"] if outputs else output_name,
         "input_shape": [batch if isinstance(batch, int) else -1, model.in_chans, *img_size],
         "input_size": list(img_size),
         "input_layout": "NCHW",
@@ -144,9 +206,20 @@ def build_metadata(model, *, ska_form: str, fused: bool, precision: str, batch: 
         "weights_sha256": getattr(model, "checkpoint_sha256", None) or "random-init",
         "weights_source": public_source(getattr(model, "checkpoint_source", None)),
     }
+    if outputs:
+        fields["outputs"] = [dict(o) for o in outputs]
+    if (bias := attention_bias_fields(model)) is not None:
+        fields["attention_bias"] = bias
     if labels is not None:
         fields["labels"] = list(labels)
     return encode_metadata(fields)
+
+
+def output_names_of(metadata: dict[str, str]) -> list[str]:
+    """The output names a metadata map (raw JSON strings) declares, in order."""
+    if "outputs" in metadata:
+        return [o["name"] for o in json.loads(metadata["outputs"])]
+    return [json.loads(metadata.get("output_name", '"logits"'))]
 
 
 def decode_metadata(props: dict[str, str]) -> dict:
@@ -183,7 +256,7 @@ def schema_problems(props: dict[str, str]) -> list[str]:
         kind = SCHEMA[key][0]
         ok = isinstance(decoded, _JSON_TYPES[kind]) and not (kind in ("integer", "number") and isinstance(decoded, bool))
         if ok and kind.startswith("array of "):
-            item = {"integers": int, "numbers": (int, float), "strings": str}[kind.split()[-1]]
+            item = {"integers": int, "numbers": (int, float), "strings": str, "objects": dict}[kind.split()[-1]]
             ok = all(isinstance(v, item) and not isinstance(v, bool) for v in decoded)
         if not ok:
             problems.append(f"{key}: {decoded!r} is not {kind}")

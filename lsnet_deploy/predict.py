@@ -295,8 +295,14 @@ class Predictor:
 
     # ------------------------------------------------------------------------------- running
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Raw model outputs for preprocessed inputs (N, 3, H, W), batched and padded as the artifact needs."""
+    def infer(self, batch: np.ndarray, output: int | None = None) -> np.ndarray:
+        """Raw model outputs for preprocessed inputs (N, 3, H, W), batched and padded as the artifact needs.
+
+        Args:
+            batch: the inputs.
+            output: which output of a multi-output artifact (its position in the metadata's ``outputs``);
+                None: the first.
+        """
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         outputs = []
         for start in range(0, len(batch), self.batch_size):
@@ -304,14 +310,14 @@ class Predictor:
             count = len(chunk)
             if self.batch is not None and count < self.batch:  # fixed-batch artifact: pad, then drop the padding
                 chunk = np.concatenate([chunk, np.zeros((self.batch - count, *chunk.shape[1:]), np.float32)])
-            outputs.append(self._run(chunk)[:count])
+            outputs.append(self._run(chunk, output)[:count])
         if not outputs:
             return np.zeros((0, 0), np.float32)
         return np.concatenate(outputs)
 
-    def _run(self, chunk: np.ndarray) -> np.ndarray:
+    def _run(self, chunk: np.ndarray, output: int | None = None) -> np.ndarray:
         try:
-            out = self.runner.infer(chunk)
+            out = self.runner.infer(chunk) if not output else self.runner.infer_outputs(chunk)[output]
         except LsnetDeployError:
             raise
         except Exception as exc:  # runtimes raise their own types; the first line names the problem
@@ -322,10 +328,39 @@ class Predictor:
             out = out.reshape(len(chunk), -1)
         return out
 
+    def _output_index(self, kind: str) -> int | None:
+        """Position of the first output of ``kind`` in the metadata's ``outputs``; None without ``outputs``."""
+        described = self.metadata.get("outputs")
+        if not isinstance(described, list):
+            return None
+        return next((i for i, o in enumerate(described) if isinstance(o, dict) and o.get("kind") == kind), -1)
+
+    def embed(self, images) -> np.ndarray:
+        """The embedding (pooled, projected features the classifier reads) of each picture, (N, dim).
+
+        Works for artifacts exported with an ``embedding`` output (``--outputs logits,embedding`` or
+        ``embedding``) and for PyTorch models.
+
+        Raises:
+            UsageError: the artifact has no embedding output, or a picture cannot be read.
+        """
+        index = self._output_index("embedding")
+        if index is None or index < 0:
+            raise UsageError(f"{_name(self.artifact)} has no embedding output; export it with "
+                             "lsnet-export --outputs logits,embedding")
+        samples = [array for array, _ in self._samples(images)]
+        return self.infer(np.stack(samples), index) if samples else np.zeros((0, 0), np.float32)
+
+    def _check_logits(self) -> None:
+        if self._output_index("logits") == -1:
+            raise UsageError(f"{_name(self.artifact)} outputs no class scores (its outputs: "
+                             f"{', '.join(o.get('name', '?') for o in self.metadata['outputs'])}); use embed()")
+
     def logits(self, images) -> np.ndarray:
         """Model outputs (N, classes) for pictures or preprocessed arrays."""
+        self._check_logits()
         samples = [array for array, _ in self._samples(images)]
-        return self.infer(np.stack(samples)) if samples else np.zeros((0, 0), np.float32)
+        return self.infer(np.stack(samples), self._output_index("logits")) if samples else np.zeros((0, 0), np.float32)
 
     def predict(self, images, topk: int = 5, *, errors: Literal["raise", "return"] = "raise") -> list[Prediction]:
         """Top-k classes and softmax scores for each picture.
@@ -358,6 +393,7 @@ class Predictor:
         """
         if int(topk) < 1:
             raise UsageError(f"topk must be at least 1, got {topk}")
+        self._check_logits()
         if errors not in ERROR_MODES:
             raise UsageError(f"errors must be one of {', '.join(map(repr, ERROR_MODES))}, got {errors!r}")
         return self._iter_predictions(images, int(topk), errors)
@@ -389,7 +425,7 @@ class Predictor:
                 for array, source, error in pending]
 
     def _predict_batch(self, samples: list[tuple[np.ndarray, str | None]], topk: int) -> list[Prediction]:
-        outputs = self.infer(np.stack([array for array, _ in samples]))
+        outputs = self.infer(np.stack([array for array, _ in samples]), self._output_index("logits"))
         return self.predictions_from_outputs(outputs, topk, [source for _, source in samples])
 
     def predictions_from_outputs(self, outputs: np.ndarray, topk: int = 5,
@@ -503,15 +539,34 @@ def _open_torch(artifact, threads: int | None):
         model = load_model(artifact)
     else:
         model = artifact
+    network = model
+    model, outputs = _with_embedding(model)
     try:
-        raw = build_metadata(model, ska_form=getattr(model, "ska_form", "auto"),
-                             fused=bool(getattr(model, "fused", False)), precision="float32", batch="dynamic")
+        raw = build_metadata(network, ska_form=getattr(network, "ska_form", "auto"),
+                             fused=bool(getattr(network, "fused", False)), precision="float32", batch="dynamic",
+                             outputs=outputs)
         meta = ArtifactMetadata(_decoded(raw), raw, "model pretrained_cfg")
     except AttributeError:  # not an LSNet: the caller passes the recipe
         meta = ArtifactMetadata()
     runner = TorchRunner(model.eval(), threads=threads)
     runner.activate()
     return runner, artifact, meta
+
+
+def _with_embedding(model):
+    """An LSNet classifier as a module returning (logits, embedding), with its ``outputs`` entries; any
+    other model unchanged (and None)."""
+    from .metadata import describe_outputs
+    from .models.backbone import LSNetBackbone
+    from .models.lsnet import LSNet
+    from .models.outputs import ClassifierOutputs
+
+    if not isinstance(model, LSNet) or isinstance(model, LSNetBackbone):
+        return model, None
+    names = ("logits", "embedding") if model.num_classes > 0 else ("embedding",)
+    shapes = {"logits": (1, model.num_classes), "embedding": (1, model.embedding_dim)}
+    wrapped = ClassifierOutputs(model, names)
+    return wrapped, describe_outputs(names, [shapes[n] for n in names], model.img_size, dynamic=True)
 
 
 def _decoded(raw: dict[str, str]) -> dict:

@@ -51,13 +51,15 @@ class ComparisonReport:
         return {**asdict(self), "passed": self.passed}
 
 
-def compare_outputs(reference: np.ndarray, candidate: np.ndarray, precision: str = "float32") -> ComparisonReport:
-    """Compare two (N, classes) output arrays.
+def compare_outputs(reference: np.ndarray, candidate: np.ndarray, precision: str = "float32",
+                    classifies: bool = True) -> ComparisonReport:
+    """Compare two (N, ...) output arrays (class scores, embeddings, feature maps).
 
     Args:
         reference: outputs of the PyTorch model.
         candidate: outputs of the exported artifact for the same inputs.
         precision: the artifact's precision, which selects the tolerance and the top-1 floor.
+        classifies: the outputs are class scores; otherwise top-1 agreement is reported but not required.
 
     Raises:
         ValueError: when the shapes differ.
@@ -76,10 +78,85 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, precision: str
     return ComparisonReport(samples=ref2.shape[0], max_abs=float(diff.max()), max_rel=float(diff.max() / scale),
                             cosine=float(cosine.min()), top1_agreement=top1,
                             tolerance=TOLERANCES.get(precision, FLOAT32_TOLERANCE),
-                            min_top1=MIN_TOP1.get(precision, 1.0))
+                            min_top1=MIN_TOP1.get(precision, 1.0) if classifies else 0.0)
 
 
-def compare_runner(runner, reference_model, inputs: list[np.ndarray], precision: str = "float32") -> ComparisonReport:
+@dataclass
+class OutputsReport:
+    """The comparisons of a multi-output artifact, one per output; it passes when every one passes.
+
+    Its summary fields are those of the worst output, so it reads like a ``ComparisonReport``.
+    """
+
+    reports: dict[str, ComparisonReport]
+
+    def _worst(self) -> ComparisonReport:
+        return max(self.reports.values(), key=lambda r: r.max_rel)
+
+    @property
+    def passed(self) -> bool:
+        """True when every output is within bounds."""
+        return all(r.passed for r in self.reports.values())
+
+    @property
+    def samples(self) -> int:
+        return self._worst().samples
+
+    @property
+    def max_abs(self) -> float:
+        return max(r.max_abs for r in self.reports.values())
+
+    @property
+    def max_rel(self) -> float:
+        """The largest error of any output, each relative to its own largest magnitude."""
+        return self._worst().max_rel
+
+    @property
+    def cosine(self) -> float:
+        return min(r.cosine for r in self.reports.values())
+
+    @property
+    def tolerance(self) -> float | None:
+        return self._worst().tolerance
+
+    @property
+    def top1_agreement(self) -> float:
+        """The agreement of the class-score outputs (1.0 when there are none)."""
+        gated = [r.top1_agreement for r in self.reports.values() if r.min_top1 > 0]
+        return min(gated) if gated else 1.0
+
+    def summary(self) -> str:
+        """One line: the verdict, then each output's max relative error."""
+        verdict = "ok" if self.passed else "FAILED"
+        worst = self._worst()
+        tol = f" (limit {worst.tolerance:g} each)" if worst.tolerance is not None else ""
+        parts = ", ".join(f"{name} {r.max_rel:.2e}{'' if r.passed else ' FAILED'}" for name, r in self.reports.items())
+        return f"{verdict}: max rel error per output{tol}: {parts}; on {worst.samples} samples"
+
+    def to_dict(self) -> dict:
+        """JSON-ready form: the worst output's fields, the verdict, and every output's report."""
+        worst = self._worst()
+        return {**asdict(worst), "passed": self.passed, "outputs": {n: r.to_dict() for n, r in self.reports.items()}}
+
+
+def as_arrays(outputs) -> list[np.ndarray]:
+    """A model's or runner's outputs (a tensor, array, or a tuple/list/dict of them) as float32 arrays."""
+    if isinstance(outputs, dict):
+        outputs = list(outputs.values())
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    arrays = []
+    for out in outputs:
+        if isinstance(out, (list, tuple, dict)):
+            arrays.extend(as_arrays(out))
+        else:
+            out = out.detach().float().cpu().numpy() if hasattr(out, "detach") else out
+            arrays.append(np.asarray(out, dtype=np.float32))
+    return arrays
+
+
+def compare_runner(runner, reference_model, inputs: list[np.ndarray], precision: str = "float32",
+                   outputs: list[dict] | None = None) -> "ComparisonReport | OutputsReport":
     """Run ``inputs`` through an artifact's runner and through ``reference_model`` (PyTorch), and compare.
 
     Args:
@@ -87,11 +164,28 @@ def compare_runner(runner, reference_model, inputs: list[np.ndarray], precision:
         reference_model: the PyTorch model the artifact must follow (eval mode).
         inputs: (N, C, H, W) float32 batches.
         precision: the artifact's precision (selects the tolerance).
+        outputs: the artifact's ``outputs`` metadata entries (names and kinds); with more than one, every
+            output is compared on its own (each within the tolerance of its own largest magnitude) and an
+            ``OutputsReport`` is returned. Top-1 agreement is required of logits only.
     """
     import torch
 
+    if not outputs or len(outputs) == 1:
+        classifies = not outputs or outputs[0]["kind"] == "logits"
+        with torch.no_grad():
+            expected = [as_arrays(reference_model(torch.from_numpy(x)))[0] for x in inputs]
+        with runner:
+            actual = [runner.infer(x) for x in inputs]
+        return compare_outputs(np.concatenate(expected), np.concatenate(actual), precision, classifies)
     with torch.no_grad():
-        expected = [reference_model(torch.from_numpy(x)).numpy() for x in inputs]
+        expected = [as_arrays(reference_model(torch.from_numpy(x))) for x in inputs]
     with runner:
-        actual = [runner.infer(x) for x in inputs]
-    return compare_outputs(np.concatenate(expected), np.concatenate(actual), precision)
+        actual = [runner.infer_outputs(x) for x in inputs]
+    reports = {}
+    for index, entry in enumerate(outputs):
+        if any(len(got) != len(outputs) for got in actual):
+            raise ValueError(f"the artifact returns {len(actual[0])} outputs, the model {len(outputs)}")
+        reports[entry["name"]] = compare_outputs(np.concatenate([e[index] for e in expected]),
+                                                 np.concatenate([a[index] for a in actual]), precision,
+                                                 entry["kind"] == "logits")
+    return OutputsReport(reports)

@@ -13,7 +13,7 @@ import re
 import torch
 
 from ..errors import CheckpointError, LsnetDeployError, first_line
-from .lsnet import VARIANTS, stage_grids
+from .lsnet import ARTIST_VARIANTS, VARIANTS, stage_grids
 
 # Input sizes people train and fine-tune at. Several share one last-stage grid (224 and 256 both give
 # 4x4, 160 and 192 3x3), so a grid alone names candidates, not a size: ``infer_config`` takes the first
@@ -123,6 +123,8 @@ def _infer_config(state: dict[str, torch.Tensor]) -> dict:
 
     head_key = "head.weight" if fused else "head.l.weight"
     num_classes = state[head_key].shape[0] if head_key in state else 0
+    projection_key = "projection.0.weight" if fused else "projection.0.l.weight"
+    feature_dim = int(state[projection_key].shape[0]) if projection_key in state else None
     return {
         "img_size": image_size_for_grid(*grid) if grid else (224, 224),
         "patch_size": 8,
@@ -133,6 +135,7 @@ def _infer_config(state: dict[str, torch.Tensor]) -> dict:
         "depth": depth,
         "num_heads": num_heads,
         "distillation": "head_dist.l.weight" in state,
+        "feature_dim": feature_dim,
         "fused": fused,
     }
 
@@ -152,10 +155,27 @@ def closest_variant(config: dict) -> str:
     return f"{best}_distill" if config.get("distillation") else best
 
 
+def _same_architecture(config: dict, ref: dict) -> bool:
+    return (list(config["embed_dim"]) == ref["embed_dim"] and list(config["depth"]) == ref["depth"]
+            and config["num_heads"][3] == ref["num_heads"][3] and config["key_dim"][3] == 16)
+
+
 def matching_variant(config: dict) -> str | None:
-    """Name of the published variant with exactly this architecture (any class count), else None."""
-    for name, ref in VARIANTS.items():
-        if (list(config["embed_dim"]) == ref["embed_dim"] and list(config["depth"]) == ref["depth"]
-                and config["num_heads"][3] == ref["num_heads"][3] and config["key_dim"][3] == 16):
+    """Name of the named variant with exactly this architecture (any class count), else None.
+
+    A projection (``feature_dim``) or a width only the artist family has names an artist variant
+    (``lsnet_xl_artist_448`` when its input size is 448); otherwise the published name wins.
+    """
+    artist = config.get("feature_dim") is not None
+    if not artist:
+        for name, ref in VARIANTS.items():
+            if _same_architecture(config, ref):
+                return f"{name}_distill" if config.get("distillation") else name
+    size = tuple(config.get("img_size") or (224, 224))
+    for name, ref in ARTIST_VARIANTS.items():
+        if _same_architecture(config, ref) and tuple(size) == (ref.get("img_size", 224),) * 2:
+            return f"{name}_distill" if config.get("distillation") else name
+    for name, ref in ARTIST_VARIANTS.items():
+        if _same_architecture(config, ref) and "img_size" not in ref:
             return f"{name}_distill" if config.get("distillation") else name
     return None

@@ -10,9 +10,11 @@ import torch
 
 from ..errors import CheckpointError, UsageError, first_line
 from .arch import attention_grid, closest_variant, infer_config, matching_variant, size_candidates
+from .backbone import DETECTION_GRID, LSNetBackbone, check_bias_mode
+from .backbone_state import backbone_of_detector, ignored_note, is_detector_state, tables_at, without_head
 from .checkpoint import Checkpoint, file_sha256, read_cases_size, read_checkpoint
 from .hub import download_from_hub, is_hub_source, read_hub_config
-from .lsnet import LSNet, to_2tuple, variant_config, variant_names
+from .lsnet import VARIANTS, LSNet, to_2tuple, variant_config, variant_names
 from .resize import resize_attention_state
 
 CUSTOM_NAME = "lsnet"
@@ -20,6 +22,11 @@ HUB_ORG = "jameslahm"
 PUBLISHED_SIZE = 224
 # keys a checkpoint may omit: both are rebuilt exactly by the model itself
 REBUILDABLE_SUFFIXES = (".num_batches_tracked", ".attention_bias_idxs")
+DEFAULT_OUT_INDICES = (0, 1, 2, 3)
+#: export size of a backbone from a detector checkpoint (which records none): the YOLO-fork size
+DETECTOR_EXPORT_SIZE = (640, 640)
+#: the variants whose ImageNet weights are on the hub under HUB_ORG
+PUBLISHED_NAMES = tuple(n for base in VARIANTS for n in (base, f"{base}_distill"))
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -36,28 +43,39 @@ def unknown_model_error(name: str) -> UsageError:
     return UsageError(f"unknown model {name!r}{hint}")
 
 
-def create_model(name: str = "lsnet_t", pretrained: bool = False, **overrides) -> LSNet:
+def create_model(name: str = "lsnet_t", pretrained: bool = False, *, features_only: bool = False,
+                 out_indices: Sequence[int] = DEFAULT_OUT_INDICES, bias_mode: str = "table",
+                 **overrides) -> LSNet:
     """Build an LSNet by variant name, with any constructor argument overridden.
 
     Args:
-        name: ``lsnet_t``, ``lsnet_s``, ``lsnet_b``, their ``_distill`` versions, or ``lsnet`` for a fully
-            custom configuration given in ``overrides``.
+        name: ``lsnet_t``, ``lsnet_s``, ``lsnet_b``, their ``_distill`` versions, the artist variants
+            (``lsnet_t_artist`` .. ``lsnet_xl_artist_448``), or ``lsnet`` for a fully custom configuration
+            given in ``overrides``.
         pretrained: load the published ImageNet weights from the Hugging Face hub
             (``hf-hub:jameslahm/<name>``; cached, honours ``HF_HUB_OFFLINE``).
+        features_only: build the backbone (``LSNetBackbone``): no head, the maps of ``out_indices`` out,
+            ``feature_info`` describing them, any input size (timm's convention).
+        out_indices: with ``features_only``, the stages to return (0..3, strides 8, 16, 32, 64).
+        bias_mode: with ``features_only``, how the attention bias reaches other grids (``table`` or
+            ``matrix``, the reference detection code's; see ``lsnet_deploy.models.backbone``).
         **overrides: ``img_size``, ``num_classes``, ``embed_dim``, ``depth``, ``num_heads``, ``key_dim``,
-            ``distillation``, ``fused``, ``ska``, ...
+            ``distillation``, ``feature_dim``, ``fused``, ``ska``, ...; with ``features_only`` also
+            ``attention_grid`` (the grid the tables are defined on, e.g. 14 for the detection code's).
 
     Returns:
         The model, in training mode as torch modules start (call ``.eval()`` for inference).
 
     Raises:
-        UsageError: for an unknown name or constructor argument.
+        UsageError: for an unknown name or constructor argument, or a bad ``out_indices``.
     """
     if pretrained:
-        if name == CUSTOM_NAME:
-            raise UsageError("pretrained weights exist only for the named variants")
+        if name == CUSTOM_NAME or name not in PUBLISHED_NAMES:
+            raise UsageError(f"pretrained weights are published for {', '.join(PUBLISHED_NAMES)} only; "
+                             f"load other checkpoints with load_model(PATH)")
         model = load_model(f"hf-hub:{HUB_ORG}/{name}", img_size=overrides.pop("img_size", None),
-                           ska=overrides.pop("ska", "auto"))
+                           ska=overrides.pop("ska", "auto"), features_only=features_only,
+                           out_indices=out_indices, bias_mode=bias_mode if features_only else None)
         if overrides:
             raise UsageError(f"pretrained models take only img_size and ska, not {sorted(overrides)}")
         return model
@@ -70,7 +88,10 @@ def create_model(name: str = "lsnet_t", pretrained: bool = False, **overrides) -
             raise unknown_model_error(name) from None
     config.update(overrides)
     try:
-        model = LSNet(**config)
+        if features_only:
+            model = LSNetBackbone(**config, out_indices=out_indices, bias_mode=bias_mode)
+        else:
+            model = LSNet(**config)
     except TypeError as exc:
         raise UsageError(f"bad argument for {name}: {exc}") from None
     model.variant = name if name != CUSTOM_NAME else (matching_variant(model.config) or CUSTOM_NAME)
@@ -178,17 +199,28 @@ def _training_size(config: dict, recorded: tuple[int, int] | None, where: str, s
 
 
 def load_model(source: str | Path, img_size: int | Sequence[int] | None = None, *,
-               model_name: str | None = None, ska: str = "auto") -> LSNet:
+               model_name: str | None = None, ska: str = "auto", features_only: bool = False,
+               out_indices: Sequence[int] = DEFAULT_OUT_INDICES, bias_mode: str | None = None) -> LSNet:
     """Load an LSNet checkpoint with its architecture inferred from the weights, in eval mode.
 
     Args:
         source: a ``.pth``/``.pt``/``.bin``/``.safetensors`` path, or ``hf-hub:ORG/REPO[/FILE]``
             (``hf_hub:`` too). Fused state dicts (saved from ``reparameterize``) load into a fused model.
+            mmdetection / mmsegmentation checkpoints (the backbone under ``backbone.``) need
+            ``features_only``.
         img_size: input size (int or (H, W)); None keeps the size the checkpoint was trained at. A
-            different last-stage grid resamples the attention bias tables once, here.
+            different last-stage grid resamples the attention bias tables once, here (for backbones: the
+            export size; any size runs).
         model_name: if given, the variant the checkpoint must be (class count and input size may
             differ); a checkpoint of another width or depth is refused.
         ska: SKA formulation for the LS blocks.
+        features_only: load the backbone (``LSNetBackbone``): the head's keys, or a detector's neck and
+            heads, are ignored and reported in ``load_notes``.
+        out_indices: with ``features_only``, the stages to return.
+        bias_mode: with ``features_only``, the attention bias semantics: None lets the checkpoint decide
+            (``matrix`` for detector checkpoints, ``table`` for classification ones); ``matrix`` on a
+            classification checkpoint resizes its tables to 14x14 first, as the reference detection code's
+            ``init_weights`` does.
 
     Returns:
         The model in eval mode, with ``checkpoint_sha256``, ``checkpoint_source`` and ``load_notes`` (what
@@ -203,6 +235,12 @@ def load_model(source: str | Path, img_size: int | Sequence[int] | None = None, 
     path = _resolve(source)
     checkpoint = read_checkpoint(path)
     state = checkpoint.state
+    if not features_only and is_detector_state(state):
+        raise UsageError(f"{source} is a detection/segmentation checkpoint (an LSNet under 'backbone.' beside "
+                         "its neck and heads); load it as a backbone: features_only=True "
+                         "(lsnet-export --task features)")
+    if features_only:
+        return _load_backbone(source, path, checkpoint, img_size, ska, out_indices, bias_mode)
     config = infer_config(state)
     notes: list[str] = []
     recorded, where = _recorded_size(source, path, checkpoint)
@@ -216,7 +254,8 @@ def load_model(source: str | Path, img_size: int | Sequence[int] | None = None, 
         except KeyError:
             raise unknown_model_error(model_name) from None
         expected.update(num_classes=config["num_classes"], img_size=config["img_size"],
-                        fused=config["fused"], distillation=config["distillation"])
+                        fused=config["fused"], distillation=config["distillation"],
+                        feature_dim=config["feature_dim"])
         config = expected
 
     if img_size is not None:
@@ -237,6 +276,60 @@ def load_model(source: str | Path, img_size: int | Sequence[int] | None = None, 
 
     try:
         model = LSNet(**config, ska=ska)
+    except (ValueError, RuntimeError, TypeError, ZeroDivisionError) as exc:
+        raise CheckpointError(f"{source}: its weights describe an LSNet that cannot be built "
+                              f"(embed_dim {config['embed_dim']}, depth {config['depth']}: {first_line(exc)}); "
+                              "is it an LSNet checkpoint?") from None
+    load_state_dict_checked(model, state, str(source))
+    model.eval()
+    model.checkpoint_sha256 = file_sha256(path)
+    model.checkpoint_source = str(source)
+    model.variant = matching_variant(config) or CUSTOM_NAME
+    model.load_notes = notes
+    return model
+
+
+def _load_backbone(source: str | Path, path: Path, checkpoint: Checkpoint, img_size, ska: str,
+                   out_indices: Sequence[int], bias_mode: str | None) -> LSNetBackbone:
+    """``load_model(..., features_only=True)``: a detector's or a classifier's LSNet as a backbone."""
+    notes: list[str] = []
+    detector = is_detector_state(checkpoint.state)
+    if detector:
+        state, ignored = backbone_of_detector(checkpoint.state)
+        where = "outside the backbone"
+    else:
+        state, ignored = without_head(checkpoint.state)
+        where = "of the classifier head"
+    config = infer_config(state)
+    table_grid = attention_grid(config)
+    has_attention = config["depth"][3] >= 2
+    mode = check_bias_mode(bias_mode or ("matrix" if detector else "table"))
+    if detector:
+        size = to_2tuple(img_size) if img_size is not None else DETECTOR_EXPORT_SIZE
+        if img_size is None:
+            notes.append(f"detector checkpoints record no input size; {_size_text(size)} is the default "
+                         "export size (any size runs in PyTorch; pass --imgsz to choose)")
+    else:
+        recorded, where_size = _recorded_size(source, path, checkpoint)
+        trained = _training_size(config, recorded, where_size, str(source), needed=img_size is None, notes=notes)
+        size = to_2tuple(img_size) if img_size is not None else trained
+        if mode == "matrix" and has_attention and table_grid != DETECTION_GRID:
+            state = tables_at(state, table_grid, DETECTION_GRID)
+            notes.append(f"attention tables resized from {_size_text(table_grid)} to "
+                         f"{_size_text(DETECTION_GRID)} (the reference detection code's init_weights)")
+            table_grid = DETECTION_GRID
+    if min(size) < 32:
+        raise UsageError(f"img_size {size} is too small: LSNet needs at least 32x32")
+    if (note := ignored_note(ignored, where)) is not None:
+        notes.append(note)
+    if has_attention:
+        semantics = ("bicubic resize of the gathered bias matrix (reference detection code)" if mode == "matrix"
+                     else "bicubic resampling of the offset table")
+        notes.append(f"attention bias: {_size_text(table_grid)} tables, {semantics} for other grids")
+    arch = {k: v for k, v in config.items() if k not in ("num_classes", "distillation", "feature_dim", "img_size")}
+    try:
+        model = LSNetBackbone(**arch, img_size=size, out_indices=out_indices, bias_mode=mode,
+                              attention_grid=table_grid, ska=ska)
     except (ValueError, RuntimeError, TypeError, ZeroDivisionError) as exc:
         raise CheckpointError(f"{source}: its weights describe an LSNet that cannot be built "
                               f"(embed_dim {config['embed_dim']}, depth {config['depth']}: {first_line(exc)}); "

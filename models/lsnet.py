@@ -125,9 +125,13 @@ class Attention(nn.Module):
             return self.attention_bias
         return self.attention_biases[:, self.attention_bias_idxs]
 
+    def bias_for(self, grid: tuple[int, int]) -> torch.Tensor:
+        """The bias for an input's (rows, cols) token grid: this layer's own (subclasses follow the grid)."""
+        return self.bias()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.qkv(x).split([self.nh_kd, self.nh_kd, self.dh], dim=1)
-        return self.proj(attention_core(self.dw(q), k, v, self.bias(), self.num_heads,
+        return self.proj(attention_core(self.dw(q), k, v, self.bias_for(tuple(x.shape[-2:])), self.num_heads,
                                         scale=None if self.fused else self.scale))
 
     @torch.no_grad()
@@ -217,6 +221,9 @@ class LSNet(nn.Module):
         num_classes: classifier outputs; 0 gives a feature extractor (head is Identity).
         embed_dim, key_dim, depth, num_heads: per-stage widths, key dims, block counts and heads.
         distillation: add the ``head_dist`` classifier (eval output is the mean of both heads).
+        feature_dim: width of the projected embedding of the community "artist" models: with a value
+            other than ``embed_dim[-1]``, ``projection`` (BN_Linear then ReLU) follows the pooling and the
+            head reads ``feature_dim`` features. None: no projection (the reference classifier).
         fused: build the re-parameterized form directly (what ``reparameterize`` produces).
         ska: SKA formulation for every LS block (see ``SKA_FORMS``).
     """
@@ -225,7 +232,7 @@ class LSNet(nn.Module):
                  num_classes: int = 1000, embed_dim: Sequence[int] = (64, 128, 192, 256),
                  key_dim: Sequence[int] = (16, 16, 16, 16), depth: Sequence[int] = (1, 2, 3, 4),
                  num_heads: Sequence[int] = (4, 4, 4, 4), distillation: bool = False,
-                 fused: bool = False, ska: str = "auto"):
+                 feature_dim: int | None = None, fused: bool = False, ska: str = "auto"):
         super().__init__()
         if not (len(embed_dim) == len(key_dim) == len(depth) == len(num_heads) == 4):
             raise ValueError("embed_dim, key_dim, depth and num_heads need four entries each (one per stage)")
@@ -241,6 +248,9 @@ class LSNet(nn.Module):
         self.distilled = distillation
         self.fused = fused
         self.num_features = embed_dim[-1]
+        # a projection equal to the pooled width is an Identity in the reference: no keys, no projection
+        self.feature_dim = feature_dim if feature_dim not in (None, embed_dim[-1]) else None
+        self.embedding_dim = self.feature_dim or self.num_features
 
         e0 = embed_dim[0]
         self.patch_embed = nn.Sequential(
@@ -264,15 +274,24 @@ class LSNet(nn.Module):
                 stages[i].append(Block(embed_dim[i], key_dim[i], num_heads[i], attn_ratio[i], grids[i],
                                        stage=i, depth=d, fused=fused))
 
+        self.projection = self._make_projection(fused)
         self.head = self._make_head(num_classes, fused)
         if self.distillation:
             self.head_dist = self._make_head(num_classes, fused)
         self.set_ska(ska)
 
+    def _make_projection(self, fused: bool) -> nn.Module:
+        if self.feature_dim is None:
+            return nn.Identity()
+        linear = nn.Linear(self.num_features, self.feature_dim) if fused else BN_Linear(self.num_features,
+                                                                                         self.feature_dim)
+        return nn.Sequential(linear, nn.ReLU())
+
     def _make_head(self, num_classes: int, fused: bool) -> nn.Module:
         if num_classes <= 0:
             return nn.Identity()
-        return nn.Linear(self.num_features, num_classes) if fused else BN_Linear(self.num_features, num_classes)
+        width = self.embedding_dim
+        return nn.Linear(width, num_classes) if fused else BN_Linear(width, num_classes)
 
     @property
     def config(self) -> dict:
@@ -280,7 +299,8 @@ class LSNet(nn.Module):
         return {"img_size": self.img_size, "patch_size": self.patch_size, "in_chans": self.in_chans,
                 "num_classes": self.num_classes, "embed_dim": list(self.embed_dim),
                 "key_dim": list(self.key_dim), "depth": list(self.depth),
-                "num_heads": list(self.num_heads), "distillation": self.distilled, "fused": self.fused}
+                "num_heads": list(self.num_heads), "distillation": self.distilled,
+                "feature_dim": self.feature_dim, "fused": self.fused}
 
     @property
     def pretrained_cfg(self) -> dict:
@@ -311,9 +331,23 @@ class LSNet(nn.Module):
         x = self.blocks3(x)
         return self.blocks4(x)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Global average pool and classifier (the mean of both heads for distilled models in eval)."""
-        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+    def forward_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pool, then the projection (if any): the embedding the classifier reads."""
+        return self.projection(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+    def forward_head(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        """Pooling, projection and classifier (the mean of both heads for distilled models in eval).
+
+        With ``return_features`` the embedding before the classifier is returned instead (the artist
+        models' ``forward(x, return_features=True)``).
+        """
+        x = self.forward_embedding(x)
+        if return_features:
+            return x
+        return self.forward_logits(x)
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier on an embedding (``forward_embedding``'s output)."""
         if self.distillation:
             out, out_dist = self.head(x), self.head_dist(x)
             if self.training and not torch.jit.is_scripting():
@@ -321,8 +355,8 @@ class LSNet(nn.Module):
             return (out + out_dist) / 2
         return self.head(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x), return_features)
 
     @torch.no_grad()
     def fuse(self) -> "LSNet":
@@ -354,22 +388,35 @@ VARIANTS: dict[str, dict] = {
 }
 """The published architectures (patch 8, key_dim 16, 224x224)."""
 
+ARTIST_VARIANTS: dict[str, dict] = {
+    "lsnet_t_artist": VARIANTS["lsnet_t"],
+    "lsnet_s_artist": VARIANTS["lsnet_s"],
+    "lsnet_b_artist": VARIANTS["lsnet_b"],
+    "lsnet_l_artist": {"embed_dim": [160, 320, 480, 640], "depth": [6, 8, 12, 14], "num_heads": [4, 4, 4, 4]},
+    "lsnet_xl_artist": {"embed_dim": [192, 384, 576, 768], "depth": [8, 12, 16, 20], "num_heads": [6, 6, 6, 6]},
+    "lsnet_xl_artist_448": {"embed_dim": [192, 384, 576, 768], "depth": [8, 12, 16, 20],
+                            "num_heads": [6, 6, 6, 6], "img_size": 448},
+}
+"""The community "artist" variants of spawner1145/lsnet-test (Kaloscope); ``feature_dim`` adds their projection."""
+
 VARIANT_DEFAULTS = {"img_size": 224, "patch_size": 8, "key_dim": [16, 16, 16, 16], "num_classes": 1000}
 
 
 def variant_config(name: str) -> dict:
     """Constructor arguments of a named variant, ``_distill`` suffix included."""
     base = name[: -len("_distill")] if name.endswith("_distill") else name
+    if base in ARTIST_VARIANTS:
+        return {**VARIANT_DEFAULTS, **ARTIST_VARIANTS[base], "distillation": name.endswith("_distill")}
     if base not in VARIANTS:
         raise KeyError(name)
     return {**VARIANT_DEFAULTS, **VARIANTS[base], "distillation": name.endswith("_distill")}
 
 
 def variant_names() -> list[str]:
-    """All named variants: each architecture and its ``_distill`` version."""
-    return [n for base in VARIANTS for n in (base, f"{base}_distill")]
+    """All named variants: each published architecture and its ``_distill`` version, then the artist ones."""
+    return [*(n for base in VARIANTS for n in (base, f"{base}_distill")), *ARTIST_VARIANTS]
 
 
 __all__ = ["LSNet", "Attention", "LKP", "LSConv", "Block", "Conv2d_BN", "BN_Linear", "RepVGGDW",
-           "SqueezeExcite", "VARIANTS", "variant_config", "variant_names", "stage_grids",
+           "SqueezeExcite", "VARIANTS", "ARTIST_VARIANTS", "variant_config", "variant_names", "stage_grids",
            "attention_bias_index", "to_2tuple", "IMAGENET_MEAN", "IMAGENET_STD"]

@@ -86,18 +86,23 @@ RANDOM_INIT_WARNING = ("warning: no --weights given, so {name} is randomly initi
 
 
 def resolve_model(model_name: str | None, weights: str | None, img_size: tuple[int, int] | None,
-                  default: str = "lsnet_t", warn: bool = True):
+                  default: str = "lsnet_t", warn: bool = True, **backbone):
     """Build the model a command works on, from a variant name and/or a checkpoint.
 
     With ``weights`` the architecture comes from the checkpoint (``model_name``, if given, must match);
     without, a randomly initialized ``model_name`` (default ``lsnet_t``) is built after a warning.
+    ``backbone`` (``features_only``, ``out_indices``, ``bias_mode``) builds the backbone instead.
     """
     from ..models import create_model, load_model
 
     if weights:
+        if backbone.get("features_only"):
+            return load_model(weights, img_size=img_size, **backbone)
         return load_model(weights, img_size=img_size, model_name=model_name)
     name = model_name or default
     if warn:
         err(RANDOM_INIT_WARNING.format(name=name))
     overrides = {"img_size": img_size} if img_size else {}
+    if backbone.get("features_only"):
+        overrides.update({k: v for k, v in backbone.items() if v is not None})
     return create_model(name, **overrides).eval()

@@ -50,6 +50,9 @@ def predict(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per call for dynamic-batch artifacts (default 8).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look for images in subdirectories too.")] = False,
     fast_decode: Annotated[bool, typer.Option("--fast-decode", help="Let JPEG decoding downscale large photos (faster, slightly different pixels).")] = False,
+    embedding: Annotated[bool, typer.Option("--embedding", help="Print each image's embedding instead of classes, one "
+                                            "JSON line per image (artifacts exported with --outputs "
+                                            "logits,embedding or embedding, and checkpoints).")] = False,
 ) -> None:
     """Print the top classes of each image."""
     from ..errors import UsageError
@@ -64,6 +67,10 @@ def predict(
                               fast_decode=fast_decode)
         with predictor:
             _explain_recipe(predictor)
+            if embedding:
+                for path, vector in zip(files, predictor.embed(files)):
+                    typer.echo(json.dumps({"file": str(path), "embedding": [round(float(v), 6) for v in vector]}))
+                return
             printer = JsonPrinter() if json_output else TablePrinter(files)
             failures = 0
             for prediction in predictor.iter_predictions(files, topk, errors="return"):

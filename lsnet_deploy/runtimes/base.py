@@ -107,6 +107,16 @@ class Runner(abc.ABC):
             raise RuntimeError(f"{type(self).__name__} is not active; call activate() or use it in a with block")
         return self._infer(x)
 
+    def infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run one batch and return every output of the artifact, in its order, as float32 arrays."""
+        if not self.active:
+            raise RuntimeError(f"{type(self).__name__} is not active; call activate() or use it in a with block")
+        return self._infer_outputs(x)
+
+    def _infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output; runners of multi-output artifacts override it (the default: ``infer``'s one)."""
+        return [self._infer(x)]
+
     def input_metadata(self) -> InputMetadata | None:
         """The loaded model's input: (shape with None for dynamic dimensions, dtype name), None if unknown."""
         return None

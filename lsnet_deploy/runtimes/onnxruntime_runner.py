@@ -148,6 +148,9 @@ class OnnxRuntimeRunner(Runner):
     def _infer(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run(None, {self.input_name: x})[0], dtype=np.float32)
 
+    def _infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(out, dtype=np.float32) for out in self.session.run(None, {self.input_name: x})]
+
     def input_metadata(self) -> InputMetadata | None:
         """The session's first input: symbolic dimensions as None, ``tensor(float)`` as ``float32``."""
         if self.session is None:

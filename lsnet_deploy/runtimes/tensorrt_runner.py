@@ -191,6 +191,9 @@ class TensorRTRunner(Runner):
             raise UsageError(f"input {shape} is outside this engine's profile {low} .. {high}")
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
+        return self._infer_outputs(x)[0]
+
+    def _infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
         import torch
 
         name = self._inputs[0]
@@ -209,7 +212,7 @@ class TensorRTRunner(Runner):
             if not self._context.execute_async_v3(stream.cuda_stream):
                 raise LsnetDeployError(f"TensorRT failed to run {self.path.name}")
             stream.synchronize()
-        return outputs[self._outputs[0]].float().cpu().numpy()
+        return [outputs[out].float().cpu().numpy() for out in self._outputs]
 
     def input_metadata(self) -> InputMetadata | None:
         """The engine's input binding: dynamic dimensions (-1) as None, its TensorRT data type's NumPy name."""

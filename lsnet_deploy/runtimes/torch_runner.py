@@ -71,11 +71,16 @@ class TorchRunner(Runner):
             torch.cuda.empty_cache()
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
+        return self._infer_outputs(x)[0]
+
+    def _infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
         import torch
+
+        from ..verify import as_arrays
 
         with torch.inference_mode():
             out = self.model(torch.from_numpy(np.ascontiguousarray(x)).to(self.device, self.dtype))
-        return out.float().cpu().numpy()
+        return as_arrays(out)
 
     def input_metadata(self) -> InputMetadata:
         """Any batch, the model's ``in_chans`` and ``img_size`` where it has them (None otherwise)."""

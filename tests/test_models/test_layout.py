@@ -20,7 +20,7 @@ def test_state_dict_layout_matches_reference(name):
 
 def test_list_models_names_all_six_variants():
     assert set(LAYOUT) <= set(list_models())
-    assert list_models("lsnet_s*") == ["lsnet_s", "lsnet_s_distill"]
+    assert list_models("lsnet_s*") == ["lsnet_s", "lsnet_s_distill", "lsnet_s_artist"]
 
 
 def test_unknown_model_suggests_the_closest_name():

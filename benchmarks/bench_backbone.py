@@ -1,0 +1,73 @@
+"""The LSNet-T backbone at 640x640 (the YOLO-fork size) against the LSNet-T classifier at 224x224, per pixel.
+
+Both are lsnet-export's default exports (random weights: latency does not depend on them): the classifier
+(``lsnet-export -f FORMAT``) and the backbone with its four stage outputs (``lsnet-export -f FORMAT --task
+features --imgsz 640``), on ONNX Runtime and ExecuTorch (XNNPACK). Conditions as the other benchmarks: 2 threads,
+ONNX Runtime spinning off, batch 1, all four artifacts interleaved in one process (A B C D A B C D ...), medians.
+
+Printed per runtime: both medians and the per-pixel ratio
+
+    (backbone ms / classifier ms) / (640 * 640 / (224 * 224))
+
+1.0 means a 640x640 pixel costs what a 224x224 pixel does; above 1 the dense shapes lose efficiency (bigger
+token grids for the attention, whose cost grows with the square of the token count, and memory traffic), below
+1 the larger maps amortize per-operator overheads better.
+
+Usage: python benchmarks/bench_backbone.py [--rounds 60] [--size 640] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from interleave import interleaved_medians
+
+from lsnet_deploy.exporters import ExportOptions, export_model
+from lsnet_deploy.models import create_model
+
+CLASSIFIER_SIZE = 224
+RUNTIMES = {"ort": ("onnx", ".onnx"), "executorch": ("executorch", ".pte")}
+
+
+def build(workdir: Path, size: int) -> tuple[dict[str, Path], dict[str, tuple[int, ...]]]:
+    """Export the classifier and the backbone for every runtime; returns the artifacts and their input shapes."""
+    classifier = create_model("lsnet_t").eval()
+    backbone = create_model("lsnet_t", features_only=True, img_size=size).eval()
+    artifacts, shapes = {}, {}
+    for runtime, (fmt, suffix) in RUNTIMES.items():
+        for kind, model, side in (("classifier", classifier, CLASSIFIER_SIZE), ("backbone", backbone, size)):
+            name = f"{runtime} {kind} {side}x{side}"
+            path = workdir / f"lsnet_t_{kind}_{side}{suffix}"
+            if not path.exists():
+                export_model(model, fmt, path, ExportOptions(validate=False))
+            artifacts[name], shapes[name] = path, (1, 3, side, side)
+    return artifacts, shapes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--size", type=int, default=640, help="backbone input side (default 640)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        artifacts, shapes = build(workdir, args.size)
+        medians = interleaved_medians(artifacts, (1, 3, CLASSIFIER_SIZE, CLASSIFIER_SIZE), args.rounds,
+                                      args.warmup, args.threads, shapes)
+    pixels = (args.size / CLASSIFIER_SIZE) ** 2
+    print(f"{args.threads} threads, ONNX Runtime spinning off, batch 1, {args.rounds} interleaved rounds, medians")
+    for runtime in RUNTIMES:
+        small = medians[f"{runtime} classifier {CLASSIFIER_SIZE}x{CLASSIFIER_SIZE}"]
+        large = medians[f"{runtime} backbone {args.size}x{args.size}"]
+        print(f"  {runtime:10s} classifier {CLASSIFIER_SIZE}: {small:7.2f} ms   backbone {args.size}: {large:7.2f} ms   "
+              f"ratio {large / small:5.2f}, per pixel {large / small / pixels:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
