@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/cifar10", help="folder for last.pth, log.jsonl")
     p.add_argument("--export-fixture", default=None,
                    help="write the float16 fixture checkpoint here and its card (.json) beside it")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights (a training checkpoint or fixture of the same "
+                        "architecture) with a fresh optimizer and schedule; its card, if beside it, goes in ours")
     p.add_argument("--export-only", default=None, metavar="CHECKPOINT",
                    help="skip training: export --export-fixture from this training checkpoint")
     p.add_argument("--eval-batch-size", type=int, default=100)
@@ -263,6 +266,9 @@ def train(args: argparse.Namespace) -> Path:
     test_x, test_y = load_test_inputs(args.test_dir, args.img_size, args.limit_test)
 
     model = build_model(args)
+    if args.init_from:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in load_training_checkpoint(Path(args.init_from))["model"].items()})
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = sum(p.numel() for p in model.parameters())
@@ -354,6 +360,24 @@ def train(args: argparse.Namespace) -> Path:
 # --------------------------------------------------------------------------------------------- export
 
 
+def load_training_checkpoint(path: Path) -> dict:
+    """A reference-format checkpoint, loaded without executing code (weights_only)."""
+    from lsnet_deploy.models.checkpoint import SAFE_GLOBALS
+
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def init_record(init_from: str | None) -> dict | None:
+    """What a continued run started from: the checkpoint's hash and, when beside it, its own card."""
+    if not init_from:
+        return None
+    path = Path(init_from)
+    card = path.with_suffix(".json")
+    return {"checkpoint": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "card": json.loads(card.read_text()) if card.is_file() else None}
+
+
 def export_fixture(checkpoint: Path, fixture: Path, args: argparse.Namespace, command: str) -> dict:
     """Write the float16, optimizer-free fixture and its JSON card (accuracy of the float16 weights).
 
@@ -362,10 +386,7 @@ def export_fixture(checkpoint: Path, fixture: Path, args: argparse.Namespace, co
     """
     from lsnet_deploy.accuracy import evaluate
     from lsnet_deploy.models import load_model
-    from lsnet_deploy.models.checkpoint import SAFE_GLOBALS
-
-    with torch.serialization.safe_globals(SAFE_GLOBALS):
-        trained = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    trained = load_training_checkpoint(checkpoint)
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in trained["model"].items()}
     fixture.parent.mkdir(parents=True, exist_ok=True)
     save_atomic({"model": half, "optimizer": None, "epoch": trained["epoch"], "args": trained["args"]}, fixture)
@@ -389,6 +410,7 @@ def export_fixture(checkpoint: Path, fixture: Path, args: argparse.Namespace, co
                  f"bicubic resize {int(saved.input_size / 0.9)}, centre crop {saved.input_size}, ImageNet mean/std",
                  "batch_size": args.eval_batch_size, "eval_threads": args.threads,
                  "top1": report.top1, "top5": report.top5, "count": report.count, "correct_top1": report.correct},
+        "init_from": init_record(args.init_from),
         "fixture_sha256": hashlib.sha256(fixture.read_bytes()).hexdigest(),
     }
     fixture.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")

@@ -22,10 +22,12 @@ import torch
 
 from ..atomic import check_writable_dir, staged_output
 from ..errors import ExportError, UsageError, ValidationError, did_you_mean, first_line
-from ..metadata import build_metadata
+from ..metadata import build_metadata, describe_outputs
+from ..models.backbone import freeze_token_grids
+from ..models.outputs import network_of, output_list, output_names
 from ..reparam import reparameterize
 from ..verify import ComparisonReport, compare_runner
-from .calibration import calibration_images, validation_images
+from .calibration import CalibrationSet, batches, split_calibration
 
 Progress = Callable[[str], None]
 
@@ -49,6 +51,8 @@ class ExportOptions:
     #: points below the PyTorch model's
     data: Path | None = None
     max_drop: float = 1.0
+    #: int8: report the per-layer sensitivity ranking (``details["int8_ranking"]``), even when all-int8 passes
+    int8_ranking: bool = False
     # Core ML
     deployment_target: str | None = None
     image_input: bool = True
@@ -71,8 +75,9 @@ class ExportOptions:
 
 
 # options every format understands
-COMMON_OPTIONS = frozenset({"batch", "ska", "fuse", "validate", "labels", "data", "max_drop"})
+COMMON_OPTIONS = frozenset({"batch", "ska", "fuse", "validate", "labels", "data", "max_drop", "int8_ranking"})
 OPTION_FLAGS = {"data": "--data", "max_drop": "--max-drop", "dynamic": "--dynamic", "half": "--half", "int8": "--int8", "calib": "--calib",
+                "int8_ranking": "--int8-ranking",
                 "opset": "--opset", "simplify": "--no-simplify", "deployment_target": "--target",
                 "image_input": "--tensor-input", "float32": "--float32", "workspace": "--workspace", "dla_core": "--dla-core",
                 "timing_cache": "--timing-cache", "max_batch": "--max-batch"}
@@ -95,6 +100,8 @@ class ExportResult:
     details: dict = field(default_factory=dict)
     #: what loading the model assumed or changed (an assumed input size, a resampled bias table)
     notes: list[str] = field(default_factory=list)
+    #: what the user should know about this artifact (a skipped int8 gate, few calibration images)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -102,7 +109,7 @@ class ExportResult:
                 "seconds": round(self.seconds, 3), "precision": self.precision, "ska_form": self.ska_form,
                 "fused": self.fused, "validation": self.validation.to_dict() if self.validation else None,
                 "validation_skipped": self.validation_skipped, "details": self.details,
-                "notes": self.notes, "metadata": self.metadata}
+                "notes": self.notes, "warnings": self.warnings, "metadata": self.metadata}
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,9 @@ class ExportContext:
         reference: the user's model as loaded (unfused, reference SKA), what artifacts are validated against.
         progress: called with a short message as each step starts.
         resources: temporary files and directories that must live until the export ends.
+        calibration: ``--calib``'s images, split into calibration and held-out sets (int8 only).
+        keep_float: int8 only: names of modules of the model given to ``write`` (and their submodules)
+            whose operations must stay in float; the mixed-precision search fills it.
     """
 
     target: Path
@@ -127,10 +137,23 @@ class ExportContext:
     reference: torch.nn.Module
     progress: Progress
     resources: contextlib.ExitStack
+    calibration: CalibrationSet | None = None
+    keep_float: frozenset[str] = frozenset()
+    #: measurements shared by every attempt of one export (the PyTorch model's accuracy on --data)
+    measurements: dict = field(default_factory=dict)
 
     def validation_inputs(self) -> list[np.ndarray]:
         """The batches this export is validated on (see ``validation_inputs``)."""
-        return validation_inputs(self.reference, self.options, self.metadata)
+        return validation_inputs(self.reference, self.options, self.metadata, self.calibration)
+
+    def int8_record(self, method: str, **details) -> dict:
+        """The ``int8_calibration`` metadata entry of this export: the calibration set's counts and hash,
+        ``method``, the layers kept in float, and format-specific ``details``."""
+        return self.calibration.record(method, float_layers=sorted(self.keep_float), **details)
+
+    def keeps_float(self, module_name: str) -> bool:
+        """Whether the module named ``module_name`` lies inside one of ``keep_float``."""
+        return any(module_name == name or module_name.startswith(name + ".") for name in self.keep_float)
 
 
 @dataclass
@@ -167,6 +190,10 @@ class Exporter:
     supported_options: ClassVar[frozenset[str]] = frozenset()
     #: the SKA form ``--ska auto`` picks for this format (docs/ska_forms.md says why)
     ska_auto: ClassVar[str] = "onehot_conv"
+    #: the form ``--ska auto`` picks under ``--int8``, where it differs (int8 kernels change the ranking)
+    ska_auto_int8: ClassVar[str | None] = None
+    #: ``write`` honours ``ExportContext.keep_float`` under ``--int8`` (so mixed precision can be searched)
+    int8_keep_float: ClassVar[bool] = False
     #: SKA forms this format cannot take (e.g. triton everywhere)
     rejected_ska: ClassVar[frozenset[str]] = frozenset({"triton"})
     #: files written next to the artifact (suffixes appended to its path)
@@ -198,7 +225,9 @@ class Exporter:
         if options.calib is not None and not options.int8:
             raise UsageError("--calib is only used with --int8")
         if options.int8:
-            calibration_images(options.calib)  # a bad --calib fails before the model is even loaded
+            split_calibration(options.calib)  # a bad --calib fails before the model is even loaded
+        if options.int8_ranking and not options.int8:
+            raise UsageError("--int8-ranking ranks layers for an --int8 export; add --int8 --calib DIR")
         if options.max_drop != ExportOptions.max_drop and options.data is None:
             raise UsageError("--max-drop bounds the accuracy drop measured on --data DIR; add --data")
         if not options.max_drop >= 0:
@@ -215,9 +244,19 @@ class Exporter:
         """The options as this format applies them (a format's defaults made explicit); not modified."""
         return options
 
-    def resolve_ska(self, requested: str) -> str:
-        """The SKA form to export: ``auto`` becomes this format's fastest accepted form."""
-        return self.ska_auto if requested == "auto" else requested
+    def check_outputs(self, options: ExportOptions, outputs: list[dict]) -> None:
+        """Raise UsageError for outputs this format cannot carry with these options (``describe_outputs``
+        entries, from one run of the model). int8 is gated on class predictions, so it needs logits alone."""
+        if options.int8 and [o["kind"] for o in outputs] != ["logits"]:
+            raise UsageError(f"--int8 is validated on class predictions and these outputs are "
+                             f"{', '.join(o['name'] for o in outputs)}; export them in float32 or --half")
+
+    def resolve_ska(self, requested: str, int8: bool = False) -> str:
+        """The SKA form to export: ``auto`` becomes this format's fastest accepted form (for int8, its
+        fastest int8 form where that differs)."""
+        if requested != "auto":
+            return requested
+        return (self.ska_auto_int8 or self.ska_auto) if int8 else self.ska_auto
 
     def write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, context: ExportContext) -> Written:
         """Write the artifact to ``path`` (a temporary name beside ``context.target``)."""
@@ -292,38 +331,54 @@ def check_export(fmt: str, options: ExportOptions) -> Exporter:
     return exporter
 
 
-def prepare_model(model: torch.nn.Module, ska_form: str, fuse: bool) -> torch.nn.Module:
-    """A copy of ``model`` ready to export: SKA form set, fused (if asked), eval, gradients off."""
+def prepare_model(model: torch.nn.Module, ska_form: str, fuse: bool,
+                  example: torch.Tensor | None = None) -> torch.nn.Module:
+    """A copy of ``model`` ready to export: SKA form set (in every LSNet it contains), fused (if asked),
+    eval, gradients off; with ``example``, grid-dependent modules (a backbone's attention bias, the SKA
+    gather indices) fixed to the grids that input produces, so the graph computes none of them."""
     prepared = reparameterize(model) if fuse else copy.deepcopy(model).eval()
-    if hasattr(prepared, "set_ska"):
-        prepared.set_ska(ska_form)
+    set_ska_everywhere(prepared, ska_form)
     prepared.requires_grad_(False)
+    if example is not None:
+        freeze_token_grids(prepared, example)
     return prepared
 
 
+def set_ska_everywhere(model: torch.nn.Module, form: str) -> None:
+    """Select the SKA form of every module that offers ``set_ska`` (each LSNet inside ``model``)."""
+    for module in model.modules():
+        if callable(getattr(module, "set_ska", None)):
+            module.set_ska(form)
+
+
 def validation_inputs(model: torch.nn.Module, options: ExportOptions, metadata: Mapping[str, str],
-                      samples: int = 8) -> list[np.ndarray]:
+                      calibration: CalibrationSet | None = None, samples: int = 8) -> list[np.ndarray]:
     """Batches to compare an artifact with PyTorch on.
 
     Deterministic random batches shaped like the export, plus one batch of another size for dynamic
     exports (3, kept inside ``--batch``..``--max-batch`` when those bound it). int8 exports are compared on
-    their calibration images instead, preprocessed as the metadata prescribes: int8 error only means
-    something on real pictures, and top-1 agreement there is what exposes a collapsed calibration.
+    the images held out of their calibration instead, preprocessed as the metadata prescribes: int8 error
+    only means something on real pictures, and top-1 agreement there is what exposes a poor quantization.
     """
     extra = None
     if options.dynamic:
         extra = max(3, options.batch)
         if options.max_batch is not None:
             extra = min(extra, options.max_batch)
-    if options.int8 and options.calib is not None:
-        return validation_images(options.calib, dict(metadata), options.batch, extra)
+    if calibration is not None:
+        images = calibration.held_out_images(dict(metadata))
+        out = list(batches(images, options.batch))
+        if extra is not None:
+            out.append(next(batches(images, extra)))
+        return out
     rng = np.random.default_rng(0)
-    shape = (model.in_chans, *model.img_size)
-    batches = [rng.standard_normal((options.batch, *shape), dtype=np.float32)
-               for _ in range(max(1, samples // options.batch))]
+    network = network_of(model)
+    shape = (network.in_chans, *network.img_size)
+    noise = [rng.standard_normal((options.batch, *shape), dtype=np.float32)
+             for _ in range(max(1, samples // options.batch))]
     if extra is not None:
-        batches.append(rng.standard_normal((extra, *shape), dtype=np.float32))
-    return batches
+        noise.append(rng.standard_normal((extra, *shape), dtype=np.float32))
+    return noise
 
 
 def validate_file(path: Path, runtime: str, context: ExportContext, what: str) -> ComparisonReport:
@@ -343,12 +398,21 @@ def validate_file(path: Path, runtime: str, context: ExportContext, what: str) -
 
     precision = context.options.precision
     report = compare_runner(runner_for(path, runtime, threads=VALIDATION_THREADS), context.reference,
-                            context.validation_inputs(), precision)
+                            context.validation_inputs(), precision, outputs=output_entries(context.metadata))
+    if precision == "int8":
+        # labelled data gates int8 by top-1 (accuracy_gate); agreement is the gate only without labels
+        report = dataclasses.replace(report, min_top1=0.0 if context.options.data is not None
+                                     else INT8_MIN_AGREEMENT)
     if not report.passed:
-        problem = (f"int8 calibration collapsed: top-1 agreement with float32 is {report.top1_agreement:.0%}"
+        problem = (f"int8 top-1 agreement with the float model is {report.top1_agreement:.1%} on "
+                   f"{report.samples} held-out calibration images, below {INT8_MIN_AGREEMENT:.0%}"
                    if precision == "int8" else f"{what} drifts from PyTorch")
         raise ValidationError(f"{problem} ({report.summary()}); nothing was written. {DRIFT_HINTS[precision]}")
     return report
+
+
+#: without labelled data, an int8 artifact must agree with the float model's top-1 this often
+INT8_MIN_AGREEMENT = 0.97
 
 
 DRIFT_HINTS = {
@@ -366,6 +430,7 @@ def _quiet_progress(_: str) -> None:
 
 def default_output(model: torch.nn.Module, exporter: Exporter) -> Path:
     """``<name><suffix>`` in the working directory: the variant, or the checkpoint's name for a custom one."""
+    model = network_of(model)
     name = getattr(model, "variant", None) or "lsnet"
     source = getattr(model, "checkpoint_source", None)
     if name == "lsnet" and source:  # a custom architecture: name it after its checkpoint, not "lsnet"
@@ -418,63 +483,118 @@ def export_model(model: "torch.nn.Module | Callable[[], torch.nn.Module]", fmt: 
         check_output(Path(output), exporter)
     if callable(model) and not isinstance(model, torch.nn.Module):
         model = model()
+    network = network_of(model)
     target = Path(output) if output is not None else default_output(model, exporter)
     check_writable_dir(target, exporter.writes_directory)
     options = exporter.effective_options(options)
-    if options.labels is not None and len(options.labels) != model.num_classes:
-        raise UsageError(f"{len(options.labels)} labels given but the model has {model.num_classes} classes; "
+    if options.labels is not None and len(options.labels) != network.num_classes:
+        raise UsageError(f"{len(options.labels)} labels given but the model has {network.num_classes} classes; "
                          "give one label per class")
 
     start = time.perf_counter()
-    ska_form = exporter.resolve_ska(options.ska)
+    ska_form = exporter.resolve_ska(options.ska, options.int8)
     progress(f"preparing model (SKA {ska_form}, {'fused' if options.fuse else 'not fused'})")
-    prepared = prepare_model(model, ska_form, options.fuse)
-    example = torch.zeros(options.batch, model.in_chans, *model.img_size)
+    example = torch.zeros(options.batch, network.in_chans, *network.img_size)
+    prepared = prepare_model(model, ska_form, options.fuse, example)
     with torch.no_grad():
-        prepared(example)
-    metadata = build_metadata(prepared, ska_form=ska_form, fused=options.fuse, precision=options.precision,
-                              batch="dynamic" if options.dynamic else options.batch, labels=options.labels)
+        outputs = prepared(example)
+    described = describe_model_outputs(prepared, outputs, network.img_size, options.dynamic)
+    exporter.check_outputs(options, described)
+    metadata = build_metadata(network_of(prepared), ska_form=ska_form, fused=options.fuse,
+                              precision=options.precision, batch="dynamic" if options.dynamic else options.batch,
+                              labels=options.labels, outputs=described)
 
+    calibration = split_calibration(options.calib) if options.int8 else None
+    warnings = calibration.warnings() if calibration is not None else []
     with contextlib.ExitStack() as resources, staged_output(target, exporter.side_files) as tmp:
         context = ExportContext(target=target, options=options, ska_form=ska_form, metadata=MappingProxyType(metadata),
-                                reference=reference_model(model), progress=progress, resources=resources)
-        progress(f"exporting to {exporter.name}")
-        try:
-            written = exporter.write(prepared, example, tmp, context) or Written()
-        except (UsageError, ExportError):
-            raise
-        except Exception as exc:
-            raise ExportError(f"{exporter.name} export failed: {first_line(exc)}") from exc
-        if not tmp.exists() or (tmp.is_file() and tmp.stat().st_size == 0):
-            raise ExportError(f"{exporter.name} export produced no file")
+                                reference=reference_model(model), progress=progress, resources=resources,
+                                calibration=calibration)
+
+        def attempt(ctx: ExportContext):
+            written = _write(exporter, prepared, example, tmp, ctx)
+            return (written, *check_artifact(exporter, written, tmp, ctx))
+
+        if options.int8 and options.validate:
+            from .int8_search import search
+
+            (written, report, details), context, ranked = search(prepared, context, attempt,
+                                                                  exporter.int8_keep_float)
+            if ranked is not None:
+                details["int8_ranking"] = [unit.to_dict() for unit in ranked]
+            details["int8_float_layers"] = sorted(context.keep_float)
+        else:
+            written, report, details = attempt(context)
+            if options.int8_ranking:
+                from .int8_search import ranking
+
+                details["int8_ranking"] = [unit.to_dict() for unit in ranking(prepared, context)]
+        if options.int8 and not options.validate:
+            warnings.append("--no-validate: the int8 accuracy gate was skipped, so this artifact may have lost "
+                            "accuracy; use it for latency work only")
         metadata = {**metadata, **written.metadata}
-        report, skipped = None, "--no-validate"
-        # an int8 artifact is always checked: a collapsed calibration is refused even with --no-validate
-        if options.validate or options.int8:
-            skipped = exporter.cannot_validate(context)
-            if skipped is None:
-                progress(f"validating against PyTorch ({exporter.runtime})")
-                report = validate_file(written.validate_path or tmp, exporter.runtime, context,
-                                       f"{exporter.name} artifact")
-        details = dict(written.details)
-        if options.data is not None:
-            reason = exporter.cannot_validate(context)
-            if reason is None:
-                details["accuracy"] = accuracy_gate(written.validate_path or tmp, exporter, context)
-            else:
-                details["accuracy"] = {"skipped": reason}
+        skipped = (None if report is not None else "--no-validate" if not options.validate
+                   else exporter.cannot_validate(context))
+        if options.int8 and skipped is not None and options.validate:
+            warnings.append(f"the int8 accuracy gate could not run here ({skipped}); measure this artifact's "
+                            "accuracy on the target with lsnet-bench --data before shipping it")
         size = _size(tmp)
     return ExportResult(format=exporter.name, path=target, size_bytes=size, seconds=time.perf_counter() - start,
                         precision=options.precision, ska_form=ska_form, fused=options.fuse, metadata=metadata,
                         validation=report, validation_skipped=skipped, details=details,
-                        notes=list(getattr(model, "load_notes", None) or []))
+                        notes=list(getattr(network, "load_notes", None) or []), warnings=warnings)
 
 
-def accuracy_gate(path: Path, exporter: Exporter, context: ExportContext) -> dict:
+def _write(exporter: Exporter, prepared: torch.nn.Module, example: torch.Tensor, tmp: Path,
+           context: ExportContext) -> Written:
+    """One call of the format's ``write``, its failures turned into one-line ExportErrors."""
+    context.progress(f"exporting to {exporter.name}")
+    try:
+        written = exporter.write(prepared, example, tmp, context) or Written()
+    except (UsageError, ExportError):
+        raise
+    except Exception as exc:
+        raise ExportError(f"{exporter.name} export failed: {first_line(exc)}") from exc
+    if not tmp.exists() or (tmp.is_file() and tmp.stat().st_size == 0):
+        raise ExportError(f"{exporter.name} export produced no file")
+    return written
+
+
+def check_artifact(exporter: Exporter, written: Written, tmp: Path, context: ExportContext
+                   ) -> tuple[ComparisonReport | None, dict]:
+    """Validate the written artifact against the user's model and gate its accuracy on ``--data``.
+
+    Returns:
+        The comparison report (None when skipped) and the details to report (``written.details`` plus
+        the accuracy measurement).
+
+    Raises:
+        ValidationError: drift beyond the precision's tolerance, int8 agreement below
+            ``INT8_MIN_AGREEMENT`` (without ``--data``), or a top-1 drop beyond ``--max-drop``.
+    """
+    options = context.options
+    report = None
+    reason = exporter.cannot_validate(context)
+    if options.validate and reason is None:
+        context.progress(f"validating against PyTorch ({exporter.runtime})")
+        report = validate_file(written.validate_path or tmp, exporter.runtime, context, f"{exporter.name} artifact")
+    details = dict(written.details)
+    if options.data is not None:
+        details["accuracy"] = ({"skipped": reason} if reason is not None
+                               else accuracy_gate(written.validate_path or tmp, exporter.runtime, exporter.name,
+                                                  context))
+    return report, details
+
+
+def accuracy_gate(path: Path, runtime: str, what: str, context: ExportContext) -> dict:
     """Top-1 of the artifact and of the user's model on ``--data``; refuse a drop beyond ``--max-drop``.
 
     Both are measured on the same pictures, each with the preprocessing its own recipe prescribes (the
-    artifact's metadata, the model's ``pretrained_cfg``: the same recipe, so the same tensors).
+    artifact's metadata, the model's ``pretrained_cfg``: the same recipe, so the same tensors). The
+    PyTorch measurement is made once per export (the int8 search gates several artifacts).
+
+    Args:
+        path: the file to run; runtime: the runtime that runs it; what: its name in messages (``onnx``).
 
     Returns:
         ``{"pytorch": report, "artifact": report, "drop": points, "max_drop": points}`` (reports as dicts).
@@ -485,14 +605,16 @@ def accuracy_gate(path: Path, exporter: Exporter, context: ExportContext) -> dic
     from ..accuracy import evaluate
 
     options = context.options
-    context.progress(f"measuring top-1 on {options.data} (PyTorch and {exporter.name})")
-    pytorch = evaluate(context.reference, options.data, per_class=False)
-    artifact = evaluate(path, options.data, runtime=exporter.runtime, threads=VALIDATION_THREADS, per_class=False)
+    context.progress(f"measuring top-1 on {options.data} (PyTorch and {what})")
+    if "pytorch_accuracy" not in context.measurements:
+        context.measurements["pytorch_accuracy"] = evaluate(context.reference, options.data, per_class=False)
+    pytorch = context.measurements["pytorch_accuracy"]
+    artifact = evaluate(path, options.data, runtime=runtime, threads=VALIDATION_THREADS, per_class=False)
     drop = pytorch.top1 - artifact.top1
     if drop > options.max_drop:
         raise ValidationError(
             f"top-1 on {options.data} drops from {pytorch.top1:.2f}% (PyTorch) to {artifact.top1:.2f}% "
-            f"({exporter.name}, {options.precision}) on {artifact.count} images: {drop:.2f} points, more than "
+            f"({what}, {options.precision}) on {artifact.count} images: {drop:.2f} points, more than "
             f"--max-drop {options.max_drop:g}; nothing was written. {DRIFT_HINTS[options.precision]}")
     return {"pytorch": _accuracy_fields(pytorch), "artifact": _accuracy_fields(artifact),
             "drop": round(drop, 4), "max_drop": options.max_drop}
@@ -507,9 +629,24 @@ def reference_model(model: torch.nn.Module) -> torch.nn.Module:
     """The model artifacts are validated against: the user's model as loaded (unfused, reference SKA), in
     eval mode, so a fusion or SKA-rewrite bug cannot pass by agreeing with itself."""
     reference = copy.deepcopy(model).eval()
-    if hasattr(reference, "set_ska"):
-        reference.set_ska("reference")
+    set_ska_everywhere(reference, "reference")
     return reference.requires_grad_(False)
+
+
+def describe_model_outputs(model: torch.nn.Module, outputs, input_size, dynamic: bool) -> list[dict]:
+    """The ``outputs`` metadata entries of a model from the outputs of one run (names, kinds, shapes, strides)."""
+    tensors = output_list(outputs)
+    info = getattr(model, "feature_info", None)
+    reductions = info.reduction() if info is not None and len(info) == len(tensors) else None
+    return describe_outputs(output_names(model, outputs), [tuple(t.shape) for t in tensors], input_size,
+                            dynamic, reductions)
+
+
+def output_entries(metadata: Mapping[str, str]) -> list[dict] | None:
+    """The decoded ``outputs`` metadata entries, or None for metadata without them."""
+    import json
+
+    return json.loads(metadata["outputs"]) if "outputs" in metadata else None
 
 
 def _size(path: Path) -> int:

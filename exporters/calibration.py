@@ -1,12 +1,16 @@
-"""Calibration images: found, checked and preprocessed as the artifact's metadata tells apps to.
+"""Calibration images: found, checked, split and preprocessed as the artifact's metadata tells apps to.
 
-Format-agnostic: int8 calibration of any format reads its images here, and int8 exports are validated on
-(a spread of) the same images, since int8 error only means something on real pictures.
+Format-agnostic: int8 calibration of any format reads its images here. The folder is split once,
+deterministically, into the images ranges are measured on and a held-out spread that the int8 artifact
+is then checked on (int8 error only means something on real pictures, and agreement measured on the
+calibration images themselves would flatter it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -19,8 +23,14 @@ from ..preprocess import Preprocessing, preprocess
 
 #: more images than this add little to min/max ranges and cost minutes; a deterministic spread is used
 MAX_CALIBRATION_IMAGES = 512
-#: images compared with the float32 model after quantization (spread over the directory)
+#: images held out of calibration and compared with the float model after quantization
 MAX_VALIDATION_IMAGES = 64
+#: fewer images than this cannot both calibrate and check an int8 model
+MIN_CALIBRATION_IMAGES = 8
+#: below this many calibration images ranges are noisy, and below ``AGREEMENT_RESOLUTION`` held-out
+#: images a single disagreement already fails the 97% agreement gate: both get a warning
+FEW_CALIBRATION_IMAGES = 100
+AGREEMENT_RESOLUTION = 34
 
 
 def calibration_images(directory: str | Path, limit: int = MAX_CALIBRATION_IMAGES) -> list[Path]:
@@ -48,6 +58,73 @@ def calibration_images(directory: str | Path, limit: int = MAX_CALIBRATION_IMAGE
         found = [found[i] for i in picks]
     _check_headers(found)
     return found
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """One ``--calib`` folder, split: ``calibrate`` measures the ranges, ``held_out`` checks the result.
+
+    Attributes:
+        root: the folder given.
+        calibrate: images the quantizer sees (sorted, spread down to ``MAX_CALIBRATION_IMAGES``).
+        held_out: images it never sees, on which the int8 artifact is compared with the float model.
+        sha256: hash of every image's path (relative to ``root``) and bytes, in order: which set made a file.
+    """
+
+    root: Path
+    calibrate: tuple[Path, ...]
+    held_out: tuple[Path, ...]
+    sha256: str
+
+    def images(self, metadata: dict[str, str]) -> np.ndarray:
+        """The calibration images, preprocessed as ``metadata`` prescribes: (N, 3, H, W) float32."""
+        return load_images(list(self.calibrate), preprocessing_for(metadata))
+
+    def held_out_images(self, metadata: dict[str, str]) -> np.ndarray:
+        """The held-out images, preprocessed the same way."""
+        return load_images(list(self.held_out), preprocessing_for(metadata))
+
+    def warnings(self) -> list[str]:
+        """What makes this set a weak one (empty when it is fine)."""
+        found = []
+        if len(self.calibrate) < FEW_CALIBRATION_IMAGES:
+            found.append(f"--calib {self.root}: only {len(self.calibrate)} images to calibrate on (after "
+                         f"holding {len(self.held_out)} out to check the result); int8 ranges from fewer than "
+                         f"{FEW_CALIBRATION_IMAGES} pictures are noisy, 300 or more like the ones the model will "
+                         "see are better")
+        if len(self.held_out) < AGREEMENT_RESOLUTION:
+            found.append(f"--calib {self.root}: the int8 check runs on {len(self.held_out)} held-out images, so a "
+                         "single changed prediction fails the 97% agreement gate; give more images, or labelled "
+                         "ones with --data")
+        return found
+
+    def record(self, method: str, **details) -> dict:
+        """The ``int8_calibration`` metadata entry: counts, the set's hash, the method, and ``details``."""
+        return {"images": len(self.calibrate), "held_out": len(self.held_out), "sha256": self.sha256,
+                "method": method, **details}
+
+
+def split_calibration(directory: str | Path) -> CalibrationSet:
+    """Find the images under ``directory`` and split them: every fifth (up to ``MAX_VALIDATION_IMAGES``,
+    spread evenly) is held out, the rest calibrates (spread down to ``MAX_CALIBRATION_IMAGES``).
+
+    Raises:
+        UsageError: a bad directory, a non-image, or fewer than ``MIN_CALIBRATION_IMAGES`` images.
+    """
+    root = Path(directory)
+    found = calibration_images(root, limit=MAX_CALIBRATION_IMAGES + MAX_VALIDATION_IMAGES)
+    if len(found) < MIN_CALIBRATION_IMAGES:
+        raise UsageError(f"--calib {root} holds {len(found)} image(s); int8 needs at least "
+                         f"{MIN_CALIBRATION_IMAGES} (some calibrate, the rest check the result), a few hundred "
+                         "is better")
+    held = min(MAX_VALIDATION_IMAGES, max(2, len(found) // 5))
+    held_index = set(np.linspace(0, len(found) - 1, held).round().astype(int).tolist())
+    held_out = [p for i, p in enumerate(found) if i in held_index]
+    calibrate = [p for i, p in enumerate(found) if i not in held_index][:MAX_CALIBRATION_IMAGES]
+    digest = hashlib.sha256()
+    for path in (*calibrate, *held_out):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return CalibrationSet(root, tuple(calibrate), tuple(held_out), digest.hexdigest())
 
 
 def _check_headers(paths: list[Path]) -> None:
@@ -94,24 +171,3 @@ def batches(images: np.ndarray, batch: int | None) -> Iterator[np.ndarray]:
         images = np.concatenate([images] * (batch // len(images) + 1))[:batch]
     for start in range(0, len(images) - batch + 1, batch):
         yield images[start:start + batch]
-
-
-
-def validation_images(calib: str | Path, metadata: dict[str, str], batch: int,
-                      extra_batch: int | None = None) -> list[np.ndarray]:
-    """Batches of preprocessed calibration images to compare an int8 artifact with float32 on.
-
-    Args:
-        calib: the calibration directory.
-        metadata: artifact metadata (preprocessing).
-        batch: images per batch (a fixed-batch artifact takes only that).
-        extra_batch: one more batch of this size (dynamic exports), or None.
-
-    Uses up to ``MAX_VALIDATION_IMAGES`` images spread over the directory.
-    """
-    paths = calibration_images(calib, limit=MAX_VALIDATION_IMAGES)
-    images = load_images(paths, preprocessing_for(metadata))
-    out = list(batches(images, batch))
-    if extra_batch is not None:
-        out.append(next(batches(images, extra_batch)))
-    return out

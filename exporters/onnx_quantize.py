@@ -1,21 +1,22 @@
 """int8 ONNX with explicit Q/DQ nodes, calibrated on a directory of images (ONNX Runtime static quantization).
 
-The Q/DQ layout is the one TensorRT's explicit quantization accepts, so the same file runs on ONNX Runtime
-and builds a strongly typed int8 engine on TensorRT 10 and 11 (which has no calibrators any more):
+Where the Q/DQ pairs go depends on who runs the file (``PLACEMENTS``):
 
-* signed int8 activations and weights, symmetric (zero point 0): TensorRT refuses non-zero zero points;
-* weights per output channel, activations per tensor;
-* biases stay float: TensorRT has no int32 DequantizeLinear;
-* Q/DQ pairs only where a Conv, Gemm or MatMul reads a tensor, none added for their outputs as such, one
-  pair per reader (ONNX Runtime's own advice for TensorRT, see its ``qdq_quantizer.py``). GroupNorm, the
-  SKA product and softmax compute in float; an Add that reads the same tensor as a convolution sees its
-  dequantized values.
+* ``onnxruntime`` (``--format onnx`` / ``ort``): every operator ONNX Runtime has an int8 kernel for reads
+  *and* writes int8 (DQ -> op -> Q), so its QDQ fusion turns them into QLinearConv, QLinearMatMul,
+  QLinearAdd... Activations are uint8 with a zero point, weights int8 per output channel: the u8 x s8
+  product is what x86 VNNI (and ARM's dot-product units) compute natively; s8 activations ran 1.3x
+  slower here. Q/DQ pairs on a convolution's input only (TensorRT's layout) leave ONNX Runtime a float
+  convolution between a DequantizeLinear and the next op: slower than float32 (measured 2.1x).
+* ``tensorrt``: the layout TensorRT's explicit quantization accepts, for strongly typed int8 engines on
+  TensorRT 10 and 11 (which has no calibrators): signed int8 symmetric activations and weights (zero point
+  0), weights per output channel, biases float, Q/DQ pairs only where a Conv, Gemm or MatMul reads a tensor,
+  one pair per reader. TensorRT places int8 outputs itself.
 
-Calibration images are preprocessed exactly as the artifact's metadata tells apps to (``preprocess.py``),
-so the ranges are measured on the tensors the model will really see. Min/max calibration keeps memory
-flat however many images there are (ONNX Runtime's histogram calibrators hold every activation of every
-image). The quantized model is then run beside the float32 one on the calibration images, and a collapsed
-top-1 agreement refuses the export.
+In both, GroupNorm and the SKA product's normalisation compute in float. ``keep_float`` leaves whole
+modules (named as in the PyTorch model) in float: the mixed-precision search uses it. Calibration images
+are preprocessed exactly as the artifact's metadata tells apps to; min/max calibration keeps memory flat
+however many images there are (ONNX Runtime's histogram calibrators hold every activation of every image).
 """
 
 from __future__ import annotations
@@ -28,12 +29,22 @@ import numpy as np
 
 from ..errors import ExportError, first_line, require
 from ..quiet import silenced
-from .calibration import batches, calibration_images, load_images, preprocessing_for
+from .calibration import batches
 
 if TYPE_CHECKING:
     import onnx
 
-QUANTIZED_OP_TYPES = ("Conv", "Gemm", "MatMul")
+    from .base import ExportContext
+
+#: operators whose inputs TensorRT's layout quantizes
+TENSORRT_QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
+#: operators ONNX Runtime runs in int8 when they read and write Q/DQ tensors (its QDQ fusions); the
+#: rest (GroupNorm, Resize, Reshape's neighbours...) stay float between a DequantizeLinear and a QuantizeLinear
+ONNXRUNTIME_QUANTIZED_OPS = ("Conv", "MatMul", "Gemm", "Add", "Mul", "GlobalAveragePool", "Sigmoid", "Softmax",
+                             "Concat", "Reshape", "Transpose", "Resize", "Slice", "Split", "Relu")
+PLACEMENTS = ("onnxruntime", "tensorrt")
+#: node metadata the dynamo exporter writes: the module path of the PyTorch module that made the node
+NAME_SCOPES = "pkg.torch.onnx.name_scopes"
 
 
 def _fixed_batch(model: "onnx.ModelProto") -> tuple[str, int | None]:
@@ -53,34 +64,77 @@ class ImageCalibrationReader:
         return next(self._feeds, None)
 
 
-def quantize_qdq(model: "onnx.ModelProto", calib: str | Path, metadata: dict[str, str]
-                 ) -> tuple["onnx.ModelProto", dict]:
-    """Calibrate ``model`` on the images in ``calib`` and insert explicit int8 Q/DQ nodes.
+def module_scopes(model: "onnx.ModelProto") -> dict[str, str]:
+    """Node name -> name of the PyTorch module that produced it, read from the exporter's node metadata
+    (call before onnxsim, which drops that metadata but keeps the node names)."""
+    import ast
 
-    The result is validated once, like every artifact, by the shared export path (on calibration
-    images, where a collapsed top-1 agreement refuses the export).
+    scopes = {}
+    for node in model.graph.node:
+        for prop in node.metadata_props:
+            if prop.key == NAME_SCOPES:
+                path = ast.literal_eval(prop.value)
+                scopes[node.name] = path[-2] if len(path) > 1 else ""
+    return scopes
+
+
+def float_nodes(model: "onnx.ModelProto", scopes: dict[str, str], context: "ExportContext") -> list[str]:
+    """Names of the nodes made by modules in ``context.keep_float`` (rewritten nodes, named
+    ``<original>/<suffix>`` by this project's passes, count as their original's)."""
+    return [node.name for node in model.graph.node
+            if context.keeps_float(scopes.get(node.name, scopes.get(node.name.split("/")[0], "")))]
+
+
+def _quantizer_settings(placement: str) -> dict:
+    from onnxruntime.quantization import QuantType
+
+    if placement == "tensorrt":
+        return dict(op_types_to_quantize=list(TENSORRT_QUANTIZED_OPS), activation_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                                   "DedicatedQDQPair": True,
+                                   "OpTypesToExcludeOutputQuantization": list(TENSORRT_QUANTIZED_OPS)})
+    return dict(op_types_to_quantize=list(ONNXRUNTIME_QUANTIZED_OPS), activation_type=QuantType.QUInt8,
+                extra_options={"WeightSymmetric": True})
+
+
+def describe(placement: str) -> dict:
+    """What the ``int8_calibration`` metadata says about a placement."""
+    if placement == "tensorrt":
+        return {"placement": "tensorrt", "activations": "int8 symmetric per tensor",
+                "weights": "int8 symmetric per channel", "quantized_ops": list(TENSORRT_QUANTIZED_OPS)}
+    return {"placement": "onnxruntime", "activations": "uint8 asymmetric per tensor",
+            "weights": "int8 symmetric per channel", "quantized_ops": list(ONNXRUNTIME_QUANTIZED_OPS)}
+
+
+def quantize_qdq(model: "onnx.ModelProto", context: "ExportContext", placement: str,
+                 scopes: dict[str, str]) -> tuple["onnx.ModelProto", dict]:
+    """Calibrate ``model`` on the export's calibration images and insert explicit int8 Q/DQ nodes.
+
+    The result is gated once, like every int8 artifact, by the shared export path (on the images held out
+    of calibration, or on ``--data``).
 
     Args:
         model: a float32 ONNX model (not modified).
-        calib: directory of calibration images.
-        metadata: the artifact metadata (its preprocessing is applied to the images).
+        context: the export's context (calibration set, metadata, ``keep_float``).
+        placement: ``onnxruntime`` or ``tensorrt`` (see the module docstring).
+        scopes: node name -> PyTorch module name (``module_scopes``), to keep ``keep_float`` in float.
 
     Returns:
-        The quantized model (same inputs and outputs, float32) and the calibration record for the
-        metadata (``int8_calibration``: image count, method, what was quantized).
+        The quantized model (same inputs and outputs, float32) and the ``int8_calibration`` record.
 
     Raises:
-        UsageError: bad calibration directory or image.
         ExportError: ONNX Runtime's quantizer failed.
     """
     ort = require("onnxruntime", "onnx", "to calibrate int8 models")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     import onnx
 
-    paths = calibration_images(calib)
-    images = load_images(paths, preprocessing_for(metadata))
+    if placement not in PLACEMENTS:
+        raise ValueError(f"unknown Q/DQ placement {placement!r}; one of {PLACEMENTS}")
+    images = context.calibration.images(dict(context.metadata))
     input_name, batch = _fixed_batch(model)
     reader = ImageCalibrationReader(input_name, images, batch)
+    excluded = float_nodes(model, scopes, context)
     # the quantizer's own sessions log from C++ (unused initializers and the like) straight to stderr
     ort.set_default_logger_severity(3)
     with tempfile.TemporaryDirectory(prefix="lsnet-int8-") as work:
@@ -89,17 +143,11 @@ def quantize_qdq(model: "onnx.ModelProto", calib: str | Path, metadata: dict[str
         with silenced() as log:
             try:
                 quantize_static(
-                    str(source), str(target), reader, quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=list(QUANTIZED_OP_TYPES), per_channel=True, reduce_range=False,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax,
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                                   "DedicatedQDQPair": True,
-                                   "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OP_TYPES)})
+                    str(source), str(target), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                    reduce_range=False, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                    nodes_to_exclude=excluded, **_quantizer_settings(placement))
             except Exception as exc:
                 raise ExportError("int8 calibration failed (onnxruntime.quantization): "
                                   f"{first_line(exc, log.getvalue()[-300:])}") from exc
         quantized = onnx.load_model(str(target))
-    record = {"images": len(paths), "method": "minmax", "activations": "int8 symmetric per tensor",
-              "weights": "int8 symmetric per channel", "quantized_ops": list(QUANTIZED_OP_TYPES)}
-    return quantized, record
+    return quantized, context.int8_record("minmax", **describe(placement), float_nodes=len(excluded))

@@ -25,7 +25,7 @@ class OrtExporter(OnnxExporter):
     aliases = ("onnxruntime-mobile",)
     suffix = ".ort"
     description = "ONNX Runtime Mobile format (Android/iOS apps with onnxruntime-mobile)"
-    supported_options = frozenset({"dynamic", "opset", "simplify"})
+    supported_options = frozenset({"dynamic", "int8", "calib", "opset", "simplify"})
     runtime_target = "onnxruntime-mobile"
 
     def check_environment(self, options) -> None:
@@ -36,8 +36,7 @@ class OrtExporter(OnnxExporter):
         converter = require("onnxruntime.tools.convert_onnx_models_to_ort", self.extra, "to write .ort files")
         import onnx
 
-        proto, added = build_onnx(model, example, context.options, context.metadata, self.runtime_target,
-                                  context.progress)
+        proto, added = build_onnx(model, example, context, self.runtime_target)
         context.progress("converting to the ORT format (onnxruntime.tools.convert_onnx_models_to_ort)")
         with tempfile.TemporaryDirectory(prefix="lsnet-ort-") as work:
             source = Path(work) / "model.onnx"

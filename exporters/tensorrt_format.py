@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from ..errors import ExportError, MissingDependencyError, RuntimeUnavailableError, UsageError, require
-from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter, validate_file
+from .base import ExportContext, ExportOptions, Exporter, Written, accuracy_gate, register_exporter, validate_file
 from .onnx_format import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, OnnxExporter, build_onnx
 from .tensorrt_ops import TENSORRT_OPSETS, check_tensorrt_support
 
@@ -58,6 +58,8 @@ class TensorRTExporter(Exporter):
     supported_options = frozenset({"dynamic", "half", "int8", "calib", "opset", "simplify", "workspace",
                                    "dla_core", "timing_cache", "max_batch"})
     ska_auto = "shifted_slices"
+    #: its ONNX is quantized by ``onnx_quantize``, which keeps ``keep_float`` modules float
+    int8_keep_float = True
     side_files = (".json", OnnxExporter.suffix)  # the metadata sidecar, the ONNX it was built from
 
     def check_options(self, options: ExportOptions) -> None:
@@ -140,7 +142,7 @@ class TensorRTExporter(Exporter):
 
         options = context.options
         settings = self.engine_settings(model, options)
-        proto, added = build_onnx(model, example, options, context.metadata, "tensorrt", context.progress)
+        proto, added = build_onnx(model, example, context, "tensorrt")
         context.progress("checking the graph against TensorRT's ONNX operator list")
         support = check_tensorrt_support(proto, settings.batch_sizes())
         if not support.ok:
@@ -151,13 +153,17 @@ class TensorRTExporter(Exporter):
                               "float32 (report a bug)")
         onnx.save_model(proto, str(onnx_path))
         details: dict = {"onnx_check": support.summary()}
-        if options.validate or options.int8:
+        if options.validate:
             # the engine itself is validated where it runs; its ONNX is validated here, before minutes of build
             context.progress(f"validating the {options.precision} ONNX on ONNX Runtime before building")
             report = validate_file(onnx_path, ONNX_RUNTIME, context, f"the {options.precision} ONNX for TensorRT")
             details["onnx_validation"] = report.summary()
             if options.int8:
-                details["int8_top1_agreement"] = f"{report.top1_agreement:.1%} on {report.samples} calibration images"
+                details["int8_top1_agreement"] = f"{report.top1_agreement:.1%} on {report.samples} held-out calibration images"
+            if options.data is not None:
+                # the engine cannot run here; the int8 (or float16) ONNX it is built from is gated instead
+                details["onnx_accuracy"] = accuracy_gate(onnx_path, ONNX_RUNTIME, f"the {options.precision} ONNX "
+                                                         "for TensorRT", context)
         return details, added
 
     def write(self, model, example, path: Path, context: ExportContext) -> Written:

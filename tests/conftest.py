@@ -66,3 +66,15 @@ def error_line(result) -> str:
     lines = [line for line in result.output.splitlines() if "error:" in line]
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     return lines[0]
+
+
+def inject_int8_outlier(model: torch.nn.Module, ffn: str, scale: float = 3000.0) -> torch.nn.Module:
+    """Make one hidden channel of the FFN unit ``ffn`` (e.g. ``blocks3.2.ffn``) ``scale`` times larger, its
+    reader ``scale`` times weaker, and always on: the float model still works, but that hidden activation's
+    per-tensor int8 range is set by the one channel, so every other channel of it rounds to zero in int8."""
+    block = model.get_submodule(ffn).m
+    with torch.no_grad():
+        block.pw1.bn.weight[0] *= scale
+        block.pw1.bn.bias[0] = block.pw1.bn.bias[0].abs() * scale + scale
+        block.pw2.c.weight[:, 0] /= scale
+    return model

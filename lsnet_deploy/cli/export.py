@@ -35,6 +35,41 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Export an LSNet model to a validated, self-describing deployment artifact.")
 
+TASKS = ("classification", "features")
+TASK_HELP = ("classification (default): the classifier; features: the backbone, one output per stage "
+             "(stage1..stage4, metadata lists each stride and channel count), any --imgsz. Every format takes "
+             "features except --int8 (validated on class predictions) and Core ML image inputs (use "
+             "--tensor-input).")
+BIAS_HELP = ("With --task features: attention bias semantics. table resamples the offset table to the "
+             "exported grid; matrix resizes the gathered (N, N) bias bicubically, as the reference detection "
+             "code does. Default: matrix for detector checkpoints, table otherwise.")
+
+
+def task_options(task: str, out_indices: str, bias_mode: str | None, outputs: str | None, labels) -> dict:
+    """The model-building arguments of ``--task`` and its options, checked before anything is loaded.
+
+    Raises:
+        UsageError: an unknown task, options of the other task, bad out indices or bias mode.
+    """
+    from ..errors import UsageError
+    from ..models.backbone import check_bias_mode, normalize_out_indices
+
+    if task not in TASKS:
+        raise UsageError(f"unknown --task {task!r}; choose {' or '.join(TASKS)}")
+    if task == "classification":
+        if bias_mode is not None or out_indices != "0,1,2,3":
+            raise UsageError("--bias-mode and --out-indices shape a backbone; add --task features")
+        return {}
+    if outputs is not None or labels is not None:
+        raise UsageError("--outputs and --labels describe a classifier; --task features outputs the stage maps")
+    try:
+        indices = [int(i) for i in out_indices.replace(" ", "").split(",") if i]
+    except ValueError:
+        raise UsageError(f"--out-indices {out_indices!r} is not a list of stage numbers; use e.g. 0,1,2,3") from None
+    return {"features_only": True, "out_indices": normalize_out_indices(indices),
+            "bias_mode": check_bias_mode(bias_mode) if bias_mode is not None else None}
+
+
 DYNAMIC_HELP = ("Dynamic batch dimension. The spatial size stays fixed because the attention bias table is "
                 "built for one token grid; export another --imgsz instead.")
 
@@ -49,8 +84,14 @@ def export(
     batch: Annotated[int, typer.Option("--batch", help="Batch size (the minimum with --dynamic).")] = 1,
     dynamic: Annotated[bool, typer.Option("--dynamic", help=DYNAMIC_HELP)] = False,
     half: Annotated[bool, typer.Option("--half", help="float16 (float32 kept where half precision is unsafe).")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="int8 with explicit Q/DQ nodes (onnx, tensorrt); needs --calib.")] = False,
-    calib: Annotated[Optional[Path], typer.Option("--calib", help="Directory of calibration images for --int8.")] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="int8, calibrated on --calib images and gated: top-1 agreement "
+                                       ">= 97% on held-out images, or --max-drop on --data; layers that miss are "
+                                       "kept float automatically.")] = False,
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="Directory of calibration images for --int8 "
+                                                  "(every fifth is held out to check the result).")] = None,
+    int8_ranking: Annotated[bool, typer.Option("--int8-ranking", help="With --int8: print the layers ranked by the "
+                                               "error each adds alone in int8 (those the mixed-precision search "
+                                               "keeps in float first).")] = False,
     opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset (default 18).")] = None,
     ska: Annotated[str, typer.Option("--ska", help=_ska_help())] = "auto",
     no_fuse: Annotated[bool, typer.Option("--no-fuse", help="Keep BatchNorms and re-parameterizable branches.")] = False,
@@ -69,11 +110,19 @@ def export(
                                                  "top-1 there is measured against PyTorch's and gated by --max-drop.")] = None,
     max_drop: Annotated[float, typer.Option("--max-drop", help="Largest top-1 drop (points) allowed on --data.")] = 1.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON result object on stdout.")] = False,
+    task: Annotated[str, typer.Option("--task", help=TASK_HELP)] = "classification",
+    out_indices: Annotated[str, typer.Option("--out-indices", help="With --task features: the stages to output "
+                                             "(0..3, strides 8, 16, 32, 64), e.g. 1,2,3.")] = "0,1,2,3",
+    bias_mode: Annotated[Optional[str], typer.Option("--bias-mode", help=BIAS_HELP)] = None,
+    outputs: Annotated[Optional[str], typer.Option("--outputs", help="Classifier outputs: logits, embedding (the "
+                                                   "pooled, projected features the head reads) or "
+                                                   "logits,embedding.")] = None,
 ) -> None:
     """Export, validate against PyTorch, and write the artifact atomically."""
     from ..errors import UsageError
     from ..exporters import ExportOptions, export_model
     from ..metadata import read_labels
+    from ..models.outputs import ClassifierOutputs, parse_outputs
 
     with cli_errors(PROG), _json_errors(json_output):
         size = parse_imgsz(imgsz)
@@ -88,7 +137,7 @@ def export(
         options = ExportOptions(batch=batch, dynamic=dynamic, half=half, int8=int8, calib=calib, opset=opset,
                                 simplify=not no_simplify, ska=ska, fuse=not no_fuse, validate=not no_validate,
                                 labels=read_labels(labels) if labels is not None else None,
-                                data=data, max_drop=max_drop,
+                                data=data, max_drop=max_drop, int8_ranking=int8_ranking,
                                 deployment_target=target, image_input=not tensor_input, float32=float32,
                                 workspace=workspace,
                                 dla_core=dla_core, timing_cache=timing_cache, max_batch=max_batch)
@@ -96,11 +145,17 @@ def export(
         def progress(message: str) -> None:
             err(f"{PROG}: {message} ...")
 
+        backbone = task_options(task, out_indices, bias_mode, outputs, labels)
+        selected = parse_outputs(outputs) if outputs is not None else None
+
         def build():
             progress(f"loading {weights or model or 'lsnet_t'}")
-            return resolve_model(model, weights, size)
+            built = resolve_model(model, weights, size, **backbone)
+            return ClassifierOutputs(built, selected) if selected else built
 
         result = export_model(build, format, output, options, progress)
+        for warning in result.warnings:
+            err(f"warning: {warning}")
 
     if json_output:
         typer.echo(json.dumps({"ok": True, **result.to_dict()}))
@@ -121,6 +176,10 @@ def _json_errors(enabled: bool):
         raise
 
 
+#: layers of the --int8-ranking shown in the summary (--json has them all)
+RANKING_SHOWN = 10
+
+
 def _print_summary(result) -> None:
     from ..metadata import decode_metadata
 
@@ -134,6 +193,10 @@ def _print_summary(result) -> None:
         f"mean {meta['mean']}, std {meta['std']}",
         f"  classes     {meta.get('num_classes')}" + (" (labels embedded)" if "labels" in meta else ""),
     ]
+    described = meta.get("outputs") or []
+    if [o["kind"] for o in described] not in ([], ["logits"]):
+        lines.append("  outputs     " + ", ".join(
+            f"{o['name']} {o['shape']}" + (f" stride {o['stride']}" if "stride" in o else "") for o in described))
     for note in result.notes:
         lines.append(f"  note        {note}")
     if result.validation is not None:
@@ -148,6 +211,11 @@ def _print_summary(result) -> None:
         lines.append(f"  accuracy    top-1 {artifact['top1']:.2f}% (PyTorch {torch_acc['top1']:.2f}%, drop "
                      f"{accuracy['drop']:.2f} <= {accuracy['max_drop']:g}), top-5 {artifact['top5']:.2f}% on "
                      f"{artifact['count']} images")
+    if result.precision == "int8" and "int8_float_layers" in result.details:
+        kept = result.details["int8_float_layers"]
+        lines.append(f"  int8        {'all layers int8' if not kept else 'kept in float: ' + ', '.join(kept)}")
+    for rank, unit in enumerate(result.details.get("int8_ranking", [])[:RANKING_SHOWN], 1):
+        lines.append(f"  {'sensitivity' if rank == 1 else '':<11} {rank:>2}. {unit['layer']}  error {unit['error']:.4f}")
     for key, value in result.details.items():
         if key in ("trtexec", "sidecar", "ops_outside_delegate", "delegated_ops", "int8_top1_agreement"):
             lines.append(f"  {key:<11} {value}")

@@ -61,3 +61,24 @@ def make_folder(tmp_path, cifar_test_dir):
                 shutil.copy(image, root / folder / image.name)
         return root
     return build
+
+
+#: calibration pictures per class taken from the training split (so every test image stays held out)
+CALIBRATION_PER_CLASS = 25
+
+
+@pytest.fixture(scope="session")
+def cifar_calib_dir(tmp_path_factory, cifar_train_zip) -> Path:
+    """A folder of 250 CIFAR-10 *training* images (25 per class, spread over each class): int8 calibration
+    for the fixture, disjoint from the test images its accuracy is measured on."""
+    import zipfile
+
+    folder = tmp_path_factory.mktemp("cifar_calib")
+    with zipfile.ZipFile(cifar_train_zip) as archive:
+        names = sorted(n for n in archive.namelist() if n.lower().endswith(".jpg"))
+        for class_name in CLASSES:
+            members = [n for n in names if Path(n).parent.name == class_name]
+            step = len(members) // CALIBRATION_PER_CLASS
+            for name in members[::step][:CALIBRATION_PER_CLASS]:
+                (folder / f"{class_name}_{Path(name).name}").write_bytes(archive.read(name))
+    return folder

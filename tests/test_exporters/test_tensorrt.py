@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from lsnet_deploy.errors import MissingDependencyError, RuntimeUnavailableError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export_model, get_exporter
 from lsnet_deploy.exporters.base import ExportContext, prepare_model, reference_model
+from lsnet_deploy.exporters.calibration import split_calibration
 from lsnet_deploy.exporters.tensorrt_build import EngineSettings, build_engine, trtexec_command
 from lsnet_deploy.exporters.tensorrt_format import float32_islands_missing
 from lsnet_deploy.exporters.tensorrt_ops import SUPPORTED_OPERATORS, check_tensorrt_support
@@ -58,7 +59,7 @@ def tiny():
     return load_model(TINY)
 
 
-def onnx_for_tensorrt(model, tmp_path, **options):
+def onnx_for_tensorrt(model, tmp_path, with_metadata=False, **options):
     """Run the exporter up to the engine build: the exact ONNX file TensorRT would be given."""
     exporter = get_exporter("tensorrt")
     opts = ExportOptions(**options)
@@ -70,9 +71,11 @@ def onnx_for_tensorrt(model, tmp_path, **options):
     path = tmp_path / "for_tensorrt.onnx"
     with contextlib.ExitStack() as resources:
         context = ExportContext(target=tmp_path / "model.engine", options=opts, ska_form=ska, metadata=metadata,
-                                reference=reference_model(model), progress=lambda _: None, resources=resources)
-        details, _ = exporter.write_onnx(prepared, torch.zeros(opts.batch, 3, *model.img_size), path, context)
-    return onnx.load(str(path)), details, exporter.engine_settings(prepared, opts)
+                                reference=reference_model(model), progress=lambda _: None, resources=resources,
+                                calibration=split_calibration(opts.calib) if opts.int8 else None)
+        details, added = exporter.write_onnx(prepared, torch.zeros(opts.batch, 3, *model.img_size), path, context)
+    result = onnx.load(str(path)), details, exporter.engine_settings(prepared, opts)
+    return (*result, added) if with_metadata else result
 
 
 # ---------------------------------------------------------------- the ONNX handed to TensorRT
@@ -111,11 +114,14 @@ def test_float16_graph_keeps_float32_islands_and_a_dynamic_profile(tiny, tmp_pat
 
 
 def test_int8_graph_is_explicitly_quantized_and_agrees_with_float32(tiny, tmp_path, calib_dir):
-    model, details, settings = onnx_for_tensorrt(tiny, tmp_path, int8=True, calib=calib_dir, ska="onehot_conv")
+    model, details, settings, added = onnx_for_tensorrt(tiny, tmp_path, int8=True, calib=calib_dir, ska="onehot_conv",
+                                                        with_metadata=True)
     report = check_tensorrt_support(model, settings.batch_sizes())
     assert report.ok, report.problems
     assert report.op_counts["QuantizeLinear"] > 10 and report.op_counts["DequantizeLinear"] > 10
-    assert details["int8_top1_agreement"].endswith("on 16 calibration images")
+    # checked on the images held out of calibration (every fifth of the 16)
+    assert details["int8_top1_agreement"].endswith("on 3 held-out calibration images")
+    assert json.loads(added["int8_calibration"])["placement"] == "tensorrt"
     assert details["onnx_validation"].startswith("ok")
 
     # the Q/DQ layout TensorRT takes: signed int8 with zero points 0, per-channel weights, float biases,

@@ -1,0 +1,73 @@
+"""ONNX Runtime CPU latency of lsnet-export's int8 LSNet-T against its float32 export and the peers' int8.
+
+Conditions of the speed goal (issue: int8): LSNet-T at 224, batch 1, 2 intra-op threads, thread spinning
+disabled, every model interleaved in one process (A B C A B C ...), medians. Prints ratios:
+
+* int8 / float32 (both lsnet-export defaults)        goal <= 0.55
+* int8 / MobileNetV3-Large int8 (``--peers``)          goal <= 1.0
+
+The LSNet-T weights are random (latency does not depend on them), so the int8 export runs with
+``--no-validate``: no accuracy gate can hold on random weights. ``--calib`` gives the pictures the ranges
+are measured on (any photos; latency does not depend on them either).
+
+Usage: python benchmarks/bench_onnx_int8.py --calib DIR [--peers DIR] [--rounds 200] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from interleave import interleaved_medians
+from peers import add_peers_argument, peer_artifacts
+
+from lsnet_deploy.exporters import ExportOptions, export_model
+from lsnet_deploy.models import create_model
+
+FLOAT = "lsnet_t float32 (default export)"
+INT8 = "lsnet_t int8 (default export)"
+
+
+def build(workdir: Path, calib: Path, peers: Path | None) -> dict[str, Path]:
+    """Export LSNet-T in float32 and int8 (reused from ``workdir`` when there), plus the peer files."""
+    model = create_model("lsnet_t").eval()
+    artifacts = {FLOAT: workdir / "lsnet_t.onnx", INT8: workdir / "lsnet_t.int8.onnx"}
+    for name, options in {FLOAT: ExportOptions(validate=False),
+                          INT8: ExportOptions(int8=True, calib=calib, validate=False)}.items():
+        if not artifacts[name].exists():
+            export_model(model, "onnx", artifacts[name], options)
+    for suffix, label in ((".onnx", "float32"), (".int8.onnx", "int8")):
+        artifacts.update({f"{peer} {label}": path for peer, path in peer_artifacts(peers, suffix).items()})
+    return artifacts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calib", type=Path, required=True, help="folder of calibration photos")
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
+    add_peers_argument(parser)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        artifacts = build(workdir, args.calib, args.peers)
+        medians = interleaved_medians(artifacts, (1, 3, 224, 224), args.rounds, args.warmup, args.threads)
+    base = medians[FLOAT]
+    print(f"ONNX Runtime CPU, {args.threads} threads, spinning off, batch 1, 224x224, "
+          f"{args.rounds} interleaved rounds, medians")
+    for name, ms in medians.items():
+        print(f"  {name:38s} {ms:7.2f} ms   this/lsnet_t float32 = {ms / base:5.2f}")
+    print(f"int8 / float32                     = {medians[INT8] / base:.2f}   (goal <= 0.55)")
+    if "mobilenetv3_large_100 int8" in medians:
+        print(f"int8 / MobileNetV3-Large int8      = {medians[INT8] / medians['mobilenetv3_large_100 int8']:.2f}"
+              "   (goal <= 1.0)")
+    if "mobilenetv4_conv_small int8" in medians:
+        print(f"int8 / MobileNetV4-Conv-Small int8 = {medians[INT8] / medians['mobilenetv4_conv_small int8']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""int8 on the trained fixture: accuracy kept on ONNX Runtime, and the
+mixed-precision search rescuing a model whose one layer int8 cannot represent.
+
+Calibration uses CIFAR-10 training pictures; accuracy is measured on the test pictures, which the
+quantizer never saw.
+"""
+
+from __future__ import annotations
+
+
+import onnx
+import pytest
+import torch
+
+from lsnet_deploy.accuracy import evaluate
+from lsnet_deploy.exporters import ExportOptions, export_model
+from lsnet_deploy.metadata import decode_metadata
+
+from ..conftest import inject_int8_outlier
+
+#: the issue's bound: an int8 artifact's top-1 within this many points of the float model's
+INT8_MAX_DROP = 1.0
+#: test images the accuracy is compared on (a deterministic spread of the 5,000; the drop is measured on
+#: the same images in both precisions, so it is exact for them)
+ACCURACY_IMAGES = 1000
+
+
+def _metadata(path) -> dict:
+    return decode_metadata({p.key: p.value for p in onnx.load(str(path)).metadata_props})
+
+
+def test_int8_onnx_keeps_the_fixture_accuracy(tmp_path, cifar_model, cifar_calib_dir, cifar_test_dir):
+    target = tmp_path / "cifar_int8.onnx"
+    result = export_model(cifar_model, "onnx", target, ExportOptions(int8=True, calib=cifar_calib_dir))
+    assert result.validation.passed and result.validation.top1_agreement >= 0.97
+    assert result.details["int8_float_layers"] == []  # all int8: nothing needed rescuing
+
+    float_acc = evaluate(cifar_model, cifar_test_dir, limit=ACCURACY_IMAGES, per_class=False)
+    int8_acc = evaluate(target, cifar_test_dir, limit=ACCURACY_IMAGES, threads=2, per_class=False)
+    assert int8_acc.count == float_acc.count == ACCURACY_IMAGES
+    assert float_acc.top1 > 70  # a trained model: the comparison means something
+    assert float_acc.top1 - int8_acc.top1 <= INT8_MAX_DROP, (float_acc.top1, int8_acc.top1)
+
+    calibration = _metadata(target)["int8_calibration"]
+    assert (calibration["images"], calibration["held_out"]) == (200, 50)
+    assert calibration["placement"] == "onnxruntime"
+    # every convolution reads int8 (ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv)
+    graph = onnx.load(str(target)).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    assert all(producers[n.input[0]] == "DequantizeLinear" for n in graph.node if n.op_type == "Conv")
+
+
+def test_mixed_precision_keeps_the_broken_layer_float_and_passes(tmp_path, cifar_model, cifar_calib_dir):
+    import copy
+
+    broken_unit = "blocks3.2.ffn"
+    model = inject_int8_outlier(copy.deepcopy(cifar_model), broken_unit)
+    x = torch.randn(4, 3, 96, 96)
+    with torch.no_grad():
+        # the shift of channel 0's bias changes the function; the test needs the float model, not its equality
+        assert torch.isfinite(model(x)).all()
+
+    target = tmp_path / "broken_int8.onnx"
+    messages = []
+    result = export_model(model, "onnx", target, ExportOptions(int8=True, calib=cifar_calib_dir),
+                          progress=messages.append)
+    kept = result.details["int8_float_layers"]
+    assert broken_unit in kept and len(kept) <= 2, kept
+    assert result.validation.passed and result.validation.top1_agreement >= 0.97
+    assert any("int8 missed the gate; retrying with 1 layer(s) in float: " + broken_unit in m for m in messages)
+    ranking = result.details["int8_ranking"]
+    assert ranking[0]["layer"] == broken_unit and ranking[0]["error"] > 5 * ranking[1]["error"]
+    assert _metadata(target)["int8_calibration"]["float_layers"] == kept
+    # in the file, that FFN's convolutions compute in float: their weights are plain float initializers
+    graph = onnx.load(str(target)).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    inits = {i.name for i in graph.initializer}
+    float_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in inits]
+    int8_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in dequantized]
+    assert len(float_convs) == 2 * len(kept) or len(float_convs) >= 2, len(float_convs)
+    assert len(int8_convs) > 5 * len(float_convs)
+
+
+def test_a_model_that_float_layers_cannot_rescue_is_refused_with_the_ranking(tmp_path, cifar_model,
+                                                                           cifar_calib_dir, monkeypatch):
+    import copy
+
+    from lsnet_deploy.errors import ValidationError
+    from lsnet_deploy.exporters import int8_search
+    from lsnet_deploy.exporters.int8_sensitivity import quantizable_units
+
+    model = copy.deepcopy(cifar_model)
+    ffns = [u for u in quantizable_units(model) if u.endswith(".ffn")]
+    for name in ffns:
+        inject_int8_outlier(model, name)
+    # the search may keep one unit float here (the default quarter would mean several slow retries)
+    monkeypatch.setattr(int8_search, "MAX_FLOAT_SHARE", 1 / len(quantizable_units(model)))
+    target = tmp_path / "broken.onnx"
+    with pytest.raises(ValidationError, match=r"int8 misses the gate even with the 1 most sensitive of \d+ layers "
+                                              r"in float \(int8 top-1 agreement with the float model is .* on 50 "
+                                              r"held-out calibration images, below 97%.*nothing was written. Most "
+                                              r"sensitive layers \(output error alone in int8\): blocks\d\.\d\.ffn"):
+        export_model(model, "onnx", target, ExportOptions(int8=True, calib=cifar_calib_dir))
+    assert list(tmp_path.iterdir()) == []
