@@ -5,7 +5,9 @@ camera frame or ``CGImage`` as is, float16 compute, iOS 16 as the minimum deploy
 ``logits`` output; with ``--labels`` a classifier (``classLabel`` and ``classLabel_probs``, the outputs
 Vision's ``VNClassificationObservation`` reads) that keeps ``logits`` beside them. ``--tensor-input``
 gives a float32 NCHW ``input`` normalized as the metadata says (as the ONNX file takes it), ``--target``
-another minimum OS (``iOS15``, ``macOS13``...), ``--float32`` float32 compute.
+another minimum OS (``iOS15``, ``macOS13``...), ``--float32`` float32 compute. ``--int8 --calib DIR``:
+int8 weights and layer inputs (W8A8) from iOS 17 on, the default target under ``--int8``; int8 weights
+only (W8) for an explicit iOS 16 target (``coreml_int8``; the metadata's ``int8_calibration`` says which).
 
 Normalization inside the model. Core ML's image preprocessing is ``pixel * scale + bias`` with one
 scalar scale, while LSNet's is per channel: ``(pixel / 255 - mean_c) / std_c``. The image input applies
@@ -32,7 +34,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -40,14 +42,19 @@ from torch import nn
 
 from .. import __version__
 from ..errors import ExportError, UsageError, first_line, require
-from ..metadata import encode_metadata
+from ..metadata import encode_metadata, output_names_of
 from ..quiet import silenced
 from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
+from .coreml_int8 import WEIGHT_QUANT_TARGET
 
 DEFAULT_TARGET = "iOS16"
+#: the default under --int8: the first OS with quantize/dequantize ops, so activations are int8 too (W8A8)
+DEFAULT_INT8_TARGET = "iOS17"
 IMAGE_INPUT = "image"
 TENSOR_INPUT = "input"
 LOGITS = "logits"
+OUTPUT_DESCRIPTIONS = {LOGITS: "class scores before softmax, float32",
+                       "embedding": "pooled (projected) features the classifier reads, float32"}
 PROBABILITIES = "probabilities"
 MAX_RANK = 5
 # ML programs exist from these OS versions on
@@ -170,7 +177,9 @@ def _describe(model, metadata: Mapping[str, str], image_input: bool, labels: boo
     else:
         model.input_description[input_name] = (f"float32 NCHW tensor {json.loads(metadata['input_shape'])}: RGB / 255, "
                                                "minus mean, divided by std (metadata mean, std)")
-    model.output_description[LOGITS] = "class scores before softmax, float32"
+    for name in output_names_of(dict(metadata)):
+        model.output_description[name] = OUTPUT_DESCRIPTIONS.get(name, "float32 feature map or embedding (metadata "
+                                                                       "outputs: shape, stride, channels)")
     if labels:
         model.output_description["classLabel"] = "most likely class label"
         model.output_description["classLabel_probs"] = "probability of every class label (softmax of logits)"
@@ -189,9 +198,20 @@ class CoreMLExporter(Exporter):
     writes_directory = True
     extra = "coreml"
     description = "Core ML ML program (iOS, iPadOS, macOS apps; Neural Engine, GPU, CPU)"
-    supported_options = frozenset({"half", "float32", "deployment_target", "image_input"})
+    supported_options = frozenset({"half", "float32", "deployment_target", "image_input", "int8", "calib"})
     ska_auto = "onehot_conv"
+    int8_keep_float = True  # layers in keep_float keep float weights and inputs (coreml_int8.quantize_network)
     no_dynamic_reason = "the package has one input shape; export one per batch size with --batch N"
+
+    def check_outputs(self, options: ExportOptions, outputs: list[dict]) -> None:
+        super().check_outputs(options, outputs)
+        if [o["kind"] for o in outputs] == ["logits"]:
+            return
+        names = ", ".join(o["name"] for o in outputs)
+        if options.image_input:
+            raise UsageError(f"a Core ML image input describes a classifier; outputs {names} need --tensor-input")
+        if options.labels:
+            raise UsageError(f"a Core ML classifier (--labels) has one logits output, not {names}; drop --labels")
 
     def check_options(self, options: ExportOptions) -> None:
         super().check_options(options)
@@ -204,11 +224,16 @@ class CoreMLExporter(Exporter):
 
     def effective_options(self, options: ExportOptions) -> ExportOptions:
         # float16 is Core ML's default compute precision: made explicit where metadata and validation read it
-        return dataclasses.replace(options, half=not wants_float32(options))
+        # (under --int8 it is the precision of what stays float); --int8 defaults to W8A8's first OS
+        target = options.deployment_target or (DEFAULT_INT8_TARGET if options.int8 else None)
+        return dataclasses.replace(options, half=not wants_float32(options), deployment_target=target)
 
     def check_environment(self, options: ExportOptions) -> None:
         ct = require("coremltools", self.extra, "to write Core ML models")
-        self._target(ct, options)
+        target = self._target(ct, options)
+        if options.int8 and options.deployment_target is not None and target.value < WEIGHT_QUANT_TARGET:
+            raise UsageError(f"--int8 needs --target iOS16 or later (int8 weights; iOS17+ quantizes activations "
+                             f"too), not {parse_target(options.deployment_target)}; drop --target or use iOS17")
 
     @staticmethod
     def _target(ct, options: ExportOptions):
@@ -225,16 +250,23 @@ class CoreMLExporter(Exporter):
         image_input = options.image_input
         labels = options.labels
         input_name = IMAGE_INPUT if image_input else TENSOR_INPUT
-        added = encode_metadata({"input_name": input_name, "input_kind": "image" if image_input else "tensor",
-                                 "normalized_in_model": image_input, "classifier": bool(labels),
-                                 "deployment_target": parse_target(options.deployment_target)})
-        meta = {**metadata, **added}
+        fields = {"input_name": input_name, "input_kind": "image" if image_input else "tensor",
+                  "normalized_in_model": image_input, "classifier": bool(labels),
+                  "deployment_target": parse_target(options.deployment_target)}
 
         network = model
+        std = torch.tensor(json.loads(metadata["std"]), dtype=torch.float32)
         if image_input:
-            std = torch.tensor(json.loads(metadata["std"]), dtype=torch.float32)
             network = fold_input_scale(model, 1.0 / std)
+        int8 = None
+        if options.int8:
+            int8 = self._quantize(ct, model, network, std if image_input else None, context)
+            network = int8.network
+            fields["int8_calibration"] = int8.record
+        added = encode_metadata(fields)
+        meta = {**metadata, **added}
         context.progress(f"converting to Core ML ({'image' if image_input else 'tensor'} input, "
+                         f"{int8.record['scheme'] + ' int8, ' if int8 else ''}"
                          f"{'float32' if wants_float32(options) else 'float16'}, "
                          f"{parse_target(options.deployment_target)})")
         mlmodel = self._convert(ct, network, example, options, input_name, metadata)
@@ -248,11 +280,45 @@ class CoreMLExporter(Exporter):
         clean_package(path, meta)
         twin = None
         if sys.platform == "darwin" and (options.validate or options.int8) and image_input:
-            twin = self._tensor_twin(ct, model, example, options, metadata, context.resources)
+            twin_network = int8.twin() if int8 else model
+            twin = self._tensor_twin(ct, twin_network, example, options, metadata, context.resources)
         details = {**summary, "input": input_name, "deployment_target": parse_target(options.deployment_target),
                    "compute_precision": "float32" if wants_float32(options) else "float16",
-                   "classifier": bool(labels)}
+                   "classifier": bool(labels), **(int8.details if int8 else {})}
         return Written(details=details, metadata=added, validate_path=twin)
+
+    def _quantize(self, ct, model: nn.Module, network: nn.Module, std: torch.Tensor | None,
+                  context: ExportContext) -> "QuantizedNetwork":
+        """``network`` with int8 layers, calibrated on the export's images (``coreml_int8``).
+
+        Args:
+            model: the prepared model (``keep_float`` names its modules).
+            network: what is converted: ``model``, or for an image input its copy taking ``x * std``.
+            std: the image input's std (its network is calibrated on ``images * std``), or None.
+        """
+        from .coreml_int8 import describe, quantize_network, scheme_for, simulated_agreement
+
+        target = self._target(ct, context.options)
+        scheme = scheme_for(target.value)
+        images = context.calibration.images(dict(context.metadata))
+        scale = (lambda x: x) if std is None else (lambda x: x * std.numpy().reshape(1, -1, 1, 1))
+        # an InputScale wrapper (no first convolution to fold into) prefixes the model's names with "model."
+        prefix = "model." if isinstance(network, InputScale) else ""
+        context.progress(f"calibrating {scheme} int8 on {len(images)} images")
+
+        def name_of(name: str) -> str:
+            return name[len(prefix):] if name.startswith(prefix) else name
+
+        quantized, counts = quantize_network(network, scale(images), scheme, context.keeps_float, name_of)
+        held_out = context.calibration.held_out_images(dict(context.metadata))
+        simulated = simulated_agreement(quantized, network, scale(held_out))
+        record = context.int8_record("minmax", **describe(scheme), minimum_deployment_target=target.name,
+                                     **counts)
+        details = {"int8_scheme": scheme, **counts}
+        if simulated is not None:
+            details["int8_simulated_agreement"] = round(simulated, 4)
+        return QuantizedNetwork(quantized, record, details,
+                                twin=lambda: quantize_network(model, images, scheme, context.keeps_float)[0])
 
     def _convert(self, ct, network: nn.Module, example: torch.Tensor, options: ExportOptions, input_name: str,
                  metadata: dict[str, str], image_input: bool | None = None):
@@ -268,7 +334,7 @@ class CoreMLExporter(Exporter):
                                    bias=[-m for m in mean], color_layout=ct.colorlayout.RGB)]
         else:
             inputs = [ct.TensorType(name=input_name, shape=tuple(example.shape), dtype=np.float32)]
-        outputs = [ct.TensorType(name=LOGITS, dtype=np.float32)]
+        outputs = [ct.TensorType(name=name, dtype=np.float32) for name in output_names_of(dict(metadata))]
         if labels:
             outputs.append(ct.TensorType(name=PROBABILITIES, dtype=np.float32))
         with silenced() as log:
@@ -293,7 +359,8 @@ class CoreMLExporter(Exporter):
         return converted
 
     def _tensor_twin(self, ct, model, example, options, metadata, resources: contextlib.ExitStack) -> Path:
-        """macOS only: the same network with a tensor input, for comparing numbers with PyTorch."""
+        """macOS only: the same network with a tensor input, for comparing numbers with PyTorch (under
+        ``--int8``, ``model`` is the int8 network calibrated for a tensor input)."""
         work = Path(resources.enter_context(tempfile.TemporaryDirectory(prefix="lsnet-coreml-twin-")))
         twin = work / "twin.mlpackage"
         converted = self._convert(ct, model, example, options, TENSOR_INPUT, metadata, image_input=False)
@@ -306,6 +373,17 @@ class CoreMLExporter(Exporter):
             return (f"Core ML predicts only on macOS (this is {sys.platform}); the converted program was "
                     f"checked instead: it converts and no tensor exceeds rank {MAX_RANK}")
         return None
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizedNetwork:
+    """What ``--int8`` converts: the int8 network, its ``int8_calibration`` record, facts to report, and
+    a builder of the tensor-input twin's int8 network (macOS validation)."""
+
+    network: nn.Module
+    record: dict
+    details: dict
+    twin: Callable[[], nn.Module]
 
 
 #: what belongs in an ML program package; anything else was left there by a tool and is removed

@@ -31,7 +31,7 @@ def test_folding_one_over_std_into_the_first_conv_is_exact_at_the_borders():
 @pytest.mark.parametrize("args, fragment", [
     (["--dynamic"], "does not accept --dynamic"),
     (["--opset", "18"], "--format coreml does not accept --opset"),
-    (["--int8", "--calib", "."], "--format coreml does not accept"),
+    (["--int8", "--half", "--calib", "."], "--half and --int8 are exclusive"),
     (["--dla-core", "0"], "--format coreml does not accept --dla-core"),
     (["--target", "iOS14"], "too old for ML programs"),
     (["--target", "android13"], "is not a Core ML deployment target"),
