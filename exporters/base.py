@@ -23,7 +23,7 @@ import torch
 from ..atomic import check_writable_dir, staged_output
 from ..errors import ExportError, UsageError, ValidationError, did_you_mean, first_line
 from ..metadata import build_metadata, describe_outputs
-from ..models.backbone import freeze_token_grids
+from ..models.backbone import DYNAMIC_HW_SKA, GRID_SPECIFIC_SKA, dynamic_token_grids, freeze_token_grids
 from ..models.outputs import network_of, output_list, output_names
 from ..reparam import reparameterize
 from ..verify import ComparisonReport, compare_runner
@@ -38,6 +38,8 @@ class ExportOptions:
 
     batch: int = 1
     dynamic: bool = False
+    #: dynamic height and width (backbones in the ``matrix`` bias mode; ONNX and ORT)
+    dynamic_hw: bool = False
     half: bool = False
     int8: bool = False
     calib: Path | None = None
@@ -76,11 +78,20 @@ class ExportOptions:
 
 # options every format understands
 COMMON_OPTIONS = frozenset({"batch", "ska", "fuse", "validate", "labels", "data", "max_drop", "int8_ranking"})
-OPTION_FLAGS = {"data": "--data", "max_drop": "--max-drop", "dynamic": "--dynamic", "half": "--half", "int8": "--int8", "calib": "--calib",
+OPTION_FLAGS = {"data": "--data", "max_drop": "--max-drop", "dynamic": "--dynamic", "dynamic_hw": "--dynamic-hw", "half": "--half", "int8": "--int8", "calib": "--calib",
                 "int8_ranking": "--int8-ranking",
                 "opset": "--opset", "simplify": "--no-simplify", "deployment_target": "--target",
                 "image_input": "--tensor-input", "float32": "--float32", "workspace": "--workspace", "dla_core": "--dla-core",
                 "timing_cache": "--timing-cache", "max_batch": "--max-batch"}
+
+
+#: why a format refuses --dynamic-hw (formats whose ``supported_options`` lack ``dynamic_hw``)
+DYNAMIC_HW_REFUSALS = {
+    "executorch": "XNNPACK plans are built for one input size",
+    "litert": "LiteRT interpreters are planned for one input size",
+    "coreml": "Core ML image inputs have one size",
+    "tensorrt": "a TensorRT engine would need an optimization profile over height and width, not offered yet",
+}
 
 
 @dataclass
@@ -212,6 +223,13 @@ class Exporter:
         """Raise UsageError for options this format does not accept or combinations that make no sense."""
         if options.dynamic and self.no_dynamic_reason:
             raise UsageError(f"--format {self.name} does not accept --dynamic: {self.no_dynamic_reason}")
+        if options.dynamic_hw and "dynamic_hw" not in self.supported_options:
+            reason = DYNAMIC_HW_REFUSALS.get(self.name, "its runtime takes one input size")
+            raise UsageError(f"--format {self.name} does not accept --dynamic-hw: {reason}; use --format onnx or "
+                             "ort, or export a fixed --imgsz")
+        if options.dynamic_hw and options.ska in GRID_SPECIFIC_SKA:
+            raise UsageError(f"--dynamic-hw cannot take --ska {options.ska} (it gathers a grid-specific index); "
+                             "use --ska auto, onehot_conv, shifted_slices or tap_slices")
         unsupported = sorted(options.changed() - COMMON_OPTIONS - self.supported_options)
         if unsupported:
             flags = ", ".join(OPTION_FLAGS.get(o, o) for o in unsupported)
@@ -332,14 +350,18 @@ def check_export(fmt: str, options: ExportOptions) -> Exporter:
 
 
 def prepare_model(model: torch.nn.Module, ska_form: str, fuse: bool,
-                  example: torch.Tensor | None = None) -> torch.nn.Module:
+                  example: torch.Tensor | None = None, dynamic_hw: bool = False) -> torch.nn.Module:
     """A copy of ``model`` ready to export: SKA form set (in every LSNet it contains), fused (if asked),
     eval, gradients off; with ``example``, grid-dependent modules (a backbone's attention bias, the SKA
-    gather indices) fixed to the grids that input produces, so the graph computes none of them."""
+    gather indices) fixed to the grids that input produces, so the graph computes none of them. With
+    ``dynamic_hw`` they follow each input's grid instead (``dynamic_token_grids``: the ``matrix`` bias
+    resized in the graph)."""
     prepared = reparameterize(model) if fuse else copy.deepcopy(model).eval()
     set_ska_everywhere(prepared, ska_form)
     prepared.requires_grad_(False)
-    if example is not None:
+    if dynamic_hw:
+        dynamic_token_grids(prepared)
+    elif example is not None:
         freeze_token_grids(prepared, example)
     return prepared
 
@@ -399,6 +421,14 @@ def validate_file(path: Path, runtime: str, context: ExportContext, what: str) -
     precision = context.options.precision
     report = compare_runner(runner_for(path, runtime, threads=VALIDATION_THREADS), context.reference,
                             context.validation_inputs(), precision, outputs=output_entries(context.metadata))
+    if context.options.dynamic_hw and report.passed:
+        # the graph's bicubic resize of the bias only shows at a grid other than the exported one
+        other = compare_runner(runner_for(path, runtime, threads=VALIDATION_THREADS), context.reference,
+                               dynamic_hw_inputs(context), precision, outputs=output_entries(context.metadata))
+        if not other.passed:
+            size = "x".join(map(str, other_size(network_of(context.reference).img_size)))
+            raise ValidationError(f"{what} drifts from PyTorch at {size} ({other.summary()}); nothing was "
+                                  f"written. {DRIFT_HINTS[precision]}")
     if precision == "int8":
         # labelled data gates int8 by top-1 (accuracy_gate); agreement is the gate only without labels
         report = dataclasses.replace(report, min_top1=0.0 if context.options.data is not None
@@ -409,6 +439,19 @@ def validate_file(path: Path, runtime: str, context: ExportContext, what: str) -
                    if precision == "int8" else f"{what} drifts from PyTorch")
         raise ValidationError(f"{problem} ({report.summary()}); nothing was written. {DRIFT_HINTS[precision]}")
     return report
+
+
+def other_size(size) -> tuple[int, int]:
+    """The second input size a ``--dynamic-hw`` export is validated at: another last-stage grid."""
+    return size[0] + 64, max(64, size[1] - 64)
+
+
+def dynamic_hw_inputs(context: ExportContext, samples: int = 2) -> list[np.ndarray]:
+    """Deterministic random batches at ``other_size`` (``--dynamic-hw`` exports)."""
+    network = network_of(context.reference)
+    rng = np.random.default_rng(1)
+    shape = (context.options.batch, network.in_chans, *other_size(network.img_size))
+    return [rng.standard_normal(shape, dtype=np.float32) for _ in range(samples)]
 
 
 #: without labelled data, an int8 artifact must agree with the float model's top-1 this often
@@ -493,12 +536,16 @@ def export_model(model: "torch.nn.Module | Callable[[], torch.nn.Module]", fmt: 
 
     start = time.perf_counter()
     ska_form = exporter.resolve_ska(options.ska, options.int8)
+    if options.dynamic_hw and options.ska == "auto" and ska_form in GRID_SPECIFIC_SKA:
+        ska_form = DYNAMIC_HW_SKA  # the format's fastest form gathers grid-specific indices
     progress(f"preparing model (SKA {ska_form}, {'fused' if options.fuse else 'not fused'})")
     example = torch.zeros(options.batch, network.in_chans, *network.img_size)
-    prepared = prepare_model(model, ska_form, options.fuse, example)
+    prepared = prepare_model(model, ska_form, options.fuse, example, options.dynamic_hw)
     with torch.no_grad():
         outputs = prepared(example)
     described = describe_model_outputs(prepared, outputs, network.img_size, options.dynamic)
+    if options.dynamic_hw:  # height and width follow the input: written as -1, like a dynamic batch
+        described = [{**o, "shape": [*o["shape"][:2], *[-1] * (len(o["shape"]) - 2)]} for o in described]
     exporter.check_outputs(options, described)
     metadata = build_metadata(network_of(prepared), ska_form=ska_form, fused=options.fuse,
                               precision=options.precision, batch="dynamic" if options.dynamic else options.batch,

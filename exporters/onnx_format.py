@@ -30,18 +30,26 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 # the first opset whose GroupNormalization and Resize behave as ONNX Runtime, TensorRT and onnxsim expect
 MIN_OPSET = 17
+#: the input heights and widths a ``--dynamic-hw`` graph accepts (a last-stage grid of at least 1x1)
+MIN_DYNAMIC_SIDE, MAX_DYNAMIC_SIDE = 32, 4096
 
 
 def torch_to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
-                  output_names: Sequence[str] = (OUTPUT_NAME,)) -> "onnx.ModelProto":
+                  output_names: Sequence[str] = (OUTPUT_NAME,), dynamic_hw: bool = False) -> "onnx.ModelProto":
     """Export with the dynamo-based ``torch.onnx.export`` and return the in-memory ModelProto.
 
-    ``output_names`` names the graph outputs in order (one per output of the model).
+    ``output_names`` names the graph outputs in order (one per output of the model). ``dynamic`` makes the
+    batch dimension symbolic (``batch``), ``dynamic_hw`` the input's height and width (``height``, ``width``;
+    the outputs' spatial dimensions follow from them).
 
     Raises:
         ExportError: when torch cannot export the model (its first message line is kept).
     """
-    dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic else None
+    dims = {0: torch.export.Dim("batch", min=1, max=4096)} if dynamic else {}
+    if dynamic_hw:
+        dims.update({2: torch.export.Dim("height", min=MIN_DYNAMIC_SIDE, max=MAX_DYNAMIC_SIDE),
+                     3: torch.export.Dim("width", min=MIN_DYNAMIC_SIDE, max=MAX_DYNAMIC_SIDE)})
+    dynamic_shapes = {"x": dims} if dims else None
     if dynamic and example.shape[0] == 1:
         example = example.repeat(2, 1, 1, 1)  # torch.export specializes size-1 dimensions to constants
     with silenced() as log:
@@ -57,6 +65,9 @@ def torch_to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int, dyn
         # name the symbolic batch dimension the same on input and output
         for value in (*proto.graph.input, *proto.graph.output):
             value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    if dynamic_hw:
+        dims = proto.graph.input[0].type.tensor_type.shape.dim
+        dims[2].dim_param, dims[3].dim_param = "height", "width"
     return proto
 
 
@@ -111,7 +122,8 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, context: ExportCon
         model = rewrite_for_onnxruntime(model)
     if options.half:
         model = half_precision_model(model)
-    proto = torch_to_onnx(model, example, opset, options.dynamic, output_names_of(dict(context.metadata)))
+    proto = torch_to_onnx(model, example, opset, options.dynamic, output_names_of(dict(context.metadata)),
+                          options.dynamic_hw)
     added: dict[str, str] = {}
     if options.int8:
         from .onnx_quantize import module_scopes
@@ -150,7 +162,7 @@ class OnnxExporter(Exporter):
     suffix = ".onnx"
     extra = "onnx"
     description = "ONNX, tuned for ONNX Runtime (CPU/GPU servers, desktops); TensorRT via trtexec"
-    supported_options = frozenset({"dynamic", "half", "int8", "calib", "opset", "simplify"})
+    supported_options = frozenset({"dynamic", "dynamic_hw", "half", "int8", "calib", "opset", "simplify"})
     ska_auto = "hybrid"
     #: int8 kernels move the balance: banded_matmul measured fastest under --int8 (docs/ska_forms.md)
     ska_auto_int8 = "banded_matmul"

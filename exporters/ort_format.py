@@ -25,7 +25,7 @@ class OrtExporter(OnnxExporter):
     aliases = ("onnxruntime-mobile",)
     suffix = ".ort"
     description = "ONNX Runtime Mobile format (Android/iOS apps with onnxruntime-mobile)"
-    supported_options = frozenset({"dynamic", "int8", "calib", "opset", "simplify"})
+    supported_options = frozenset({"dynamic", "dynamic_hw", "int8", "calib", "opset", "simplify"})
     runtime_target = "onnxruntime-mobile"
 
     def check_environment(self, options) -> None:

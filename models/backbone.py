@@ -12,7 +12,9 @@ they were trained with (``BIAS_MODES``):
   size, and the gathered (heads, N0, N0) bias itself is resized bicubically, as an image, to the (N, N) of the
   actual grid at every forward. Detector and segmenter checkpoints need it.
 
-Exports freeze the bias of the exported grid into a constant (``freeze_token_grids``), so no graph resizes it.
+Exports freeze the bias of the exported grid into a constant (``freeze_token_grids``), so no graph resizes it;
+exports with dynamic height and width (``matrix`` mode only) keep the resize in the graph instead
+(``dynamic_token_grids``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch.nn import functional as F
 
 from ..errors import UsageError
 from ..module_tree import replace_modules
-from .lsnet import Attention, LSNet, attention_bias_index, stage_grids, to_2tuple
+from .lsnet import Attention, LSNet, attention_bias_index, attention_core, stage_grids, to_2tuple
 from .ska import SKA
 
 #: how an attention bias reaches a grid other than the one it was learnt on (module docstring)
@@ -35,6 +37,10 @@ DETECTION_GRID = (14, 14)
 #: output stride of each stage (patch embedding 8, then one stride-2 downsampling per stage)
 STAGE_REDUCTIONS = (8, 16, 32, 64)
 STAGES = 4
+#: SKA forms that gather a grid-specific index, so a graph with dynamic height and width cannot use them
+GRID_SPECIFIC_SKA = ("banded_matmul", "hybrid")
+#: the grid-independent form ``--ska auto`` takes instead for dynamic height and width
+DYNAMIC_HW_SKA = "onehot_conv"
 
 
 def resample_matrix(gathered: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -261,5 +267,56 @@ def freeze_token_grids(model: nn.Module, example: torch.Tensor) -> nn.Module:
             module.resolution = grid
             module.set_form(module.form)
     replace_modules(model, lambda m: m.for_grid(seen[m]) if isinstance(m, GridAttention) and m in seen else None,
+                    inplace=True)
+    return model
+
+
+class DynamicGridAttention(nn.Module):
+    """A fused ``matrix``-mode attention whose bias is resized in the graph at every forward.
+
+    What exports with dynamic height and width carry: the gathered (heads, N0, N0) bias of the table grid is
+    a constant, and ``F.interpolate(mode="bicubic", align_corners=False)`` (ONNX: Resize, cubic, a = -0.75,
+    half_pixel, no antialias) brings it to the (N, N) of each input's grid, as the reference detection code
+    does. At N = N0 that resize is the identity.
+    """
+
+    def __init__(self, attention: GridAttention):
+        super().__init__()
+        source = attention.fuse()
+        self.num_heads, self.nh_kd, self.dh = source.num_heads, source.nh_kd, source.dh
+        self.qkv, self.dw, self.proj = source.qkv, source.dw, source.proj
+        self.register_buffer("attention_bias", source.bias().detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).split([self.nh_kd, self.nh_kd, self.dh], dim=1)
+        n = x.shape[-2] * x.shape[-1]
+        bias = F.interpolate(self.attention_bias[None], size=(n, n), mode="bicubic", align_corners=False)[0]
+        return self.proj(attention_core(self.dw(q), k, v, bias, self.num_heads))
+
+
+def dynamic_token_grids(model: nn.Module) -> nn.Module:
+    """Make every grid-dependent module of ``model`` (in place) follow the grid of each input in a graph
+    with dynamic height and width: ``matrix``-mode attention becomes ``DynamicGridAttention`` and SKA drops
+    its grid (the forms allowed here need none).
+
+    Raises:
+        UsageError: ``table``-mode attention or a plain (classifier) attention, whose bias is tied to one grid,
+            or an SKA form that gathers a grid-specific index.
+    """
+    for module in model.modules():
+        if isinstance(module, GridAttention) and module.bias_mode != "matrix":
+            raise UsageError("--dynamic-hw needs --bias-mode matrix: the table mode resamples the offset table "
+                             "for one grid at build time; export with --bias-mode matrix or a fixed --imgsz")
+        if isinstance(module, Attention) and not isinstance(module, GridAttention):
+            raise UsageError("--dynamic-hw exports backbones only (--task features --bias-mode matrix): a "
+                             "classifier's attention bias table is tied to one token grid")
+        if isinstance(module, SKA) and module.form in GRID_SPECIFIC_SKA:
+            raise UsageError(f"--dynamic-hw cannot take --ska {module.form} (it gathers a grid-specific index); "
+                             f"use --ska auto, onehot_conv, shifted_slices or tap_slices")
+    for module in model.modules():
+        if isinstance(module, SKA):
+            module.resolution = None
+            module.set_form(module.form)
+    replace_modules(model, lambda m: DynamicGridAttention(m) if isinstance(m, GridAttention) else None,
                     inplace=True)
     return model

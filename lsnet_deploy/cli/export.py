@@ -70,8 +70,11 @@ def task_options(task: str, out_indices: str, bias_mode: str | None, outputs: st
             "bias_mode": check_bias_mode(bias_mode) if bias_mode is not None else None}
 
 
-DYNAMIC_HELP = ("Dynamic batch dimension. The spatial size stays fixed because the attention bias table is "
-                "built for one token grid; export another --imgsz instead.")
+DYNAMIC_HELP = ("Dynamic batch dimension. The spatial size stays fixed (the attention bias is computed for one "
+                "token grid); see --dynamic-hw.")
+DYNAMIC_HW_HELP = ("Dynamic height and width (onnx, ort): with --task features --bias-mode matrix only; the "
+                   "attention bias is resized in the graph at every input (ONNX Resize cubic, a=-0.75, "
+                   "half_pixel, as PyTorch's bicubic). --imgsz is the size validated and written in the metadata.")
 
 
 @app.command()
@@ -83,6 +86,7 @@ def export(
     imgsz: Annotated[Optional[str], typer.Option("--imgsz", help="Input size: 224 or H,W (default: the checkpoint's).")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Batch size (the minimum with --dynamic).")] = 1,
     dynamic: Annotated[bool, typer.Option("--dynamic", help=DYNAMIC_HELP)] = False,
+    dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help=DYNAMIC_HW_HELP)] = False,
     half: Annotated[bool, typer.Option("--half", help="float16 (float32 kept where half precision is unsafe).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="int8, calibrated on --calib images and gated: top-1 agreement "
                                        ">= 97% on held-out images, or --max-drop on --data; layers that miss are "
@@ -134,7 +138,7 @@ def export(
             check_ska_form(ska)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        options = ExportOptions(batch=batch, dynamic=dynamic, half=half, int8=int8, calib=calib, opset=opset,
+        options = ExportOptions(batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, half=half, int8=int8, calib=calib, opset=opset,
                                 simplify=not no_simplify, ska=ska, fuse=not no_fuse, validate=not no_validate,
                                 labels=read_labels(labels) if labels is not None else None,
                                 data=data, max_drop=max_drop, int8_ranking=int8_ranking,
@@ -146,6 +150,12 @@ def export(
             err(f"{PROG}: {message} ...")
 
         backbone = task_options(task, out_indices, bias_mode, outputs, labels)
+        if dynamic_hw and task != "features":
+            raise UsageError("--dynamic-hw exports backbones only (--task features --bias-mode matrix): a "
+                             "classifier's attention bias table is tied to one token grid")
+        if dynamic_hw and bias_mode == "table":
+            raise UsageError("--dynamic-hw needs --bias-mode matrix: the table mode resamples the offset table "
+                             "for one grid at build time; export with --bias-mode matrix or a fixed --imgsz")
         selected = parse_outputs(outputs) if outputs is not None else None
 
         def build():
