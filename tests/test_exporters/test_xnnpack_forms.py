@@ -72,7 +72,7 @@ def test_rewrites_leave_the_input_model_alone():
     (["--target", "iOS16"], "does not accept --target"),
     (["--opset", "18"], "does not accept --opset"),
     (["--workspace", "2"], "does not accept --workspace"),
-    (["--int8", "--calib", "."], "does not accept --calib, --int8"),
+    (["--max-batch", "4"], "does not accept --max-batch"),
 ])
 def test_options_executorch_does_not_take_exit_2(tmp_path, args, fragment):
     result = invoke("--format", "executorch", "--weights", TINY, "-o", tmp_path / "x.pte", *args)
@@ -87,3 +87,41 @@ def test_missing_executorch_names_the_pip_line(tmp_path, monkeypatch):
     assert result.exit_code == 1, result.output
     assert 'pip install "lsnet-deploy[executorch]"' in error_line(result)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("grid", [(7, 7), (4, 6), (1, 5)])
+def test_tap_slice_block_on_its_grid_and_off_it(grid):
+    """The masked-rows path (the block's own grid) and the padded-rows path (any other grid) both match
+    the reference LS block."""
+    from lsnet_deploy.exporters.xnnpack_forms import TapSliceLSConv
+    from lsnet_deploy.models.lsnet import LSConv
+
+    torch.manual_seed(0)
+    block = randomize_norms(LSConv(64, resolution=grid))
+    for m in block.modules():
+        if isinstance(m, nn.Conv2d):  # non-zero biases everywhere, so a wrong edge tap shows
+            m.bias = nn.Parameter(0.5 * torch.randn(m.out_channels)) if m.bias is None else m.bias
+    block = reparameterize(block.eval())
+    rewritten = TapSliceLSConv(block).eval()
+    assert rewritten.grid == grid
+    for size in (grid, (grid[0] + 2, grid[1] + 1)):
+        x = torch.randn(2, 64, *size)
+        with torch.no_grad():
+            expected, got = block(x), rewritten(x)
+        torch.testing.assert_close(got, expected, rtol=0, atol=2e-5 * float(expected.abs().max()))
+
+
+def test_large_depthwise_kernel_split_is_exact():
+    from lsnet_deploy.exporters.xnnpack_forms import DilatedRowsDepthwise
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 16, 7, padding=3, groups=16).eval()
+    split = DilatedRowsDepthwise(conv).eval()
+    assert [tuple(p.kernel_size) for p in split.parts] == [(3, 7), (2, 7), (2, 7)]
+    assert all(p.kernel_size[0] * p.kernel_size[1] <= 25 for p in split.parts)
+    for size in ((14, 14), (7, 7), (3, 5), (1, 1)):
+        x = torch.randn(2, 16, *size)
+        with torch.no_grad():
+            torch.testing.assert_close(split(x), conv(x), rtol=0, atol=1e-5)
+    assert not DilatedRowsDepthwise.applies_to(nn.Conv2d(16, 16, 5, padding=2, groups=16))
+    assert not DilatedRowsDepthwise.applies_to(nn.Conv2d(16, 16, 7, padding=3))
