@@ -10,6 +10,13 @@ call it like ``forward``, with no inputs).
 outputs stay float32, so the two casts at the edges are the only operators outside the delegate.
 The export reports how many operators XNNPACK took and which ones it left to ExecuTorch's portable
 kernels: for the default form that is none of the compute.
+
+``--int8 --calib DIR`` quantizes with PT2E and XNNPACK's quantizer (``pt2e_int8``: int8 activations per
+tensor, int8 weights per output channel, calibrated on the images as the metadata prescribes) before
+lowering: XNNPACK takes the Q/DQ groups as int8 kernels and the rest (GroupNorm, kept float for accuracy;
+softmax and the attention matmuls, which it has no int8 kernels for) in float inside the same delegate, so
+the whole program is still one delegate call.
+Modules in ``keep_float`` stay float (checked on the converted graph before lowering).
 """
 
 from __future__ import annotations
@@ -74,6 +81,8 @@ def delegation_report(edge_program) -> dict:
 def lower_to_executorch(model: nn.Module, example: torch.Tensor, metadata: Mapping[str, str] | None = None):
     """``torch.export`` + XNNPACK lowering; returns the edge program manager (not yet serialized).
 
+    ``model`` may be a PT2E-converted graph module (int8 Q/DQ nodes): XNNPACK lowers those groups to int8.
+
     Raises:
         ExportError: torch.export or the lowering failed (first line of the cause kept).
     """
@@ -103,13 +112,16 @@ class ExecuTorchExporter(Exporter):
     suffix = ".pte"
     extra = "executorch"
     description = "ExecuTorch program lowered to XNNPACK (Android and iOS apps, embedded Linux)"
-    supported_options = frozenset({"half"})
+    supported_options = frozenset({"half", "int8", "calib"})
     ska_auto = "tap_slices"
+    int8_keep_float = True
     no_dynamic_reason = "XNNPACK plans a fixed batch; export one .pte per batch size with --batch N"
 
     def check_environment(self, options: ExportOptions) -> None:
         require("executorch.exir", self.extra, "to write ExecuTorch programs")
         require("executorch.backends.xnnpack.partition.xnnpack_partitioner", self.extra, "for the XNNPACK delegate")
+        if options.int8:
+            require("torchao.quantization.pt2e.quantize_pt2e", self.extra, "for int8 (PT2E quantization)")
         if options.validate:
             require("executorch.runtime", self.extra, "to validate ExecuTorch programs")
 
@@ -121,13 +133,51 @@ class ExecuTorchExporter(Exporter):
             for module in lowered_model.modules():
                 if isinstance(module, BmmAttention):
                     module.float32_softmax = False  # a cast inside the graph would split the delegate
+        metadata, added, int8_details = dict(context.metadata), {}, {}
+        if context.options.int8:
+            lowered_model, int8_details = quantize_for_xnnpack(lowered_model, example, context)
+            added["int8_calibration"] = json.dumps(context.int8_record("minmax", **INT8_SCHEME))
+            metadata.update(added)
         context.progress("lowering to XNNPACK (torch.export, to_edge_transform_and_lower)")
-        edge = lower_to_executorch(lowered_model, example, context.metadata)
-        details = delegation_report(edge)
+        edge = lower_to_executorch(lowered_model, example, metadata)
+        details = {**delegation_report(edge), **int8_details}
         with silenced():
             try:
                 buffer = edge.to_executorch().buffer
             except Exception as exc:
                 raise ExportError(f"ExecuTorch serialization failed: {first_line(exc)}") from exc
         path.write_bytes(buffer)
-        return Written(details={**details, "backend": "xnnpack", "metadata_method": METADATA_METHOD})
+        return Written(details={**details, "backend": "xnnpack", "metadata_method": METADATA_METHOD},
+                       metadata=added)
+
+
+#: what the ``int8_calibration`` metadata says about the quantization (``pt2e_int8.xnnpack_quantizer``)
+INT8_SCHEME = {"quantizer": "XNNPACKQuantizer (PT2E)", "activations": "int8 affine per tensor",
+               "weights": "int8 symmetric per channel",
+               "float_ops": "GroupNorm (accuracy), softmax and attention matmuls (no int8 kernels in XNNPACK)"}
+
+
+def quantize_for_xnnpack(model: nn.Module, example: torch.Tensor, context: ExportContext):
+    """PT2E int8 of ``model`` calibrated on the export's images, ``keep_float`` left float.
+
+    Returns:
+        The converted graph module and details (int8 operator count).
+
+    Raises:
+        ExportError: quantization failed, or an operator of a kept-float module came out int8.
+    """
+    from .pt2e_int8 import int8_ops_by_module, quantize_pt2e, xnnpack_quantizer
+
+    images = context.calibration.images(dict(context.metadata))
+    context.progress(f"calibrating int8 on {len(images)} images (PT2E, XNNPACKQuantizer)")
+    with silenced() as log:
+        try:
+            converted = quantize_pt2e(model, example, images, xnnpack_quantizer(context.keep_float))
+        except Exception as exc:
+            raise ExportError(f"int8 quantization (PT2E) failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
+    counts = int8_ops_by_module(converted)
+    leaked = sorted(name for name in counts if context.keeps_float(name))
+    if leaked:
+        raise ExportError(f"int8: modules kept in float still have int8 operators ({', '.join(leaked[:3])}); "
+                          "report a bug with the command line")
+    return converted, {"int8_ops": sum(counts.values())}

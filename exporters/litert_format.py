@@ -6,6 +6,13 @@ edited with the TFLite schema's object API: the metadata map goes into the model
 one entry, ``lsnet_metadata``, whose buffer is the map as one JSON object; ``--half`` stores every float32
 constant as float16 behind a ``DEQUANTIZE`` (LiteRT's own float16 scheme: inputs, outputs and compute stay
 float32 on CPUs without float16 arithmetic, and XNNPACK runs float16 where the phone has it).
+
+``--int8 --calib DIR`` quantizes with PT2E and litert-torch's quantizer before conversion (int8
+activations per tensor, int8 weights per channel, min/max calibrated on the images preprocessed as the
+metadata prescribes; GroupNorm and the modules in ``keep_float`` stay float), converts with its
+``quant_config``, then gives the flatbuffer float32 input and output (a ``QUANTIZE`` and a ``DEQUANTIZE``
+at the edges) so apps feed the same tensors as for float32. ai-edge-quantizer's ``static_wi8_ai8`` on the
+float32 flatbuffer was measured too and ran slower (docs/formats_litert.md, ``benchmarks/bench_litert.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from .base import ExportContext, ExportOptions, Exporter, Written, register_expo
 from .xnnpack_forms import xnnpack_friendly
 
 
-def convert_to_tflite(model, example, path: Path) -> None:
+def convert_to_tflite(model, example, path: Path, quant_config=None) -> None:
     """``litert_torch.convert`` of ``model`` on ``example``, written to ``path``.
+
+    Args:
+        quant_config: litert-torch's ``QuantConfig`` when ``model`` is a PT2E-converted graph.
 
     Raises:
         ExportError: the conversion failed (first line of the cause kept).
@@ -32,9 +42,124 @@ def convert_to_tflite(model, example, path: Path) -> None:
     litert_torch = require("litert_torch", LiteRTExporter.extra, "to convert to LiteRT")
     with silenced() as log:
         try:
-            litert_torch.convert(model.eval(), (example,)).export(str(path))
+            # a PT2E graph refuses eval() (it is in eval form already)
+            module = model if quant_config is not None else model.eval()
+            litert_torch.convert(module, (example,), quant_config=quant_config).export(str(path))
         except Exception as exc:
             raise ExportError(f"litert_torch.convert failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
+
+
+#: what the ``int8_calibration`` metadata says about the quantization
+INT8_SCHEME = {"quantizer": "litert-torch PT2EQuantizer", "activations": "int8 affine per tensor",
+               "weights": "int8 symmetric per channel", "float_ops": "GroupNorm (accuracy)",
+               "input_output": "float32"}
+
+
+def litert_quantizer(keep_float=()):
+    """litert-torch's PT2E quantizer (int8 activations per tensor with min/max observers, int8 weights per
+    channel) with GroupNorm (as for ExecuTorch, ``pt2e_int8``) and the modules ``keep_float`` left float.
+
+    Its own module filters match neither the module types nor the names torch.export records in this
+    torch (they expect the older capture API's), so the exclusion is one filter on the global annotation.
+    """
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.pt2e_quantizer_utils import _is_share_obs_or_fq_op
+
+    from .pt2e_int8 import minmax_activations, propagate_shared_quantization, stays_float
+
+    is_float = stays_float(keep_float)
+
+    class LSNetPT2EQuantizer(PT2EQuantizer):
+        def annotate(self, model):
+            model = self._annotate_all_static_patterns(model, self.global_config, lambda node: not is_float(node))
+            # its own propagation (views, pooling...) would reach into the float modules
+            propagate_shared_quantization(model, _is_share_obs_or_fq_op, is_float)
+            return model
+
+    return LSNetPT2EQuantizer().set_global(
+        minmax_activations(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)))
+
+
+def convert_int8(model, example, path: Path, context: ExportContext) -> dict:
+    """PT2E int8 of ``model`` (litert-torch's quantizer, calibrated on the export's images, ``keep_float``
+    left float), converted to ``path``.
+
+    Returns:
+        Details (int8 operator count in the converted PyTorch graph).
+
+    Raises:
+        ExportError: quantization or conversion failed, or a kept-float module came out int8.
+    """
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from .pt2e_int8 import int8_ops_by_module, quantize_pt2e
+
+    images = context.calibration.images(dict(context.metadata))
+    context.progress(f"calibrating int8 on {len(images)} images (PT2E, litert-torch's quantizer)")
+    quantizer = litert_quantizer(context.keep_float)
+    with silenced() as log:
+        try:
+            converted = quantize_pt2e(model, example, images, quantizer, fold_quantize=False)
+        except Exception as exc:
+            raise ExportError(f"int8 quantization (PT2E) failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
+    counts = int8_ops_by_module(converted)
+    leaked = sorted(name for name in counts if context.keeps_float(name))
+    if leaked:
+        raise ExportError(f"int8: modules kept in float still have int8 operators ({', '.join(leaked[:3])}); "
+                          "report a bug with the command line")
+    context.progress("converting with litert_torch (int8)")
+    convert_to_tflite(converted, example, path, QuantConfig(pt2e_quantizer=quantizer))
+    return {"int8_ops": sum(counts.values())}
+
+
+def _opcode(schema, model, builtin: int, version: int) -> int:
+    """Index of ``builtin``'s operator code in ``model``, added if absent."""
+    for i, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            code.version = max(code.version, version)
+            return i
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = builtin
+    code.version = version
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def float32_io(schema, model) -> int:
+    """Give int8 graph inputs and outputs float32 twins: a ``QUANTIZE`` after each input and a
+    ``DEQUANTIZE`` before each output (litert-torch's PT2E conversion folds them away, leaving int8 I/O;
+    apps feed float32 tensors normalized as the metadata says, whatever the precision). Returns the count."""
+    int8 = schema.TensorType.INT8
+    quantize = _opcode(schema, model, schema.BuiltinOperator.QUANTIZE, 2)
+    dequantize = _opcode(schema, model, schema.BuiltinOperator.DEQUANTIZE, 2)
+    changed = 0
+    for graph_index, graph in enumerate(model.subgraphs):
+        twins: dict[int, int] = {}
+        before, after = [], []
+        for edge, ends in ((graph.inputs, before), (graph.outputs, after)):
+            for pos, index in enumerate(list(edge)):
+                tensor = graph.tensors[index]
+                if tensor.type != int8:
+                    continue
+                twin = schema.TensorT()
+                twin.shape, twin.shapeSignature, twin.name = tensor.shape, tensor.shapeSignature, tensor.name
+                twin.type, twin.buffer = schema.TensorType.FLOAT32, 0
+                tensor.name = (tensor.name or b"") + b"_int8"
+                graph.tensors.append(twin)
+                twins[index] = edge[pos] = len(graph.tensors) - 1
+                op = schema.OperatorT()
+                if ends is before:
+                    op.opcodeIndex, op.inputs, op.outputs = quantize, [twins[index]], [index]
+                else:
+                    op.opcodeIndex, op.inputs, op.outputs = dequantize, [index], [twins[index]]
+                ends.append(op)
+                changed += 1
+        graph.operators = before + list(graph.operators) + after
+        for signature in model.signatureDefs or []:
+            if signature.subgraphIndex == graph_index:
+                for entry in [*(signature.inputs or []), *(signature.outputs or [])]:
+                    entry.tensorIndex = twins.get(entry.tensorIndex, entry.tensorIndex)
+    return changed
 
 
 def _pack(schema, model) -> bytes:
@@ -85,8 +210,9 @@ def float16_constants(schema, model) -> int:
     return converted
 
 
-def rewrite_flatbuffer(path: Path, metadata: Mapping[str, str], half: bool) -> dict:
-    """Embed ``metadata`` as the ``lsnet_metadata`` entry (and store constants as float16 when ``half``).
+def rewrite_flatbuffer(path: Path, metadata: Mapping[str, str], half: bool, int8: bool = False) -> dict:
+    """Embed ``metadata`` as the ``lsnet_metadata`` entry (and store constants as float16 when ``half``;
+    give an int8 model float32 inputs and outputs when ``int8``).
 
     Returns:
         What changed, for the export's details.
@@ -96,6 +222,8 @@ def rewrite_flatbuffer(path: Path, metadata: Mapping[str, str], half: bool) -> d
     details = {}
     if half:
         details["float16_constants"] = float16_constants(schema, model)
+    if int8:
+        details["float32_io_twins"] = float32_io(schema, model)
     entry_buffer = schema.BufferT()
     entry_buffer.data = np.frombuffer(json.dumps(dict(metadata)).encode(), np.uint8)
     model.buffers.append(entry_buffer)
@@ -116,7 +244,8 @@ class LiteRTExporter(Exporter):
     runtime = "litert"
     extra = "litert"
     description = "LiteRT / TensorFlow Lite flatbuffer via litert-torch (Android apps, embedded Linux)"
-    supported_options = frozenset({"half"})
+    supported_options = frozenset({"half", "int8", "calib"})
+    int8_keep_float = True
     #: fastest form in the LiteRT sweep of docs/formats_litert.md (with or without the rewrites: equal)
     ska_auto = "onehot_conv"
     #: forms litert-torch 0.10 cannot convert: a broadcast over more than 8 dimensions (reference) and
@@ -127,6 +256,8 @@ class LiteRTExporter(Exporter):
     def check_environment(self, options: ExportOptions) -> None:
         require("litert_torch", self.extra, "to convert to LiteRT")
         require("ai_edge_litert.schema_py_generated", self.extra, "to write .tflite metadata")
+        if options.int8:
+            require("torchao.quantization.pt2e.quantize_pt2e", self.extra, "for int8 (PT2E quantization)")
         if options.validate:
             require("ai_edge_litert.interpreter", self.extra, "to validate .tflite models")
 
@@ -134,12 +265,20 @@ class LiteRTExporter(Exporter):
         context.progress(f"rewriting for XNNPACK (SKA {context.ska_form})")
         converted = xnnpack_friendly(model, context.ska_form)
         context.progress("converting with litert_torch")
-        convert_to_tflite(converted, example, path)
+        metadata, added = dict(context.metadata), {}
+        int8_details = {}
+        if context.options.int8:
+            int8_details = convert_int8(converted, example, path, context)
+            added["int8_calibration"] = json.dumps(context.int8_record("minmax", **INT8_SCHEME))
+            metadata.update(added)
+        else:
+            convert_to_tflite(converted, example, path)
         context.progress("embedding metadata" + (" and storing weights as float16" if context.options.half else ""))
         try:
-            details = rewrite_flatbuffer(path, context.metadata, context.options.half)
+            details = {**rewrite_flatbuffer(path, metadata, context.options.half, context.options.int8),
+                       **int8_details}
         except ImportError:
             raise
         except Exception as exc:
             raise ExportError(f"rewriting the .tflite flatbuffer failed: {first_line(exc)}") from exc
-        return Written(details={**details, "delegate": "xnnpack", "metadata_entry": METADATA_NAME})
+        return Written(details={**details, "delegate": "xnnpack", "metadata_entry": METADATA_NAME}, metadata=added)

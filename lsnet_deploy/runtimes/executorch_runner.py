@@ -94,6 +94,12 @@ class ExecuTorchRunner(Runner):
         outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x))])
         return outputs[0].detach().float().numpy()
 
+    def _infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        import torch
+
+        outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x))])
+        return [out.detach().float().numpy() for out in outputs]
+
     def input_metadata(self) -> InputMetadata | None:
         """The ``forward`` method's first input tensor (``.pte`` programs have static shapes)."""
         if self.method is None or not hasattr(self.method, "metadata"):

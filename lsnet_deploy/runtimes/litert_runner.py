@@ -8,6 +8,7 @@ with the TFLite schema classes alone (no interpreter).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,15 @@ def metadata_entries(data: bytes) -> dict[str, bytes]:
         return entries
     except Exception as exc:  # flatbuffers raises struct/Index errors on garbage
         raise LsnetDeployError(f"cannot read the TFLite flatbuffer ({first_line(exc)}); re-export the model") from None
+
+
+def ordered_outputs(details: list[dict]) -> list[dict]:
+    """Output details in the model's output order: litert-torch names them ``..._output_<i>_...``."""
+    def position(entry: tuple[int, dict]) -> tuple[int, int]:
+        found = re.search(r"output_(\d+)", entry[1].get("name", ""))
+        return (int(found.group(1)) if found else entry[0], entry[0])
+
+    return [d for _, d in sorted(enumerate(details), key=position)]
 
 
 @register_runtime
@@ -106,7 +116,7 @@ class LiteRTRunner(Runner):
         except Exception as exc:  # the interpreter raises ValueError/RuntimeError with C++ messages
             raise RuntimeUnavailableError(f"LiteRT cannot load {self.path}: {first_line(exc)}") from None
         self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
+        self._output = ordered_outputs(self.interpreter.get_output_details())[0]
 
     def _deactivate(self) -> None:
         self.interpreter = self._input = self._output = None
@@ -117,10 +127,15 @@ class LiteRTRunner(Runner):
             self.interpreter.resize_tensor_input(self._input["index"], list(x.shape))
             self.interpreter.allocate_tensors()
             self._input = self.interpreter.get_input_details()[0]
-            self._output = self.interpreter.get_output_details()[0]
+            self._output = ordered_outputs(self.interpreter.get_output_details())[0]
         self.interpreter.set_tensor(self._input["index"], x)
         self.interpreter.invoke()
         return np.asarray(self.interpreter.get_tensor(self._output["index"]), dtype=np.float32)
+
+    def _infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        self._infer(x)
+        return [np.asarray(self.interpreter.get_tensor(d["index"]), dtype=np.float32)
+                for d in ordered_outputs(self.interpreter.get_output_details())]
 
     def input_metadata(self) -> InputMetadata | None:
         """The first input: ``shape_signature`` -1 dimensions as None, the NumPy dtype's name."""

@@ -92,9 +92,11 @@ def test_other_suffix_is_a_usage_error(tmp_path, runner_class):
     assert not list(tmp_path.iterdir())
 
 
-def test_int8_is_refused(tmp_path, runner_class):
-    result = invoke("-f", "litert", "--int8", "--calib", tmp_path, "--weights", TINY, "-o", tmp_path / "x.tflite")
-    assert result.exit_code == 2 and "does not accept --calib, --int8" in error_line(result)
+def test_int8_with_half_is_refused(tmp_path, runner_class):
+    result = invoke("-f", "litert", "--int8", "--half", "--calib", tmp_path, "--weights", TINY,
+                    "-o", tmp_path / "x.tflite")
+    assert result.exit_code == 2 and "--half and --int8 are exclusive" in error_line(result)
+    assert not (tmp_path / "x.tflite").exists()
 
 
 def test_missing_extra_names_the_install_command(tmp_path, monkeypatch, runner_class):

@@ -1,0 +1,195 @@
+"""int8 for the mobile runtimes (ExecuTorch XNNPACK, LiteRT) on the trained CIFAR-10 fixture.
+
+Each format is exported once with ``--int8 --calib`` on CIFAR test images and gated with ``--data`` on
+1000 other test images (never used for calibration): the artifact's top-1 there, through its own runtime,
+is at most 1 point below the float32 model's, or nothing is written. (Without labels the gate is 97% top-1
+agreement on 64 held-out images; this 96-px CIFAR model has enough near-ties that int8 flips 3-4 of 64
+while its accuracy stays within 0.7 points, so the labelled gate is the meaningful one here.) The
+``int8_calibration`` metadata must describe the calibration set exactly, the ExecuTorch program must run
+whole inside XNNPACK, and ``keep_float`` must leave the named modules without a single int8 operator.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lsnet_deploy.exporters import ExportOptions, export_model
+from lsnet_deploy.exporters.calibration import split_calibration
+
+from ..conftest import error_line, invoke_export
+
+REPO = Path(__file__).resolve().parents[2]
+CIFAR_TEST = REPO.parent / "shared" / "data" / "cifar10" / "test"
+FIXTURE = REPO / "tests" / "data" / "fixtures" / "cifar_small.pth"
+EVALUATED = 1000  # test images the accuracies are compared on (spread evenly over the sorted set)
+CALIBRATION_STRIDE = 12  # every 12th of the other test images calibrates: 334 (270 calibrate, 64 held out)
+MAX_DROP = 1.0  # top-1 points int8 may lose against float32
+MIN_TOP1 = 70.0  # the fixture scores ~82% in float32: well above this unless int8 collapsed
+
+
+@pytest.fixture(scope="module")
+def cifar_test() -> Path:
+    if not (CIFAR_TEST / "airplane").is_dir():
+        pytest.skip(f"no CIFAR-10 test images in {CIFAR_TEST}")
+    return CIFAR_TEST
+
+
+@pytest.fixture(scope="module")
+def cifar_model():
+    from lsnet_deploy.models import load_model
+
+    return load_model(FIXTURE, img_size=json.loads(FIXTURE.with_suffix(".json").read_text())["input_size"])
+
+
+@pytest.fixture(scope="module")
+def calib_dir(cifar_test, tmp_path_factory) -> Path:
+    """A deterministic spread of the test images that are *not* among the ``EVALUATED`` ones."""
+    from lsnet_deploy.accuracy import list_images
+
+    evaluated = {path for path, _ in list_images(cifar_test, limit=EVALUATED)}
+    picks = [path for path, _ in list_images(cifar_test) if path not in evaluated][::CALIBRATION_STRIDE]
+    root = tmp_path_factory.mktemp("cifar_calib")
+    for path in picks:
+        (root / path.parent.name).mkdir(exist_ok=True)
+        shutil.copy(path, root / path.parent.name / path.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def eval_dir(cifar_test, tmp_path_factory) -> Path:
+    """The ``EVALUATED`` test images as an ImageFolder (the ``--data`` of the exports)."""
+    from lsnet_deploy.accuracy import list_images
+
+    root = tmp_path_factory.mktemp("cifar_eval")
+    for path, _ in list_images(cifar_test, limit=EVALUATED):
+        (root / path.parent.name).mkdir(exist_ok=True)
+        shutil.copy(path, root / path.parent.name / path.name)
+    return root
+
+
+def _export(fmt, package, cifar_model, calib_dir, eval_dir, tmp_path_factory):
+    pytest.importorskip(package, reason=f"{package} is not installed")
+    path = tmp_path_factory.mktemp(f"int8_{fmt}") / f"cifar_int8{'.pte' if fmt == 'executorch' else '.tflite'}"
+    options = ExportOptions(int8=True, calib=calib_dir, data=eval_dir, max_drop=MAX_DROP)
+    return path, export_model(cifar_model, fmt, path, options)
+
+
+@pytest.fixture(scope="module")
+def executorch_int8(cifar_model, calib_dir, eval_dir, tmp_path_factory):
+    return _export("executorch", "executorch.runtime", cifar_model, calib_dir, eval_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def litert_int8(cifar_model, calib_dir, eval_dir, tmp_path_factory):
+    return _export("litert", "ai_edge_litert.interpreter", cifar_model, calib_dir, eval_dir, tmp_path_factory)
+
+
+def _check_accuracy_and_metadata(path, result, runtime, calib_dir):
+    from lsnet_deploy.runtimes import runner_for
+
+    assert result.precision == "int8" and result.validation is not None
+    accuracy = result.details["accuracy"]  # measured by the export's own gate, through the artifact's runtime
+    assert accuracy["artifact"]["count"] == accuracy["pytorch"]["count"] == EVALUATED
+    assert accuracy["artifact"]["unreadable"] == 0
+    assert accuracy["artifact"]["top1"] > MIN_TOP1 and accuracy["pytorch"]["top1"] > MIN_TOP1
+    assert accuracy["pytorch"]["top1"] - accuracy["artifact"]["top1"] <= MAX_DROP, accuracy
+
+    stored = type(runner_for(path, runtime, threads=1)).read_metadata(path)
+    assert json.loads(stored["precision"]) == "int8"
+    record = json.loads(stored["int8_calibration"])
+    assert record == json.loads(result.metadata["int8_calibration"])
+    expected = split_calibration(calib_dir)
+    assert (record["images"], record["held_out"]) == (len(expected.calibrate), len(expected.held_out)) == (270, 64)
+    assert record["sha256"] == expected.sha256 and record["method"] == "minmax"
+    assert record["float_layers"] == result.details["int8_float_layers"]
+
+
+@pytest.mark.slow
+def test_executorch_int8_keeps_accuracy_and_runs_whole_in_xnnpack(executorch_int8, calib_dir):
+    path, result = executorch_int8
+    _check_accuracy_and_metadata(path, result, "executorch", calib_dir)
+    assert result.details["ops_outside_delegate"] == 0 and result.details["delegate_calls"] == 1
+    assert result.details["int8_ops"] > 100  # int8 kernels, not a float program with casts
+
+
+@pytest.mark.slow
+def test_litert_int8_keeps_accuracy(litert_int8, calib_dir):
+    from lsnet_deploy.runtimes.litert_runner import LiteRTRunner
+
+    path, result = litert_int8
+    _check_accuracy_and_metadata(path, result, "litert", calib_dir)
+    with LiteRTRunner(path, threads=2) as runner:
+        assert runner.input_metadata()[1] == "float32"  # float32 in and out, as for float32 files
+    assert path.stat().st_size < 0.4 * (FIXTURE.stat().st_size * 2)  # int8 weights (fixture: float16)
+
+
+@pytest.mark.parametrize("fmt", ["executorch", "litert"])
+def test_keep_float_leaves_modules_without_int8_ops(cifar_model, calib_dir, fmt):
+    """Each exporter's quantization step with two modules forced float: not one int8 operator inside them
+    in the graph that is lowered / converted, and the same modules are int8 when not kept (so the check
+    cannot pass vacuously)."""
+    pytest.importorskip("executorch.exir" if fmt == "executorch" else "litert_torch", reason=f"no {fmt} here")
+    import contextlib
+
+    import numpy as np
+    import torch
+
+    from lsnet_deploy.exporters.base import ExportContext, get_exporter, prepare_model
+    from lsnet_deploy.exporters.pt2e_int8 import int8_ops_by_module, module_path, quantize_pt2e
+    from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly
+    from lsnet_deploy.metadata import build_metadata
+
+    form = get_exporter(fmt).ska_auto_int8 or get_exporter(fmt).ska_auto
+    assert get_exporter(fmt).int8_keep_float
+    prepared = prepare_model(cifar_model, form, fuse=True)
+    metadata = build_metadata(prepared, ska_form=form, fused=True, precision="int8", batch=1, labels=None)
+    calibration = split_calibration(calib_dir)
+    example = torch.zeros(1, 3, *cifar_model.img_size)
+    rewritten = xnnpack_friendly(prepared, form)
+    kept = frozenset({"blocks3.3.mixer", "head"})  # an LS block's mixer and the classifier
+    assert kept <= {name for name, _ in rewritten.named_modules()}
+    graphs = {}
+    for keep in (frozenset(), kept):
+        if fmt == "executorch":
+            from lsnet_deploy.exporters.executorch_format import quantize_for_xnnpack
+
+            with contextlib.ExitStack() as resources:
+                context = ExportContext(target=Path("unused.pte"), options=ExportOptions(int8=True, calib=calib_dir),
+                                        ska_form=form, metadata=metadata, reference=cifar_model,
+                                        progress=lambda _: None, resources=resources, calibration=calibration,
+                                        keep_float=keep)
+                graphs[keep], _ = quantize_for_xnnpack(rewritten, example, context)
+        else:
+            from lsnet_deploy.exporters.litert_format import litert_quantizer
+
+            images = np.asarray(calibration.images(metadata))
+            graphs[keep] = quantize_pt2e(rewritten, example, images, litert_quantizer(keep), fold_quantize=False)
+
+    def in_kept(name):
+        return any(name == k or name.startswith(k + ".") for k in kept)
+
+    all_int8 = int8_ops_by_module(graphs[frozenset()])
+    assert sum(n for name, n in all_int8.items() if in_kept(name)) >= 5  # they are int8 unless kept
+    mixed = int8_ops_by_module(graphs[kept])
+    assert not [name for name in mixed if in_kept(name)]
+    assert sum(mixed.values()) >= 50  # the rest of the model is still int8
+    convs = [n for n in graphs[kept].graph.nodes
+             if str(n.target).split(".")[-2:-1] in (["conv2d"], ["linear"]) and in_kept(module_path(n))]
+    assert len(convs) >= 4  # the kept modules' layers are in the graph, in float
+
+
+@pytest.mark.parametrize("fmt", ["executorch", "litert"])
+def test_int8_bad_calibration_input_is_one_line(tmp_path, fmt):
+    out = tmp_path / f"m{'.pte' if fmt == 'executorch' else '.tflite'}"
+    missing = invoke_export("--format", fmt, "--int8", "-o", out)
+    assert missing.exit_code == 2 and "--calib DIR" in error_line(missing)
+    broken = tmp_path / "calib"
+    broken.mkdir()
+    (broken / "photo.jpg").write_bytes(b"not a jpeg")
+    unreadable = invoke_export("--format", fmt, "--int8", "--calib", broken, "-o", out)
+    assert unreadable.exit_code == 2 and "photo.jpg" in error_line(unreadable)
+    assert not out.exists()
