@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .calibration import batches
-from .int8_sensitivity import QUANTIZED_LAYERS
+from .int8_sensitivity import QUANTIZED_LAYERS, input_ranges, uint8_qparams
 
 #: deployment-target version (``coremltools.target`` value) from which Core ML has quantize/dequantize
 ACTIVATION_QUANT_TARGET = 8  # iOS17, macOS14, tvOS17, watchOS10
@@ -66,7 +66,7 @@ class _Int8Layer(nn.Module):
         self.register_buffer("weight_scale", scale)
         self.register_buffer("weight_zero", torch.zeros(weight.shape[0], dtype=torch.int8))  # int8: iOS16 has no int8 cast
         self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
-        self.input_qparams = None if input_range is None else _uint8_qparams(*input_range)
+        self.input_qparams = None if input_range is None else uint8_qparams(*input_range)
 
     def dequantized_weight(self) -> torch.Tensor:
         return _qd.dequantize_per_channel(self.qweight, self.weight_scale, self.weight_zero, 0, -127, 127,
@@ -101,35 +101,6 @@ class Int8Linear(_Int8Layer):
         return F.linear(self.quantized_input(x), self.dequantized_weight(), self.bias)
 
 
-def _uint8_qparams(low: float, high: float) -> tuple[float, int]:
-    # the range must hold 0 exactly (zero padding, ReLU zeros); a constant input still gets a usable scale
-    low, high = min(low, 0.0), max(high, 0.0)
-    scale = max((high - low) / 255.0, 1e-12)
-    return scale, int(np.clip(round(-low / scale), 0, 255))
-
-
-@torch.no_grad()
-def input_ranges(network: nn.Module, layers: dict[str, nn.Module], images: np.ndarray) -> dict[str, tuple[float, float]]:
-    """Min and max of every layer's input over ``images`` (run through ``network`` in batches)."""
-    ranges: dict[str, tuple[float, float]] = {}
-
-    def recorder(name):
-        def hook(_module, args):
-            low, high = float(args[0].min()), float(args[0].max())
-            old = ranges.get(name, (low, high))
-            ranges[name] = (min(old[0], low), max(old[1], high))
-        return hook
-
-    handles = [layer.register_forward_pre_hook(recorder(name)) for name, layer in layers.items()]
-    try:
-        for batch in batches(images, None):
-            network(torch.from_numpy(np.ascontiguousarray(batch)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return ranges
-
-
 def quantize_network(network: nn.Module, images: np.ndarray, scheme: str,
                      keeps_float: Callable[[str], bool], name_of: Callable[[str], str] = lambda n: n
                      ) -> tuple[nn.Module, dict]:
@@ -151,7 +122,7 @@ def quantize_network(network: nn.Module, images: np.ndarray, scheme: str,
     layers = {name: m for name, m in network.named_modules()
               if isinstance(m, QUANTIZED_LAYERS) and not keeps_float(name_of(name))}
     kept = sum(isinstance(m, QUANTIZED_LAYERS) for m in network.modules()) - len(layers)
-    ranges = input_ranges(network, layers, images) if scheme == "w8a8" else {}
+    ranges = input_ranges(network, layers, images)[0] if scheme == "w8a8" else {}
     for name, layer in layers.items():
         # a layer the images never reach has no range; leaving its input float keeps it correct
         input_range = ranges.get(name) if scheme == "w8a8" else None

@@ -166,18 +166,10 @@ def quantize_for_xnnpack(model: nn.Module, example: torch.Tensor, context: Expor
     Raises:
         ExportError: quantization failed, or an operator of a kept-float module came out int8.
     """
-    from .pt2e_int8 import int8_ops_by_module, quantize_pt2e, xnnpack_quantizer
+    from .pt2e_int8 import quantize_checked, xnnpack_quantizer
 
     images = context.calibration.images(dict(context.metadata))
     context.progress(f"calibrating int8 on {len(images)} images (PT2E, XNNPACKQuantizer)")
-    with silenced() as log:
-        try:
-            converted = quantize_pt2e(model, example, images, xnnpack_quantizer(context.keep_float))
-        except Exception as exc:
-            raise ExportError(f"int8 quantization (PT2E) failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
-    counts = int8_ops_by_module(converted)
-    leaked = sorted(name for name in counts if context.keeps_float(name))
-    if leaked:
-        raise ExportError(f"int8: modules kept in float still have int8 operators ({', '.join(leaked[:3])}); "
-                          "report a bug with the command line")
-    return converted, {"int8_ops": sum(counts.values())}
+    converted, int8_ops = quantize_checked(model, example, images, xnnpack_quantizer(context.keep_float),
+                                           context.keeps_float)
+    return converted, {"int8_ops": int8_ops}

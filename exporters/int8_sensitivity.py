@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .calibration import batches
+
 QUANTIZED_LAYERS = (nn.Conv2d, nn.Linear)
 #: images the ranking runs on (the error of a layer is stable long before this)
 RANKING_IMAGES = 16
@@ -64,10 +66,16 @@ def _flat_outputs(outputs) -> torch.Tensor:
     return torch.cat([_flat_outputs(o) for o in outputs], dim=1)
 
 
-def _fake_quant_input(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+def uint8_qparams(low: float, high: float) -> tuple[float, int]:
+    """Scale and zero point of an asymmetric uint8 tensor over [low, high] (widened to hold 0 exactly:
+    zero padding and ReLU zeros must stay exact; a constant input still gets a usable scale)."""
     low, high = min(low, 0.0), max(high, 0.0)
     scale = max((high - low) / 255.0, 1e-12)
-    zero_point = int(np.clip(round(-low / scale), 0, 255))
+    return scale, int(np.clip(round(-low / scale), 0, 255))
+
+
+def _fake_quant_input(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    scale, zero_point = uint8_qparams(low, high)
     return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, 0, 255)
 
 
@@ -78,8 +86,11 @@ def _fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
     return torch.fake_quantize_per_channel_affine(weight.detach(), scale, zero, 0, -127, 127)
 
 
-def _input_ranges(model: nn.Module, layers: dict[str, nn.Module], images: torch.Tensor
-                  ) -> tuple[dict[str, tuple[float, float]], torch.Tensor]:
+@torch.no_grad()
+def input_ranges(network: nn.Module, layers: dict[str, nn.Module], images: np.ndarray
+                 ) -> tuple[dict[str, tuple[float, float]], torch.Tensor]:
+    """Min and max of every layer's input over ``images`` (run through ``network`` in batches), and the
+    network's flattened outputs on them."""
     ranges: dict[str, tuple[float, float]] = {}
 
     def recorder(name):
@@ -91,11 +102,12 @@ def _input_ranges(model: nn.Module, layers: dict[str, nn.Module], images: torch.
 
     handles = [layer.register_forward_pre_hook(recorder(name)) for name, layer in layers.items()]
     try:
-        reference = _flat_outputs(model(images))
+        outputs = [_flat_outputs(network(torch.from_numpy(np.ascontiguousarray(batch))))
+                   for batch in batches(images, None)]
     finally:
         for handle in handles:
             handle.remove()
-    return ranges, reference
+    return ranges, torch.cat(outputs)
 
 
 @contextlib.contextmanager
@@ -133,7 +145,7 @@ def rank_units(model: nn.Module, images: np.ndarray, units: list[str] | None = N
     x = torch.from_numpy(np.ascontiguousarray(images[:RANKING_IMAGES]))
     ranked = []
     with torch.no_grad():
-        ranges, reference = _input_ranges(model, layers, x)
+        ranges, reference = input_ranges(model, layers, images[:RANKING_IMAGES])
         norm = float(reference.norm()) or 1.0
         for unit in units:
             inside = {n: m for n, m in layers.items() if n == unit or n.startswith(unit + ".")}

@@ -92,24 +92,16 @@ def convert_int8(model, example, path: Path, context: ExportContext) -> dict:
     """
     from litert_torch.quantize.quant_config import QuantConfig
 
-    from .pt2e_int8 import int8_ops_by_module, quantize_pt2e
+    from .pt2e_int8 import quantize_checked
 
     images = context.calibration.images(dict(context.metadata))
     context.progress(f"calibrating int8 on {len(images)} images (PT2E, litert-torch's quantizer)")
     quantizer = litert_quantizer(context.keep_float)
-    with silenced() as log:
-        try:
-            converted = quantize_pt2e(model, example, images, quantizer, fold_quantize=False)
-        except Exception as exc:
-            raise ExportError(f"int8 quantization (PT2E) failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
-    counts = int8_ops_by_module(converted)
-    leaked = sorted(name for name in counts if context.keeps_float(name))
-    if leaked:
-        raise ExportError(f"int8: modules kept in float still have int8 operators ({', '.join(leaked[:3])}); "
-                          "report a bug with the command line")
+    converted, int8_ops = quantize_checked(model, example, images, quantizer, context.keeps_float,
+                                           fold_quantize=False)
     context.progress("converting with litert_torch (int8)")
     convert_to_tflite(converted, example, path, QuantConfig(pt2e_quantizer=quantizer))
-    return {"int8_ops": sum(counts.values())}
+    return {"int8_ops": int8_ops}
 
 
 def _opcode(schema, model, builtin: int, version: int) -> int:

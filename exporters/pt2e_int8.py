@@ -152,6 +152,34 @@ def quantize_pt2e(model: torch.nn.Module, example: torch.Tensor, images: np.ndar
     return convert_pt2e(observed, fold_quantize=fold_quantize)
 
 
+def quantize_checked(model: torch.nn.Module, example: torch.Tensor, images: np.ndarray, quantizer,
+                     keeps_float: Callable[[str], bool], fold_quantize: bool = True
+                     ) -> tuple[torch.fx.GraphModule, int]:
+    """``quantize_pt2e``, its failures as one-line ExportErrors, then checked: no module that must stay
+    float (``keeps_float(module_name)``) may have an int8 operator.
+
+    Returns:
+        The converted graph module and its number of int8 operators.
+
+    Raises:
+        ExportError: quantization failed, or an operator of a kept-float module came out int8.
+    """
+    from ..errors import ExportError, first_line
+    from ..quiet import silenced
+
+    with silenced() as log:
+        try:
+            converted = quantize_pt2e(model, example, images, quantizer, fold_quantize=fold_quantize)
+        except Exception as exc:
+            raise ExportError(f"int8 quantization (PT2E) failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
+    counts = int8_ops_by_module(converted)
+    leaked = sorted(name for name in counts if keeps_float(name))
+    if leaked:
+        raise ExportError(f"int8: modules kept in float still have int8 operators ({', '.join(leaked[:3])}); "
+                          "report a bug with the command line")
+    return converted, sum(counts.values())
+
+
 def _calibration_graph(model: torch.nn.Module, example: torch.Tensor) -> tuple[torch.fx.GraphModule, int]:
     """The exported graph to calibrate, and the batch to feed it.
 

@@ -274,19 +274,7 @@ def load_model(source: str | Path, img_size: int | Sequence[int] | None = None, 
             notes.append(f"attention bias resampled from {was} to {_size_text(new_size)}")
         config = new_config
 
-    try:
-        model = LSNet(**config, ska=ska)
-    except (ValueError, RuntimeError, TypeError, ZeroDivisionError) as exc:
-        raise CheckpointError(f"{source}: its weights describe an LSNet that cannot be built "
-                              f"(embed_dim {config['embed_dim']}, depth {config['depth']}: {first_line(exc)}); "
-                              "is it an LSNet checkpoint?") from None
-    load_state_dict_checked(model, state, str(source))
-    model.eval()
-    model.checkpoint_sha256 = file_sha256(path)
-    model.checkpoint_source = str(source)
-    model.variant = matching_variant(config) or CUSTOM_NAME
-    model.load_notes = notes
-    return model
+    return _built(lambda: LSNet(**config, ska=ska), config, state, source, path, notes)
 
 
 def _load_backbone(source: str | Path, path: Path, checkpoint: Checkpoint, img_size, ska: str,
@@ -327,9 +315,18 @@ def _load_backbone(source: str | Path, path: Path, checkpoint: Checkpoint, img_s
                      else "bicubic resampling of the offset table")
         notes.append(f"attention bias: {_size_text(table_grid)} tables, {semantics} for other grids")
     arch = {k: v for k, v in config.items() if k not in ("num_classes", "distillation", "feature_dim", "img_size")}
+    return _built(lambda: LSNetBackbone(**arch, img_size=size, out_indices=out_indices, bias_mode=mode,
+                                        attention_grid=table_grid, ska=ska), config, state, source, path, notes)
+
+
+def _built(build, config: dict, state: dict, source, path: Path, notes: list[str]):
+    """``build()`` the model a checkpoint describes, load its weights strictly, and record where they came from.
+
+    Raises:
+        CheckpointError: the weights describe an LSNet that cannot be built, or do not fit it.
+    """
     try:
-        model = LSNetBackbone(**arch, img_size=size, out_indices=out_indices, bias_mode=mode,
-                              attention_grid=table_grid, ska=ska)
+        model = build()
     except (ValueError, RuntimeError, TypeError, ZeroDivisionError) as exc:
         raise CheckpointError(f"{source}: its weights describe an LSNet that cannot be built "
                               f"(embed_dim {config['embed_dim']}, depth {config['depth']}: {first_line(exc)}); "
