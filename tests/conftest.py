@@ -10,6 +10,15 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+#: the reference codes' backbone and artist tensors beside the repository (tests using them skip without)
+SHARED_CONFORMANCE = REPO.parent / "shared" / "conformance"
+DENSE, ARTIST = SHARED_CONFORMANCE / "dense", SHARED_CONFORMANCE / "artist"
+needs_dense = pytest.mark.skipif(not (DENSE / "cases.json").is_file(),
+                                 reason="../shared/conformance/dense (reference detection tensors) is not here")
+needs_artist = pytest.mark.skipif(not (ARTIST / "cases.json").is_file(),
+                                  reason="../shared/conformance/artist (reference artist tensors) is not here")
+#: a small custom backbone (the dense conformance checkpoint's architecture)
+SMALL_BACKBONE = {"embed_dim": [32, 64, 96, 128], "depth": [1, 2, 2, 3], "num_heads": [2, 2, 2, 4]}
 # The reference tensors: ../shared/conformance beside the repo when present, else the vendored copy.
 _CANDIDATES = [os.environ.get("LSNET_CONFORMANCE_DIR"), REPO.parent / "shared" / "conformance",
                REPO / "tests" / "data" / "conformance"]

@@ -11,12 +11,9 @@ from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.metadata import decode_metadata, schema_problems
 from lsnet_deploy.models import create_model, load_model
 
-from ..conftest import REPO, error_line, invoke_export
+from ..conftest import DENSE, error_line, invoke_export, needs_dense
 
 EXPORT_TOLERANCE = 1e-3  # float32 artifacts, relative to each output's largest magnitude
-DENSE = REPO.parent / "shared" / "conformance" / "dense"
-needs_dense = pytest.mark.skipif(not (DENSE / "cases.json").is_file(),
-                                 reason="../shared/conformance/dense (reference detection tensors) is not here")
 CASES = ["det_small_320x448", "det_small_512x512"]
 #: torch's F.interpolate(mode="bicubic", align_corners=False) as ONNX Resize attributes
 BICUBIC = {"mode": b"cubic", "cubic_coeff_a": -0.75, "coordinate_transformation_mode": b"half_pixel",

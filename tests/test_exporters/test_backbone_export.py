@@ -16,16 +16,10 @@ from lsnet_deploy.models import create_model, load_model
 from lsnet_deploy.models.outputs import ClassifierOutputs
 from lsnet_deploy.models.ska import SKA
 
-from ..conftest import REPO, error_line, invoke_export, relative_error
+from ..conftest import (ARTIST, DENSE, SMALL_BACKBONE as SMALL, error_line, invoke_export, needs_artist,
+                       needs_dense, relative_error)
 
 EXPORT_TOLERANCE = 1e-3  # float32 artifacts (conformance READMEs)
-SHARED = REPO.parent / "shared" / "conformance"
-DENSE, ARTIST = SHARED / "dense", SHARED / "artist"
-needs_dense = pytest.mark.skipif(not (DENSE / "cases.json").is_file(),
-                                 reason="../shared/conformance/dense (reference detection tensors) is not here")
-needs_artist = pytest.mark.skipif(not (ARTIST / "cases.json").is_file(),
-                                  reason="../shared/conformance/artist (reference artist tensors) is not here")
-SMALL = {"embed_dim": [32, 64, 96, 128], "depth": [1, 2, 2, 3], "num_heads": [2, 2, 2, 4]}
 
 
 def _run_onnx(path, x: np.ndarray) -> tuple[list[str], list[np.ndarray]]:

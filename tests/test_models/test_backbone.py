@@ -13,24 +13,18 @@ from lsnet_deploy.errors import UsageError
 from lsnet_deploy.models import EXPORTABLE_SKA_FORMS, create_model, load_model
 from lsnet_deploy.models.backbone import LSNetBackbone, freeze_token_grids
 
-from ..conftest import REPO, relative_error
+from ..conftest import (ARTIST, DENSE, SHARED_CONFORMANCE, SMALL_BACKBONE as SMALL, needs_artist, needs_dense,
+                       relative_error)
 
 TOLERANCE = 1e-4  # relative to each reference output's largest magnitude (conformance READMEs)
-SHARED = REPO.parent / "shared" / "conformance"
-DENSE, ARTIST = SHARED / "dense", SHARED / "artist"
-needs_dense = pytest.mark.skipif(not (DENSE / "cases.json").is_file(),
-                                 reason="../shared/conformance/dense (reference detection tensors) is not here")
-needs_artist = pytest.mark.skipif(not (ARTIST / "cases.json").is_file(),
-                                  reason="../shared/conformance/artist (reference artist tensors) is not here")
 DENSE_CASES = ["det_small_320x448", "det_small_512x512", "det_from_cls_lsnet_t_384x576"]
-SMALL = {"embed_dim": [32, 64, 96, 128], "depth": [1, 2, 2, 3], "num_heads": [2, 2, 2, 4]}
 
 
 def _dense_model(case: str) -> LSNetBackbone:
     if case.startswith("det_small"):
         return load_model(DENSE / "det_small.pth", features_only=True)
     # LSNet-T loaded the way the reference detection code's init_weights loads a classification checkpoint
-    return load_model(SHARED / "lsnet_t.pth", features_only=True, bias_mode="matrix")
+    return load_model(SHARED_CONFORMANCE / "lsnet_t.pth", features_only=True, bias_mode="matrix")
 
 
 @pytest.fixture(scope="module")
