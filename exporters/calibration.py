@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -75,14 +75,23 @@ class CalibrationSet:
     calibrate: tuple[Path, ...]
     held_out: tuple[Path, ...]
     sha256: str
+    #: preprocessed arrays by (subset, recipe): the mixed-precision search calibrates and checks many times
+    _loaded: dict = field(default_factory=dict, compare=False, repr=False)
 
     def images(self, metadata: dict[str, str]) -> np.ndarray:
         """The calibration images, preprocessed as ``metadata`` prescribes: (N, 3, H, W) float32."""
-        return load_images(list(self.calibrate), preprocessing_for(metadata))
+        return self._load("calibrate", metadata)
 
     def held_out_images(self, metadata: dict[str, str]) -> np.ndarray:
         """The held-out images, preprocessed the same way."""
-        return load_images(list(self.held_out), preprocessing_for(metadata))
+        return self._load("held_out", metadata)
+
+    def _load(self, subset: str, metadata: dict[str, str]) -> np.ndarray:
+        recipe = preprocessing_for(metadata)
+        key = (subset, repr(recipe))
+        if key not in self._loaded:
+            self._loaded[key] = load_images(list(getattr(self, subset)), recipe)
+        return self._loaded[key]
 
     def warnings(self) -> list[str]:
         """What makes this set a weak one (empty when it is fine)."""
