@@ -22,7 +22,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from interleave import interleaved_medians
+from interleave import add_timing_arguments, interleaved_medians
 
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.models import create_model
@@ -48,9 +48,7 @@ def build(workdir: Path, size: int) -> tuple[dict[str, Path], dict[str, tuple[in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
+    add_timing_arguments(parser, rounds=60, warmup=10)
     parser.add_argument("--size", type=int, default=640, help="backbone input side (default 640)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
     args = parser.parse_args()

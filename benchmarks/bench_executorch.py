@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from interleave import interleaved_medians
+from interleave import add_timing_arguments, interleaved_medians
 from peers import add_peers_argument, peer_artifacts
 
 from lsnet_deploy.exporters import ExportOptions, export_model
@@ -135,9 +135,7 @@ def report(medians: dict[str, float], baseline: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
+    add_timing_arguments(parser)
     parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse the .pte files here")
     parser.add_argument("--ska-sweep", action="store_true", help="also time every SKA form (LS blocks only)")
     parser.add_argument("--int8", action="store_true", help="add the --int8 export and the peers' int8 programs")

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from interleave import interleaved_medians
+from interleave import add_timing_arguments, interleaved_medians
 from peers import add_peers_argument, peer_artifacts
 
 from lsnet_deploy.errors import LsnetDeployError
@@ -129,9 +129,7 @@ def sweep(workdir: Path) -> dict[str, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
+    add_timing_arguments(parser)
     parser.add_argument("--half", action="store_true", help="also time the --half export")
     parser.add_argument("--ska-sweep", action="store_true", help="time every SKA form, with and without rewrites")
     parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 
-from interleave import interleaved_medians
+from interleave import add_timing_arguments, interleaved_medians
 from peers import add_peers_argument, peer_artifacts
 
 from lsnet_deploy.exporters import ExportOptions, export_model
@@ -41,9 +41,7 @@ def build(workdir: Path, peers: Path | None) -> dict[str, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
+    add_timing_arguments(parser)
     parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=PATH", help="more .onnx files")
     add_peers_argument(parser)

@@ -19,7 +19,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from interleave import interleaved_medians
+from interleave import add_timing_arguments, interleaved_medians
 from peers import add_peers_argument, peer_artifacts
 
 from lsnet_deploy.exporters import ExportOptions, export_model
@@ -45,9 +45,7 @@ def build(workdir: Path, calib: Path, peers: Path | None) -> dict[str, Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calib", type=Path, required=True, help="folder of calibration photos")
-    parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
+    add_timing_arguments(parser)
     parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
     add_peers_argument(parser)
     args = parser.parse_args()

@@ -26,6 +26,7 @@ from PIL import Image
 
 from lsnet_deploy import Predictor
 from lsnet_deploy.preprocess import draft_size, load_rgb, normalize, preprocess_one, resize_and_crop
+from interleave import add_timing_arguments
 
 PICTURES = {"500x375 JPEG": (375, 500), "1600x1200 JPEG": (1200, 1600), "4032x3024 JPEG": (3024, 4032)}
 
@@ -84,9 +85,7 @@ def measure(predictor: Predictor, pictures: dict[str, Path], rounds: int, warmup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    add_timing_arguments(parser, rounds=30, warmup=3)
     parser.add_argument("--artifact", type=Path, help="an lsnet_t ONNX file (default: export one, ~20 s)")
     args = parser.parse_args()
 

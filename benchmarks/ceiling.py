@@ -33,7 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from interleave import interleaved_medians
+from interleave import add_timing_arguments, interleaved_medians
 from profile_common import flops, print_table
 
 from lsnet_deploy.exporters.executorch_format import lower_to_executorch
@@ -81,9 +81,7 @@ def build(name: str, args, workdir: Path) -> tuple[dict[str, Path], tuple[int, .
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
+    add_timing_arguments(parser, rounds=100, warmup=10)
     parser.add_argument("--depth", type=int, default=8)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None)

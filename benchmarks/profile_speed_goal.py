@@ -17,7 +17,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from interleave import interleaved_medians
+from interleave import add_timing_arguments, interleaved_medians
 from peers import peer_artifacts
 
 from lsnet_deploy.exporters import ExportOptions, export_model
@@ -41,9 +41,7 @@ def main() -> None:
     parser.add_argument("--peers", type=Path, required=True, metavar="DIR", help="batch-1 peer files")
     parser.add_argument("--peers-batch", type=Path, default=None, metavar="DIR", help="batch-N peer files")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
+    add_timing_arguments(parser)
     parser.add_argument("--runtime", choices=sorted(GOALS), action="append", help="default: both")
     parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse the LSNet exports here")
     args = parser.parse_args()

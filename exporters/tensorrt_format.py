@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 
 from ..errors import ExportError, MissingDependencyError, RuntimeUnavailableError, UsageError, require
-from .base import ExportContext, ExportOptions, Exporter, Written, accuracy_gate, register_exporter, validate_file
+from .base import (ExportContext, ExportOptions, Exporter, Written, accuracy_gate, output_entries, register_exporter,
+                   validate_file)
 from .onnx_format import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, OnnxExporter, build_onnx
 from .tensorrt_ops import TENSORRT_OPSETS, check_tensorrt_support
 
@@ -175,17 +176,8 @@ class TensorRTExporter(Exporter):
         info = build_engine(Path(f"{path}.onnx"), path, settings, context.progress)
         name = context.target.name
         command = trtexec_command(f"{name}.onnx", name, settings)
-        profile = settings.profile()
-        sidecar = {
-            "format": "tensorrt", "engine": name, "onnx": f"{name}.onnx", "precision": options.precision,
-            **info,
-            "input": {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW",
-                      "shape": [-1 if settings.dynamic else settings.batch, *settings.input_shape],
-                      "profile": None if profile is None else dict(zip(("min", "opt", "max"), map(list, profile)))},
-            "output": {"name": OUTPUT_NAME, "dtype": "float32"},
-            "workspace_gib": settings.workspace_gib, "trtexec": command, **details,
-            "metadata": {**context.metadata, **added},
-        }
+        sidecar = engine_sidecar(name, options.precision, settings, info, command, details,
+                                 {**context.metadata, **added})
         Path(f"{path}.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
         return Written(details={"trtexec": command, "sidecar": f"{name}.json",
                                 "tensorrt_version": info["tensorrt_version"], "device": info["device"],
@@ -198,3 +190,21 @@ class TensorRTExporter(Exporter):
             return ("the engine runs on CUDA through PyTorch, and this PyTorch has no CUDA (the ONNX it was built "
                     "from was validated on ONNX Runtime)")
         return None
+
+
+def engine_sidecar(name: str, precision: str, settings, info: dict, command: str, details: dict,
+                   metadata: dict) -> dict:
+    """The ``<engine>.json`` written beside an engine: how it was built (``info``, the trtexec command), its
+    input binding and every output binding in order, and the artifact metadata (raw strings)."""
+    profile = settings.profile()
+    described = output_entries(metadata) or [{"name": OUTPUT_NAME}]
+    return {
+        "format": "tensorrt", "engine": name, "onnx": f"{name}.onnx", "precision": precision,
+        **info,
+        "input": {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW",
+                  "shape": [-1 if settings.dynamic else settings.batch, *settings.input_shape],
+                  "profile": None if profile is None else dict(zip(("min", "opt", "max"), map(list, profile)))},
+        "outputs": [{"name": e["name"], "dtype": "float32", "shape": e.get("shape")} for e in described],
+        "workspace_gib": settings.workspace_gib, "trtexec": command, **details,
+        "metadata": metadata,
+    }

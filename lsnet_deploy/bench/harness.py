@@ -24,6 +24,7 @@ import numpy as np
 from .. import __version__
 from ..errors import LsnetDeployError, MissingDependencyError, RuntimeUnavailableError, UsageError, first_line
 from ..quiet import silenced
+from ..runtimes import get_runtime
 from ..runtimes.base import Runner
 from .plan import BenchPlan, CandidateSpec
 from .provenance import artifact_size, cpu_model, cuda_device_info, file_sha256, machine_info, now_utc
@@ -414,8 +415,8 @@ def run_plan(plan: BenchPlan, progress: Progress = _quiet) -> Iterator[list[dict
         raise UsageError("nothing to benchmark")
     if len(set(labels)) != len(labels):
         raise UsageError(f"candidate labels must be unique, got {labels}")
-    ort_sessions = sum(c.runtime == "ort" for c in plan.candidates)
-    if plan.spinning and ort_sessions > 1:
+    spinning_sessions = sum(get_runtime(c.runtime).takes_spinning for c in plan.candidates)
+    if plan.spinning and spinning_sessions > 1:
         raise UsageError("--spinning makes ONNX Runtime sessions in one process steal each other's cores; "
                          "benchmark one ONNX Runtime candidate at a time to use it")
     run_id = uuid.uuid4().hex[:12]

@@ -82,8 +82,12 @@ def build_candidates(artifacts: list[Path], model: str | None, weights: str | No
                      provider: str | None):
     """The candidates of a run, in command-line order (a --model first)."""
     from ..errors import UsageError
-    from ..runtimes import canonical_runtime, runtime_for_path
+    from ..runtimes import canonical_runtime, get_runtime, runtime_for_path
+    from ..runtimes import runtimes as registered_runtimes
     from ..bench.plan import CandidateSpec
+
+    def providers_of(rt: str) -> list[str | None]:
+        return providers if get_runtime(rt).takes_provider else [None]
 
     runtimes = [canonical_runtime(r) for r in _split(runtime)]
     providers = _split(provider) or [None]
@@ -91,7 +95,7 @@ def build_candidates(artifacts: list[Path], model: str | None, weights: str | No
     if model or weights:
         name = model or Path(weights).stem
         for rt in runtimes or ["torch"]:
-            for prov in (providers if rt == "ort" else [None]):
+            for prov in providers_of(rt):
                 label = name if len(runtimes) <= 1 else f"{name}:{rt}"
                 label += f":{prov}" if prov and len(providers) > 1 else ""
                 specs.append(CandidateSpec(label=label, runtime=rt, model=model, weights=weights, provider=prov,
@@ -104,11 +108,12 @@ def build_candidates(artifacts: list[Path], model: str | None, weights: str | No
         rt = runtimes[0] if runtimes else runtime_for_path(path)
         if rt == "torch":
             raise UsageError(f"{path}: the torch runtime times PyTorch models; use --model/--weights instead")
-        for prov in (providers if rt == "ort" else [None]):
+        for prov in providers_of(rt):
             label = path.stem + (f":{prov}" if prov and len(providers) > 1 else "")
             specs.append(CandidateSpec(label=label, runtime=rt, path=str(path), provider=prov, name=path.stem))
-    if provider and not any(s.runtime == "ort" for s in specs):
-        raise UsageError("--provider selects an ONNX Runtime execution provider, but nothing runs on ort")
+    if provider and not any(s.provider for s in specs):
+        takers = [name for name, cls in registered_runtimes().items() if cls.takes_provider]
+        raise UsageError(f"--provider selects an execution provider of {', '.join(takers)}, but nothing runs there")
     if not specs:
         raise UsageError("nothing to benchmark: give artifact files, or --model NAME (and/or --weights PATH)")
     for spec, label in zip(specs, _unique([s.label for s in specs])):

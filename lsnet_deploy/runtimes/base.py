@@ -37,6 +37,10 @@ class Runner(abc.ABC):
     extra: ClassVar[str | None] = None
     #: the runtime's name in prose, for help texts
     title: ClassVar[str] = ""
+    #: the runner takes ``provider=`` (an execution provider; lsnet-bench --provider)
+    takes_provider: ClassVar[bool] = False
+    #: the runner takes ``spinning=`` (idle threads spin; sessions in one process then steal each other's cores)
+    takes_spinning: ClassVar[bool] = False
 
     def __init__(self):
         self.active = False

@@ -89,6 +89,8 @@ class OnnxRuntimeRunner(Runner):
     suffixes = (ONNX_SUFFIX, ".ort")
     extra = "onnx"
     title = "ONNX Runtime"
+    takes_provider = True
+    takes_spinning = True
 
     def __init__(self, path: str | Path, provider: str | None = None, threads: int | None = None,
                  spinning: bool = False, device: str | None = None):

@@ -232,6 +232,25 @@ def test_trtexec_command_matches_the_build_settings():
     assert "--fp16" not in command and "--int8" not in command  # removed in TensorRT 11; precision is in the ONNX
 
 
+def test_sidecar_names_every_output_binding_in_order():
+    from lsnet_deploy.exporters.tensorrt_format import engine_sidecar
+    from lsnet_deploy.metadata import describe_outputs
+
+    shapes = [(1, 64, 56, 56), (1, 128, 28, 28), (1, 256, 14, 14), (1, 384, 7, 7)]
+    outputs = describe_outputs([f"stage{i}" for i in range(1, 5)], shapes, (224, 224))
+    metadata = {"outputs": json.dumps(outputs), "precision": json.dumps("float16")}
+    settings = EngineSettings("input", (3, 224, 224), batch=2)
+    sidecar = engine_sidecar("bb.engine", "float16", settings, {"tensorrt_version": "10.3"}, "trtexec ...", {},
+                             metadata)
+    assert sidecar["outputs"] == [{"name": f"stage{i}", "dtype": "float32", "shape": list(shape)}
+                                  for i, shape in enumerate(shapes, 1)]
+    assert sidecar["input"]["shape"] == [2, 3, 224, 224] and sidecar["input"]["profile"] is None
+    assert sidecar["precision"] == "float16" and sidecar["metadata"] is metadata
+    assert sidecar["tensorrt_version"] == "10.3"
+    legacy = engine_sidecar("m.engine", "float32", settings, {}, "", {}, {})  # metadata without outputs
+    assert legacy["outputs"] == [{"name": "logits", "dtype": "float32", "shape": None}]
+
+
 def test_importing_the_exporter_imports_no_heavy_library():
     import subprocess
 
@@ -363,7 +382,8 @@ def test_engine_builds_runs_and_matches_pytorch(tiny, tmp_path, calib_dir, preci
     sidecar = read_sidecar(tmp_path / "tiny.engine")
     assert sidecar["engine"] == "tiny.engine" and (tmp_path / sidecar["onnx"]).is_file()
     assert sidecar["trtexec"] == result.details["trtexec"] and "--maxShapes=input:4x3x128x128" in sidecar["trtexec"]
-    assert sidecar["metadata"]["precision"] == precision and (tmp_path / "timing.cache").stat().st_size > 0
+    assert sidecar["precision"] == json.loads(sidecar["metadata"]["precision"]) == precision
+    assert (tmp_path / "timing.cache").stat().st_size > 0
     with TensorRTRunner(tmp_path / "tiny.engine") as engine:
         x = np.random.default_rng(0).standard_normal((3, 3, 128, 128)).astype(np.float32)
         with torch.no_grad():
