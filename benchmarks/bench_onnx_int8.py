@@ -10,7 +10,11 @@ The LSNet-T weights are random (latency does not depend on them), so the int8 ex
 ``--no-validate``: no accuracy gate can hold on random weights. ``--calib`` gives the pictures the ranges
 are measured on (any photos; latency does not depend on them either).
 
+``--int8-forms banded_matmul,tap_slices`` also times int8 exports with those SKA forms (the sweep of
+docs/ska_forms.md).
+
 Usage: python benchmarks/bench_onnx_int8.py --calib DIR [--peers DIR] [--rounds 200] [--workdir DIR]
+       [--int8-forms FORM,...]
 """
 
 from __future__ import annotations
@@ -29,12 +33,17 @@ FLOAT = "lsnet_t float32 (default export)"
 INT8 = "lsnet_t int8 (default export)"
 
 
-def build(workdir: Path, calib: Path, peers: Path | None) -> dict[str, Path]:
-    """Export LSNet-T in float32 and int8 (reused from ``workdir`` when there), plus the peer files."""
+def build(workdir: Path, calib: Path, peers: Path | None, forms: list[str]) -> dict[str, Path]:
+    """Export LSNet-T in float32 and int8 (and int8 with each SKA form of ``forms``; reused from ``workdir``
+    when there), plus the peer files."""
     model = create_model("lsnet_t").eval()
     artifacts = {FLOAT: workdir / "lsnet_t.onnx", INT8: workdir / "lsnet_t.int8.onnx"}
-    for name, options in {FLOAT: ExportOptions(validate=False),
-                          INT8: ExportOptions(int8=True, calib=calib, validate=False)}.items():
+    exports = {FLOAT: ExportOptions(validate=False), INT8: ExportOptions(int8=True, calib=calib, validate=False)}
+    for form in forms:
+        name = f"lsnet_t int8 --ska {form}"
+        artifacts[name] = workdir / f"lsnet_t.int8.{form}.onnx"
+        exports[name] = ExportOptions(int8=True, calib=calib, validate=False, ska=form)
+    for name, options in exports.items():
         if not artifacts[name].exists():
             export_model(model, "onnx", artifacts[name], options)
     for suffix, label in ((".onnx", "float32"), (".int8.onnx", "int8")):
@@ -47,12 +56,13 @@ def main() -> None:
     parser.add_argument("--calib", type=Path, required=True, help="folder of calibration photos")
     add_timing_arguments(parser)
     parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
+    parser.add_argument("--int8-forms", default="", help="comma list of SKA forms to time in int8 as well")
     add_peers_argument(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        artifacts = build(workdir, args.calib, args.peers)
+        artifacts = build(workdir, args.calib, args.peers, [f for f in args.int8_forms.split(",") if f])
         medians = interleaved_medians(artifacts, (1, 3, 224, 224), args.rounds, args.warmup, args.threads)
     base = medians[FLOAT]
     print(f"ONNX Runtime CPU, {args.threads} threads, spinning off, batch 1, 224x224, "

@@ -65,13 +65,14 @@ def litert_quantizer(keep_float=()):
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.pt2e_quantizer_utils import _is_share_obs_or_fq_op
 
-    from .pt2e_int8 import minmax_activations, propagate_shared_quantization, stays_float
+    from .pt2e_int8 import annotate_adds, minmax_activations, propagate_shared_quantization, stays_float
 
     is_float = stays_float(keep_float)
 
     class LSNetPT2EQuantizer(PT2EQuantizer):
         def annotate(self, model):
             model = self._annotate_all_static_patterns(model, self.global_config, lambda node: not is_float(node))
+            annotate_adds(model, self.global_config, is_float)
             # its own propagation (views, pooling...) would reach into the float modules
             propagate_shared_quantization(model, _is_share_obs_or_fq_op, is_float)
             return model
@@ -241,8 +242,8 @@ class LiteRTExporter(Exporter):
     #: fastest form in the LiteRT sweep of docs/formats_litert.md (with or without the rewrites: equal)
     ska_auto = "onehot_conv"
     #: forms litert-torch 0.10 cannot convert: a broadcast over more than 8 dimensions (reference) and
-    #: batch matmuls with broadcast batch dimensions (banded_matmul, hybrid)
-    rejected_ska = frozenset({"triton", "reference", "banded_matmul", "hybrid"})
+    #: batch matmuls with broadcast batch dimensions (banded_matmul and both hybrids)
+    rejected_ska = frozenset({"triton", "reference", "banded_matmul", "hybrid", "hybrid_taps"})
     no_dynamic_reason = "litert-torch converts one static shape; export one .tflite per batch size with --batch N"
 
     def check_environment(self, options: ExportOptions) -> None:

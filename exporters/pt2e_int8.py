@@ -85,6 +85,27 @@ def propagate_shared_quantization(graph_module: torch.fx.GraphModule, shares: Ca
                                                              output_qspec=shared, _annotated=True)
 
 
+def annotate_adds(graph_module: torch.fx.GraphModule, config, is_float: Callable[[torch.fx.Node], bool]) -> int:
+    """Annotate every ``aten.add.Tensor`` of two tensors that no pattern annotated (and ``is_float`` does not
+    keep float) as an int8 add: both inputs and the output quantized per tensor with ``config``'s activation
+    specs. litert-torch's add annotator finds adds through ``source_fn_stack``, which this torch.export no
+    longer records, so without this every residual add stayed float between a DEQUANTIZE and a QUANTIZE.
+    Returns the number annotated."""
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    count = 0
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or node.target is not torch.ops.aten.add.Tensor or is_float(node):
+            continue
+        if QUANT_ANNOTATION in node.meta or not all(isinstance(a, torch.fx.Node) for a in node.args[:2]):
+            continue
+        node.meta[QUANT_ANNOTATION] = QuantizationAnnotation(
+            input_qspec_map={arg: config.input_activation for arg in node.args[:2]},
+            output_qspec=config.output_activation, _annotated=True)
+        count += 1
+    return count
+
+
 def _is_pad(target) -> bool:
     return str(target).endswith(_SHARED_QPARAM_OPS)
 

@@ -38,7 +38,7 @@ DETECTION_GRID = (14, 14)
 STAGE_REDUCTIONS = (8, 16, 32, 64)
 STAGES = 4
 #: SKA forms that gather a grid-specific index, so a graph with dynamic height and width cannot use them
-GRID_SPECIFIC_SKA = ("banded_matmul", "hybrid")
+GRID_SPECIFIC_SKA = ("banded_matmul", "hybrid", "hybrid_taps")
 #: the grid-independent form ``--ska auto`` takes instead for dynamic height and width
 DYNAMIC_HW_SKA = "onehot_conv"
 

@@ -116,7 +116,7 @@ def ska_banded_matmul(x: torch.Tensor, w: torch.Tensor, index: torch.Tensor | No
     return torch.matmul(rows, banded).transpose(1, 2).reshape(b, c, h, wd)
 
 
-# Token grids up to this many positions use the banded form in ``hybrid``; larger ones the one-hot form.
+# Token grids up to this many positions use the banded form in the hybrid forms; larger ones another form.
 HYBRID_MAX_POSITIONS = 64
 
 
@@ -145,6 +145,15 @@ def ska_tap_slices(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return out.reshape(b, c, h, wd)
 
 
+def ska_hybrid_taps(x: torch.Tensor, w: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    """banded_matmul on small grids (at most HYBRID_MAX_POSITIONS positions), tap_slices on larger ones:
+    ONNX Runtime's int8 choice, where the one-hot convolution has no fast kernel and the banded matrix of a
+    14x14 grid (196 x 196 per group) costs more to gather than its product saves."""
+    if x.shape[2] * x.shape[3] <= HYBRID_MAX_POSITIONS:
+        return ska_banded_matmul(x, w, index)
+    return ska_tap_slices(x, w)
+
+
 SKA_FORMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "reference": ska_reference,
     "unfold_matmul": ska_unfold_matmul,
@@ -153,12 +162,13 @@ SKA_FORMS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "banded_matmul": ska_banded_matmul,
     "hybrid": ska_hybrid,
     "tap_slices": ska_tap_slices,
+    "hybrid_taps": ska_hybrid_taps,
     "triton": ska_triton,
 }
 """Every SKA formulation by name. ``triton`` needs CUDA tensors and the triton package."""
 
 EXPORTABLE_SKA_FORMS = ("reference", "unfold_matmul", "onehot_conv", "shifted_slices", "banded_matmul", "hybrid",
-                        "tap_slices")
+                        "tap_slices", "hybrid_taps")
 """The forms made of standard operators (everything but ``triton``)."""
 
 
@@ -194,7 +204,7 @@ class SKA(nn.Module):
         if form in ("onehot_conv", "hybrid") and self.dim is not None:
             self.register_buffer("onehot", _onehot_kernel(self.dim, torch.float32, torch.device("cpu")),
                                  persistent=False)
-        if form in ("banded_matmul", "hybrid") and self.resolution is not None:
+        if form in ("banded_matmul", "hybrid", "hybrid_taps") and self.resolution is not None:
             h, w = self.resolution
             if form == "banded_matmul" or h * w <= HYBRID_MAX_POSITIONS:
                 self.register_buffer("band_index", banded_index(h, w), persistent=False)
@@ -211,6 +221,8 @@ class SKA(nn.Module):
             return ska_banded_matmul(x, w, index)
         if form == "hybrid":
             return ska_hybrid(x, w, onehot, index)
+        if form == "hybrid_taps":
+            return ska_hybrid_taps(x, w, index)
         return SKA_FORMS[form](x, w)
 
     def extra_repr(self) -> str:
