@@ -24,7 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import ExportError, first_line, require
-from ..quiet import silenced
+from ..quiet import native_stderr_captured, silenced
 from ..runtimes.litert_runner import METADATA_NAME, tflite_schema
 from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
 from .xnnpack_forms import xnnpack_friendly
@@ -39,8 +39,10 @@ def convert_to_tflite(model, example, path: Path, quant_config=None) -> None:
     Raises:
         ExportError: the conversion failed (first line of the cause kept).
     """
-    litert_torch = require("litert_torch", LiteRTExporter.extra, "to convert to LiteRT")
-    with silenced() as log:
+    # TensorFlow (imported by litert_torch) and MLIR log from C++ to stderr: oneDNN notices, quantizer
+    # diagnostics. The export's own one-line error says what failed.
+    with native_stderr_captured(replay_on_failure=False), silenced() as log:
+        litert_torch = require("litert_torch", LiteRTExporter.extra, "to convert to LiteRT")
         try:
             # a PT2E graph refuses eval() (it is in eval form already)
             module = model if quant_config is not None else model.eval()
@@ -247,7 +249,8 @@ class LiteRTExporter(Exporter):
     no_dynamic_reason = "litert-torch converts one static shape; export one .tflite per batch size with --batch N"
 
     def check_environment(self, options: ExportOptions) -> None:
-        require("litert_torch", self.extra, "to convert to LiteRT")
+        with native_stderr_captured(replay_on_failure=False):  # TensorFlow's import notices (oneDNN...)
+            require("litert_torch", self.extra, "to convert to LiteRT")
         require("ai_edge_litert.schema_py_generated", self.extra, "to write .tflite metadata")
         if options.int8:
             require("torchao.quantization.pt2e.quantize_pt2e", self.extra, "for int8 (PT2E quantization)")

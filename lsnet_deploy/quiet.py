@@ -43,9 +43,10 @@ def quiet_third_party_warnings() -> None:
 
 
 @contextlib.contextmanager
-def native_stderr_captured() -> Iterator[None]:
+def native_stderr_captured(replay_on_failure: bool = True) -> Iterator[None]:
     """Capture what native code writes to file descriptor 2 inside the block (ExecuTorch's cpuinfo probe
-    prints five lines from C++ the first time its threadpool starts); replay it if the block fails."""
+    prints five lines from C++ the first time its threadpool starts; TensorFlow's and MLIR's logs during a
+    LiteRT conversion); replay it if the block fails, unless the caller reports the failure itself."""
     import os
     import sys
     import tempfile
@@ -67,6 +68,6 @@ def native_stderr_captured() -> Iterator[None]:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-            if failed:
+            if failed and replay_on_failure:
                 capture.seek(0)
                 sys.stderr.write(capture.read().decode(errors="replace"))

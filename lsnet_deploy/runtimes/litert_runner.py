@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError, first_line, require
+from ..quiet import native_stderr_captured
 from .base import InputMetadata, Runner, static_dims
 from .registry import register_runtime
 
@@ -109,10 +110,13 @@ class LiteRTRunner(Runner):
         interpreter_module = require("ai_edge_litert.interpreter", self.extra, "to run .tflite models")
         resolver = interpreter_module.OpResolverType
         try:
-            self.interpreter = interpreter_module.Interpreter(
-                model_path=str(self.path), num_threads=self.threads,
-                experimental_op_resolver_type=resolver.AUTO if self.xnnpack else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-            self.interpreter.allocate_tensors()
+            # the interpreter logs "Created TensorFlow Lite XNNPACK delegate" from C++; a failure is reported below
+            with native_stderr_captured(replay_on_failure=False):
+                self.interpreter = interpreter_module.Interpreter(
+                    model_path=str(self.path), num_threads=self.threads,
+                    experimental_op_resolver_type=(resolver.AUTO if self.xnnpack
+                                                   else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+                self.interpreter.allocate_tensors()
         except Exception as exc:  # the interpreter raises ValueError/RuntimeError with C++ messages
             raise RuntimeUnavailableError(f"LiteRT cannot load {self.path}: {first_line(exc)}") from None
         self._input = self.interpreter.get_input_details()[0]

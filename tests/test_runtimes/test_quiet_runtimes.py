@@ -18,6 +18,19 @@ def test_executorch_runner_keeps_cpuinfo_lines_off_stderr(tiny_pte):
     assert "cpuinfo" not in run.stderr, run.stderr
 
 
+def test_litert_export_and_runner_print_no_native_logs(tiny_checkpoint, tmp_path):
+    """TensorFlow's import notices, MLIR's quantizer diagnostics and the interpreter's delegate line are
+    C++ writes to stderr; the command line shows its own progress and summary only."""
+    pytest.importorskip("litert_torch", reason="litert-torch is not installed")
+    target = tmp_path / "tiny.tflite"
+    export = subprocess.run([sys.executable, "-m", "lsnet_deploy", "-f", "litert", "-w", str(tiny_checkpoint),
+                             "-o", str(target)], capture_output=True, text=True, timeout=600)
+    assert export.returncode == 0, export.stderr[-2000:]
+    assert target.is_file() and "validation  ok" in export.stdout + export.stderr
+    for noise in ("I0000", "oneDNN", "XNNPACK delegate", "W0000"):
+        assert noise not in export.stderr and noise not in export.stdout, (noise, export.stderr[-2000:])
+
+
 def test_captured_native_stderr_is_replayed_when_the_block_fails(capfd):
     import os
 
