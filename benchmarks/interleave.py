@@ -15,7 +15,7 @@ from lsnet_deploy.runtimes import runner_for
 def add_timing_arguments(parser: argparse.ArgumentParser, rounds: int = 200, warmup: int = 20) -> None:
     """``--rounds``, ``--warmup`` (timed and untimed rounds of every artifact) and ``--threads`` (2: the
     speed goals' setting), the options every benchmark here shares."""
-    parser.add_argument("--rounds", type=int, default=rounds, help=f"timed rounds per artifact (default {rounds})")
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"timed rounds (default {rounds})")
     parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed rounds first (default {warmup})")
     parser.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
 

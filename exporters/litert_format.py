@@ -41,14 +41,19 @@ def convert_to_tflite(model, example, path: Path, quant_config=None) -> None:
     """
     # TensorFlow (imported by litert_torch) and MLIR log from C++ to stderr: oneDNN notices, quantizer
     # diagnostics. The export's own one-line error says what failed.
-    with native_stderr_captured(replay_on_failure=False), silenced() as log:
+    with native_stderr_captured(replay_on_failure=False) as native, silenced() as log:
         litert_torch = require("litert_torch", LiteRTExporter.extra, "to convert to LiteRT")
         try:
             # a PT2E graph refuses eval() (it is in eval form already)
             module = model if quant_config is not None else model.eval()
             litert_torch.convert(module, (example,), quant_config=quant_config).export(str(path))
         except Exception as exc:
-            raise ExportError(f"litert_torch.convert failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
+            # MLIR reports the failing operation from C++: its last error line is often the only real cause
+            errors = [line.strip() for line in native().splitlines() if "error" in line.lower()]
+            message = first_line(exc, log.getvalue().strip()[-300:])
+            if errors and errors[-1] not in message:
+                message += f" (converter: {errors[-1][-200:]})"
+            raise ExportError(f"litert_torch.convert failed: {message}") from exc
 
 
 #: what the ``int8_calibration`` metadata says about the quantization

@@ -99,6 +99,9 @@ def annotate_adds(graph_module: torch.fx.GraphModule, config, is_float: Callable
             continue
         if QUANT_ANNOTATION in node.meta or not all(isinstance(a, torch.fx.Node) for a in node.args[:2]):
             continue
+        value = node.meta.get("val")
+        if not isinstance(value, torch.Tensor) or not value.dtype.is_floating_point:
+            continue  # index arithmetic
         node.meta[QUANT_ANNOTATION] = QuantizationAnnotation(
             input_qspec_map={arg: config.input_activation for arg in node.args[:2]},
             output_qspec=config.output_activation, _annotated=True)

@@ -23,7 +23,8 @@ from pathlib import Path
 from ..errors import ExportError, MissingDependencyError, RuntimeUnavailableError, UsageError, require
 from .base import (ExportContext, ExportOptions, Exporter, Written, accuracy_gate, output_entries, register_exporter,
                    validate_file)
-from .onnx_format import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, OnnxExporter, build_onnx
+from ..metadata import output_names_of
+from .onnx_format import INPUT_NAME, MIN_OPSET, OnnxExporter, build_onnx
 from .tensorrt_ops import TENSORRT_OPSETS, check_tensorrt_support
 
 #: the runtime that validates the ONNX an engine is built from
@@ -197,14 +198,14 @@ def engine_sidecar(name: str, precision: str, settings, info: dict, command: str
     """The ``<engine>.json`` written beside an engine: how it was built (``info``, the trtexec command), its
     input binding and every output binding in order, and the artifact metadata (raw strings)."""
     profile = settings.profile()
-    described = output_entries(metadata) or [{"name": OUTPUT_NAME}]
+    shapes = {entry["name"]: entry["shape"] for entry in output_entries(metadata) or []}
     return {
         "format": "tensorrt", "engine": name, "onnx": f"{name}.onnx", "precision": precision,
         **info,
-        "input": {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW",
+        "input": {"name": settings.input_name, "dtype": "float32", "layout": "NCHW",
                   "shape": [-1 if settings.dynamic else settings.batch, *settings.input_shape],
                   "profile": None if profile is None else dict(zip(("min", "opt", "max"), map(list, profile)))},
-        "outputs": [{"name": e["name"], "dtype": "float32", "shape": e.get("shape")} for e in described],
+        "outputs": [{"name": name, "dtype": "float32", "shape": shapes.get(name)} for name in output_names_of(metadata)],
         "workspace_gib": settings.workspace_gib, "trtexec": command, **details,
         "metadata": metadata,
     }

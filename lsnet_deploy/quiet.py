@@ -10,7 +10,7 @@ import contextlib
 import io
 import logging
 import warnings
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -43,10 +43,11 @@ def quiet_third_party_warnings() -> None:
 
 
 @contextlib.contextmanager
-def native_stderr_captured(replay_on_failure: bool = True) -> Iterator[None]:
+def native_stderr_captured(replay_on_failure: bool = True) -> Iterator[Callable[[], str]]:
     """Capture what native code writes to file descriptor 2 inside the block (ExecuTorch's cpuinfo probe
     prints five lines from C++ the first time its threadpool starts; TensorFlow's and MLIR's logs during a
-    LiteRT conversion); replay it if the block fails, unless the caller reports the failure itself."""
+    LiteRT conversion); replay it if the block fails, unless the caller reports the failure itself. Yields a
+    function that returns what was captured so far (for such a report)."""
     import os
     import sys
     import tempfile
@@ -55,13 +56,17 @@ def native_stderr_captured(replay_on_failure: bool = True) -> Iterator[None]:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError):  # no real stderr (some embedded interpreters): nothing to capture
-        yield
+        yield lambda: ""
         return
     with tempfile.TemporaryFile() as capture:
+        def captured() -> str:
+            capture.seek(0)
+            return capture.read().decode(errors="replace")
+
         os.dup2(capture.fileno(), 2)
         failed = False
         try:
-            yield
+            yield captured
         except BaseException:
             failed = True
             raise
@@ -69,5 +74,4 @@ def native_stderr_captured(replay_on_failure: bool = True) -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             if failed and replay_on_failure:
-                capture.seek(0)
-                sys.stderr.write(capture.read().decode(errors="replace"))
+                sys.stderr.write(captured())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -24,6 +25,16 @@ _CANDIDATES = [os.environ.get("LSNET_CONFORMANCE_DIR"), REPO.parent / "shared" /
                REPO / "tests" / "data" / "conformance"]
 CONFORMANCE = next(Path(p) for p in _CANDIDATES if p and (Path(p) / "cases.json").is_file())
 PEERS = REPO.parent / "shared" / "peers"
+#: the trained CIFAR-10 fixtures of benchmarks/train_cifar10.py (float16 checkpoints, a card beside each)
+TRAINED_FIXTURES = REPO / "tests" / "data" / "fixtures"
+TRAINED = ("cifar_small", "cifar_lsnet_t")
+#: ``TRAINED`` as pytest params: LSNet-T's cases (full-size exports, a minute or more each) are marked slow
+TRAINED_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name == "cifar_lsnet_t" else name
+                  for name in TRAINED]
+#: the shared CIFAR-10 images beside the repository (tests using them skip without)
+CIFAR = REPO.parent / "shared" / "data" / "cifar10"
+#: top-1 (%) every trained fixture stays above in every format: far above the 10% of chance
+TRAINED_MIN_TOP1 = 50.0
 CASES = {case["name"]: case for case in json.loads((CONFORMANCE / "cases.json").read_text())}
 
 
@@ -31,6 +42,25 @@ def conformance_case(name: str) -> tuple[Path, torch.Tensor, torch.Tensor]:
     """(checkpoint path, input, reference output) of a conformance case."""
     io = torch.load(CONFORMANCE / f"{name}.io.pt", weights_only=True)
     return CONFORMANCE / f"{name}.pth", io["input"], io["output"]
+
+
+def trained_checkpoint(name: str) -> Path:
+    """The committed checkpoint of the trained fixture ``name`` (one of ``TRAINED``)."""
+    return TRAINED_FIXTURES / f"{name}.pth"
+
+
+def trained_card(name: str) -> dict:
+    """The card train_cifar10.py wrote beside the fixture ``name``: command, config, size, accuracy."""
+    return json.loads(trained_checkpoint(name).with_suffix(".json").read_text())
+
+
+@functools.cache
+def load_trained(name: str) -> torch.nn.Module:
+    """The fixture model ``name``: float16 weights cast back to float32, at its card's input size, eval mode.
+    Cached: tests must not modify it (deep-copy first)."""
+    from lsnet_deploy.models import load_model
+
+    return load_model(trained_checkpoint(name), img_size=trained_card(name)["input_size"])
 
 
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:

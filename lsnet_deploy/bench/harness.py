@@ -415,10 +415,11 @@ def run_plan(plan: BenchPlan, progress: Progress = _quiet) -> Iterator[list[dict
         raise UsageError("nothing to benchmark")
     if len(set(labels)) != len(labels):
         raise UsageError(f"candidate labels must be unique, got {labels}")
-    spinning_sessions = sum(get_runtime(c.runtime).takes_spinning for c in plan.candidates)
-    if plan.spinning and spinning_sessions > 1:
-        raise UsageError("--spinning makes ONNX Runtime sessions in one process steal each other's cores; "
-                         "benchmark one ONNX Runtime candidate at a time to use it")
+    spinning = [get_runtime(c.runtime) for c in plan.candidates if get_runtime(c.runtime).takes_spinning]
+    if plan.spinning and len(spinning) > 1:
+        title = " and ".join(sorted({cls.title for cls in spinning}))
+        raise UsageError(f"--spinning makes {title} sessions in one process steal each other's cores; "
+                         f"benchmark one {title} candidate at a time to use it")
     run_id = uuid.uuid4().hex[:12]
     for index, batch in enumerate(plan.batches or [None]):
         with contextlib.ExitStack() as stack:

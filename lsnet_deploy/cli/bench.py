@@ -112,8 +112,9 @@ def build_candidates(artifacts: list[Path], model: str | None, weights: str | No
             label = path.stem + (f":{prov}" if prov and len(providers) > 1 else "")
             specs.append(CandidateSpec(label=label, runtime=rt, path=str(path), provider=prov, name=path.stem))
     if provider and not any(s.provider for s in specs):
-        takers = [name for name, cls in registered_runtimes().items() if cls.takes_provider]
-        raise UsageError(f"--provider selects an execution provider of {', '.join(takers)}, but nothing runs there")
+        takers = [cls.title for cls in registered_runtimes().values() if cls.takes_provider]
+        raise UsageError(f"--provider selects an execution provider of {' or '.join(takers)}, but none of the "
+                         "candidates runs on it")
     if not specs:
         raise UsageError("nothing to benchmark: give artifact files, or --model NAME (and/or --weights PATH)")
     for spec, label in zip(specs, _unique([s.label for s in specs])):

@@ -126,7 +126,7 @@ def test_paper_protocol_settings(tiny_checkpoint_path, tmp_path):
     (["{onnx}", "--provider", "cuda"], 1, ["cannot run here", "CUDAExecutionProvider is not available"]),
     (["{onnx}", "--runtime", "trt"], 1, ["cannot run here"]),
     (["--model", "lsnet_t", "--runtime", "torch", "--provider", "cuda"], 2,
-     ["--provider selects an execution provider of ort", "nothing runs there"]),
+     ["--provider selects an execution provider of ONNX Runtime", "none of the candidates runs on it"]),
     (["{onnx}", "--runtime", "torch"], 2, ["--model"]),
     (["{onnx}", "--runtime", "ort,torch"], 2, ["one value"]),
     (["--threads", "2"], 2, ["nothing to benchmark"]),

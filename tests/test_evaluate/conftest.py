@@ -1,16 +1,15 @@
-"""Shared fixtures: the CIFAR-10 test images beside the repo and the committed CIFAR fixture model."""
+"""Shared fixtures: the CIFAR-10 test images beside the repo and the committed trained fixture models."""
 
 from __future__ import annotations
 
-import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
-REPO = Path(__file__).resolve().parents[2]
-CIFAR = REPO.parent / "shared" / "data" / "cifar10"
-FIXTURE = REPO / "tests" / "data" / "fixtures" / "cifar_small.pth"
+from ..conftest import CIFAR, TRAINED_PARAMS, load_trained, trained_card, trained_checkpoint
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -32,22 +31,36 @@ def cifar_train_zip() -> Path:
 
 @pytest.fixture(scope="session")
 def fixture_checkpoint() -> Path:
-    """The committed CIFAR-10 fixture checkpoint (float16 weights, reference training format)."""
-    return FIXTURE
+    """The small CIFAR-10 fixture's checkpoint (float16 weights, reference training format)."""
+    return trained_checkpoint("cifar_small")
 
 
 @pytest.fixture(scope="session")
 def fixture_card() -> dict:
-    """The card written beside the fixture checkpoint by benchmarks/train_cifar10.py."""
-    return json.loads(FIXTURE.with_suffix(".json").read_text())
+    """The card written beside the small fixture by benchmarks/train_cifar10.py."""
+    return trained_card("cifar_small")
 
 
 @pytest.fixture(scope="session")
-def cifar_model(fixture_card):
-    """The fixture model: float16 weights cast back to float32, at the card's input size, eval mode."""
-    from lsnet_deploy.models import load_model
+def cifar_model():
+    """The small fixture model (the one the gate and folder tests use): float32, its card's size, eval mode."""
+    return load_trained("cifar_small")
 
-    return load_model(FIXTURE, img_size=fixture_card["input_size"])
+
+@dataclass(frozen=True)
+class Trained:
+    """One trained fixture: its name, checkpoint, card and loaded model."""
+    name: str
+    checkpoint: Path
+    card: dict
+    model: torch.nn.Module
+
+
+@pytest.fixture(scope="session", params=TRAINED_PARAMS)
+def trained(request) -> Trained:
+    """Each trained fixture in turn (the small custom LSNet at 96 px, LSNet-T at 128 px)."""
+    name = request.param
+    return Trained(name, trained_checkpoint(name), trained_card(name), load_trained(name))
 
 
 @pytest.fixture

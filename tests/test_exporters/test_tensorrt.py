@@ -236,7 +236,7 @@ def test_sidecar_names_every_output_binding_in_order():
     from lsnet_deploy.exporters.tensorrt_format import engine_sidecar
     from lsnet_deploy.metadata import describe_outputs
 
-    shapes = [(1, 64, 56, 56), (1, 128, 28, 28), (1, 256, 14, 14), (1, 384, 7, 7)]
+    shapes = [(2, 64, 56, 56), (2, 128, 28, 28), (2, 256, 14, 14), (2, 384, 7, 7)]
     outputs = describe_outputs([f"stage{i}" for i in range(1, 5)], shapes, (224, 224))
     metadata = {"outputs": json.dumps(outputs), "precision": json.dumps("float16")}
     settings = EngineSettings("input", (3, 224, 224), batch=2)
@@ -249,6 +249,8 @@ def test_sidecar_names_every_output_binding_in_order():
     assert sidecar["tensorrt_version"] == "10.3"
     legacy = engine_sidecar("m.engine", "float32", settings, {}, "", {}, {})  # metadata without outputs
     assert legacy["outputs"] == [{"name": "logits", "dtype": "float32", "shape": None}]
+    renamed = engine_sidecar("m.engine", "float32", settings, {}, "", {}, {"output_name": json.dumps("scores")})
+    assert renamed["outputs"][0]["name"] == "scores"
 
 
 def test_importing_the_exporter_imports_no_heavy_library():

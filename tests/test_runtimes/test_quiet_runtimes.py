@@ -22,6 +22,7 @@ def test_litert_export_and_runner_print_no_native_logs(tiny_checkpoint, tmp_path
     """TensorFlow's import notices, MLIR's quantizer diagnostics and the interpreter's delegate line are
     C++ writes to stderr; the command line shows its own progress and summary only."""
     pytest.importorskip("litert_torch", reason="litert-torch is not installed")
+    pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed")
     target = tmp_path / "tiny.tflite"
     export = subprocess.run([sys.executable, "-m", "lsnet_deploy", "-f", "litert", "-w", str(tiny_checkpoint),
                              "-o", str(target)], capture_output=True, text=True, timeout=600)
@@ -42,5 +43,10 @@ def test_captured_native_stderr_is_replayed_when_the_block_fails(capfd):
             raise RuntimeError("boom")
     with native_stderr_captured():
         os.write(2, b"harmless chatter\n")
+    with pytest.raises(RuntimeError):
+        with native_stderr_captured(replay_on_failure=False) as captured:
+            os.write(2, b"error: reported by the caller\n")
+            assert captured() == "error: reported by the caller\n"
+            raise RuntimeError("boom")
     err = capfd.readouterr().err
-    assert "native detail" in err and "harmless chatter" not in err
+    assert "native detail" in err and "harmless chatter" not in err and "reported by the caller" not in err
