@@ -102,14 +102,17 @@ def build_candidates(artifacts: list[Path], model: str | None, weights: str | No
                                            name=name))
     if artifacts and len(runtimes) > 1:
         raise UsageError("--runtime takes one value with artifact files (a list is for --model)")
+    stems = [path.stem for path in artifacts]
     for path in artifacts:
+        # m.int8.onnx and m.int8.pte share a stem: such artifacts are labelled by file name instead
+        shown = path.stem if stems.count(path.stem) == 1 else path.name
         if not path.exists():
             raise UsageError(f"artifact {path} does not exist")
         rt = runtimes[0] if runtimes else runtime_for_path(path)
         if rt == "torch":
             raise UsageError(f"{path}: the torch runtime times PyTorch models; use --model/--weights instead")
         for prov in providers_of(rt):
-            label = path.stem + (f":{prov}" if prov and len(providers) > 1 else "")
+            label = shown + (f":{prov}" if prov and len(providers) > 1 else "")
             specs.append(CandidateSpec(label=label, runtime=rt, path=str(path), provider=prov, name=path.stem))
     if provider and not any(s.provider for s in specs):
         takers = [cls.title for cls in registered_runtimes().values() if cls.takes_provider]

@@ -147,3 +147,14 @@ def test_errors_are_one_line(tiny_onnx, tmp_path, args, code, fragments, quick):
 def test_no_arguments_shows_help():
     result = runner.invoke(app, normalize_args([]))
     assert "run" in result.output and "report" in result.output
+
+
+def test_artifacts_sharing_a_stem_are_labelled_by_file_name(tmp_path):
+    from lsnet_deploy.cli.bench import build_candidates
+
+    paths = [tmp_path / "m.int8.onnx", tmp_path / "m.int8.pte", tmp_path / "other.onnx"]
+    for path in paths:
+        path.write_bytes(b"")
+    specs = build_candidates([*paths, paths[2]], None, None, None, None)
+    assert [s.label for s in specs] == ["m.int8.onnx", "m.int8.pte", "other.onnx", "other.onnx#2"]
+    assert [s.runtime for s in specs] == ["ort", "executorch", "ort", "ort"]
