@@ -164,8 +164,9 @@ class OnnxExporter(Exporter):
     description = "ONNX, tuned for ONNX Runtime (CPU/GPU servers, desktops); TensorRT via trtexec"
     supported_options = frozenset({"dynamic", "dynamic_hw", "half", "int8", "calib", "opset", "simplify"})
     ska_auto = "hybrid"
-    #: int8 kernels move the balance: banded products on 7x7 grids, tap slices on larger ones (docs/ska_forms.md)
-    ska_auto_int8 = "hybrid_taps"
+    #: int8 kernels move the balance: banded_matmul measured fastest under --int8 (docs/ska_forms.md); hybrid_taps
+    #: ran 4% faster (1 thread) but its chain of nine requantized multiply-adds cost accuracy on the fixtures
+    ska_auto_int8 = "banded_matmul"
     int8_keep_float = True
     #: which graph rewrites ``build_onnx`` applies
     runtime_target = "onnxruntime"
