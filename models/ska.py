@@ -146,9 +146,10 @@ def ska_tap_slices(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def ska_hybrid_taps(x: torch.Tensor, w: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-    """banded_matmul on small grids (at most HYBRID_MAX_POSITIONS positions), tap_slices on larger ones:
-    ONNX Runtime's int8 choice, where the one-hot convolution has no fast kernel and the banded matrix of a
-    14x14 grid (196 x 196 per group) costs more to gather than its product saves."""
+    """banded_matmul on small grids (at most HYBRID_MAX_POSITIONS positions), tap_slices on larger ones.
+
+    Under ONNX Runtime int8 it skips gathering the 14x14 grid's 196 x 196 band per group and ran 4% faster
+    than banded_matmul, but its chain of requantized multiply-adds costs accuracy (docs/ska_forms.md)."""
     if x.shape[2] * x.shape[3] <= HYBRID_MAX_POSITIONS:
         return ska_banded_matmul(x, w, index)
     return ska_tap_slices(x, w)
