@@ -63,6 +63,16 @@ def load_trained(name: str) -> torch.nn.Module:
     return load_model(trained_checkpoint(name), img_size=trained_card(name)["input_size"])
 
 
+def copy_as_image_folder(paths, root: Path) -> Path:
+    """Copy pictures into ``root`` as an ImageFolder (each under its class folder's name); returns ``root``."""
+    import shutil
+
+    for path in paths:
+        (root / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / path.parent.name / path.name)
+    return root
+
+
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     """max |out - ref| / max |ref|: the conformance definition of error."""
     return float((out - ref).abs().max() / ref.abs().max())

@@ -16,7 +16,7 @@ from lsnet_deploy.accuracy import evaluate
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.metadata import decode_metadata
 
-from ..conftest import TRAINED_MIN_TOP1, inject_int8_outlier
+from ..conftest import TRAINED_MIN_TOP1, copy_as_image_folder, inject_int8_outlier
 
 #: the issue's bound: an int8 artifact's top-1 within this many points of the float model's
 INT8_MAX_DROP = 1.0
@@ -32,15 +32,10 @@ def _metadata(path) -> dict:
 @pytest.fixture(scope="module")
 def gate_dir(cifar_test_dir, tmp_path_factory):
     """The ``ACCURACY_IMAGES`` test pictures as an ImageFolder: the labelled gate (``--data``)."""
-    import shutil
-
     from lsnet_deploy.accuracy import list_images
 
-    root = tmp_path_factory.mktemp("gate")
-    for path, _ in list_images(cifar_test_dir, limit=ACCURACY_IMAGES):
-        (root / path.parent.name).mkdir(exist_ok=True)
-        shutil.copy(path, root / path.parent.name / path.name)
-    return root
+    picked = [path for path, _ in list_images(cifar_test_dir, limit=ACCURACY_IMAGES)]
+    return copy_as_image_folder(picked, tmp_path_factory.mktemp("gate"))
 
 
 def test_int8_onnx_keeps_the_fixture_accuracy(tmp_path, trained, cifar_calib_dir, cifar_test_dir, gate_dir):

@@ -12,7 +12,6 @@ whole inside XNNPACK, and ``keep_float`` must leave the named modules without a 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,8 @@ import pytest
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.exporters.calibration import split_calibration
 
-from ..conftest import (CIFAR, TRAINED_MIN_TOP1, TRAINED_PARAMS, error_line, invoke_export, load_trained,
-                        trained_card, trained_checkpoint)
+from ..conftest import (CIFAR, TRAINED_MIN_TOP1, TRAINED_PARAMS, copy_as_image_folder, error_line, invoke_export,
+                        load_trained, trained_card, trained_checkpoint)
 
 CIFAR_TEST = CIFAR / "test"
 EVALUATED = 1000  # test images the accuracies are compared on (spread evenly over the sorted set)
@@ -49,11 +48,7 @@ def calib_dir(cifar_test, tmp_path_factory) -> Path:
 
     evaluated = {path for path, _ in list_images(cifar_test, limit=EVALUATED)}
     picks = [path for path, _ in list_images(cifar_test) if path not in evaluated][::CALIBRATION_STRIDE]
-    root = tmp_path_factory.mktemp("cifar_calib")
-    for path in picks:
-        (root / path.parent.name).mkdir(exist_ok=True)
-        shutil.copy(path, root / path.parent.name / path.name)
-    return root
+    return copy_as_image_folder(picks, tmp_path_factory.mktemp("cifar_calib"))
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +56,8 @@ def eval_dir(cifar_test, tmp_path_factory) -> Path:
     """The ``EVALUATED`` test images as an ImageFolder (the ``--data`` of the exports)."""
     from lsnet_deploy.accuracy import list_images
 
-    root = tmp_path_factory.mktemp("cifar_eval")
-    for path, _ in list_images(cifar_test, limit=EVALUATED):
-        (root / path.parent.name).mkdir(exist_ok=True)
-        shutil.copy(path, root / path.parent.name / path.name)
-    return root
+    picked = [path for path, _ in list_images(cifar_test, limit=EVALUATED)]
+    return copy_as_image_folder(picked, tmp_path_factory.mktemp("cifar_eval"))
 
 
 def _export(fmt, package, name, calib_dir, eval_dir, tmp_path_factory):
