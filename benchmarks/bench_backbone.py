@@ -19,10 +19,9 @@ Usage: python benchmarks/bench_backbone.py [--rounds 60] [--size 640] [--workdir
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
-from interleave import add_timing_arguments, interleaved_medians
+from interleave import add_timing_arguments, add_workdir_argument, interleaved_medians, workdir_of
 
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.models import create_model
@@ -50,11 +49,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_timing_arguments(parser, rounds=60, warmup=10)
     parser.add_argument("--size", type=int, default=640, help="backbone input side (default 640)")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
+    add_workdir_argument(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_of(args) as workdir:
         artifacts, shapes = build(workdir, args.size)
         medians = interleaved_medians(artifacts, (1, 3, CLASSIFIER_SIZE, CLASSIFIER_SIZE), args.rounds,
                                       args.warmup, args.threads, shapes)

@@ -29,14 +29,13 @@ Usage: python benchmarks/bench_executorch.py [--rounds 200] [--workdir DIR] [--s
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from interleave import add_timing_arguments, interleaved_medians
+from interleave import add_timing_arguments, add_workdir_argument, interleaved_medians, workdir_of
 from peers import add_peers_argument, peer_artifacts
 
 from lsnet_deploy.exporters import ExportOptions, export_model
@@ -136,15 +135,13 @@ def report(medians: dict[str, float], baseline: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_timing_arguments(parser)
-    parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse the .pte files here")
+    add_workdir_argument(parser)
     parser.add_argument("--ska-sweep", action="store_true", help="also time every SKA form (LS blocks only)")
     parser.add_argument("--int8", action="store_true", help="add the --int8 export and the peers' int8 programs")
     parser.add_argument("--calib", type=Path, default=DEFAULT_CALIB, help="calibration images for --int8")
     add_peers_argument(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_of(args) as workdir:
         artifacts = build(workdir, args.peers)
         if args.int8:
             artifacts.update(build_int8(workdir, args.calib, args.peers))

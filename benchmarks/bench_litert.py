@@ -23,14 +23,13 @@ Usage: python benchmarks/bench_litert.py [--peers DIR] [--ska-sweep] [--rounds 2
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from interleave import add_timing_arguments, interleaved_medians
+from interleave import add_timing_arguments, add_workdir_argument, interleaved_medians, workdir_of
 from peers import add_peers_argument, peer_artifacts
 
 from lsnet_deploy.errors import LsnetDeployError
@@ -132,15 +131,13 @@ def main() -> None:
     add_timing_arguments(parser)
     parser.add_argument("--half", action="store_true", help="also time the --half export")
     parser.add_argument("--ska-sweep", action="store_true", help="time every SKA form, with and without rewrites")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
+    add_workdir_argument(parser)
     parser.add_argument("--int8", action="store_true", help="add the --int8 export, its ai-edge-quantizer alternative and "
                         "the peers' int8 files")
     parser.add_argument("--calib", type=Path, default=DEFAULT_CALIB, help="calibration images for --int8")
     add_peers_argument(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_of(args) as workdir:
         artifacts = {DEFAULT: build(workdir), **peer_artifacts(args.peers, ".tflite")}
         if args.half:
             artifacts["lsnet_t --half"] = build(workdir, half=True)

@@ -12,11 +12,10 @@ Usage: python benchmarks/bench_onnx.py [--peers DIR] [--rounds 200] [--workdir D
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 
-from interleave import add_timing_arguments, interleaved_medians
+from interleave import add_timing_arguments, add_workdir_argument, interleaved_medians, workdir_of
 from peers import add_peers_argument, peer_artifacts
 
 from lsnet_deploy.exporters import ExportOptions, export_model
@@ -42,13 +41,11 @@ def build(workdir: Path, peers: Path | None) -> dict[str, Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_timing_arguments(parser)
-    parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
+    add_workdir_argument(parser)
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=PATH", help="more .onnx files")
     add_peers_argument(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_of(args) as workdir:
         artifacts = build(workdir, args.peers)
         for item in args.extra:
             name, path = item.split("=", 1)

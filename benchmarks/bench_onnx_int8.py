@@ -20,10 +20,9 @@ Usage: python benchmarks/bench_onnx_int8.py --calib DIR [--peers DIR] [--rounds 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
-from interleave import add_timing_arguments, interleaved_medians
+from interleave import add_timing_arguments, add_workdir_argument, interleaved_medians, workdir_of
 from peers import add_peers_argument, peer_artifacts
 
 from lsnet_deploy.exporters import ExportOptions, export_model
@@ -55,13 +54,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calib", type=Path, required=True, help="folder of calibration photos")
     add_timing_arguments(parser)
-    parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
+    add_workdir_argument(parser)
     parser.add_argument("--int8-forms", default="", help="comma list of SKA forms to time in int8 as well")
     add_peers_argument(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_of(args) as workdir:
         artifacts = build(workdir, args.calib, args.peers, [f for f in args.int8_forms.split(",") if f])
         medians = interleaved_medians(artifacts, (1, 3, 224, 224), args.rounds, args.warmup, args.threads)
     base = medians[FLOAT]

@@ -33,6 +33,8 @@ ARTIFACTS = [
     (".int8.tflite", ["--int8"], "LiteRT XNNPACK", "int8", ".tflite"),
 ]
 FORMATS = {".onnx": "onnx", ".ort": "ort", ".pte": "executorch", ".tflite": "litert"}
+#: training pictures per class to calibrate int8 on (the tests calibrate the fixtures the same way)
+CALIBRATION_PER_CLASS = 25
 
 
 def calibration_folder(train_zip: Path, per_class: int, folder: Path) -> Path:
@@ -71,7 +73,7 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path, help="a trained fixture (tests/data/fixtures/*.pth)")
     parser.add_argument("--data", type=Path, required=True, help="labelled ImageFolder (CIFAR-10 test split)")
     parser.add_argument("--train-zip", type=Path, required=True, help="CIFAR-10 training zip (calibration)")
-    parser.add_argument("--calib-per-class", type=int, default=25)
+    parser.add_argument("--calib-per-class", type=int, default=CALIBRATION_PER_CLASS)
     parser.add_argument("--data-limit", type=int, default=None,
                         help="measure (and gate the int8 exports) on this many --data pictures, spread evenly")
     parser.add_argument("--work", type=Path, required=True, help="folder for the artifacts and results")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -18,6 +21,21 @@ def add_timing_arguments(parser: argparse.ArgumentParser, rounds: int = 200, war
     parser.add_argument("--rounds", type=int, default=rounds, help=f"timed rounds (default {rounds})")
     parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed rounds first (default {warmup})")
     parser.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
+
+
+def add_workdir_argument(parser: argparse.ArgumentParser) -> None:
+    """``--workdir DIR``: where the benchmark keeps its exports, reused by the next run (default: a
+    temporary folder, removed at the end)."""
+    parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports here")
+
+
+@contextlib.contextmanager
+def workdir_of(args: argparse.Namespace) -> Iterator[Path]:
+    """The folder ``--workdir`` names (created if needed), or a temporary one for the ``with`` block."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        yield workdir
 
 
 def interleaved_medians(artifacts: dict[str, Path], shape: tuple[int, ...], rounds: int, warmup: int,

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ExportError, first_line, require
 from ..quiet import native_stderr_captured, silenced
-from ..runtimes.litert_runner import METADATA_NAME, tflite_schema
+from ..runtimes.litert_runner import METADATA_NAME, LiteRTRunner, tflite_schema
 from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
 from .xnnpack_forms import xnnpack_friendly
 
@@ -58,7 +58,7 @@ def convert_to_tflite(model, example, path: Path, quant_config=None) -> None:
 
 #: what the ``int8_calibration`` metadata says about the quantization
 INT8_SCHEME = {"quantizer": "litert-torch PT2EQuantizer", "activations": "int8 affine per tensor",
-               "weights": "int8 symmetric per channel", "float_ops": "GroupNorm (accuracy)",
+               "weights": "int8 symmetric per channel", "float_ops": "GroupNorm (accuracy), attention's products of two activations (XNNPACK)",
                "input_output": "float32"}
 
 
@@ -72,9 +72,17 @@ def litert_quantizer(keep_float=()):
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.pt2e_quantizer_utils import _is_share_obs_or_fq_op
 
-    from .pt2e_int8 import annotate_adds, minmax_activations, propagate_shared_quantization, stays_float
+    from .pt2e_int8 import (annotate_adds, minmax_activations, multiplies_activations, propagate_shared_quantization,
+                            reads_activation_product, stays_float)
 
-    is_float = stays_float(keep_float)
+    kept_float = stays_float(keep_float)
+
+    def is_float(node):
+        # XNNPACK's delegate takes no int8 BATCH_MATMUL of two activations: each one left in int8 ran outside
+        # it and split the graph into one more delegate partition (6 for LSNet-T instead of 1). The add that
+        # reads the product (attention's bias) stays float too: the converter makes a product int8 whenever
+        # its output is quantized again.
+        return kept_float(node) or multiplies_activations(node) or reads_activation_product(node)
 
     class LSNetPT2EQuantizer(PT2EQuantizer):
         def annotate(self, model):
@@ -110,6 +118,13 @@ def convert_int8(model, example, path: Path, context: ExportContext) -> dict:
     context.progress("converting with litert_torch (int8)")
     convert_to_tflite(converted, example, path, QuantConfig(pt2e_quantizer=quantizer))
     return {"int8_ops": int8_ops}
+
+
+def xnnpack_delegation(path: Path) -> dict:
+    """``LiteRTRunner.delegation`` of the written file: one XNNPACK partition with nothing outside it is
+    the fast case (the interpreter ships in ai-edge-litert, which writing the metadata needs anyway)."""
+    with LiteRTRunner(path, threads=1) as runner:
+        return runner.delegation()
 
 
 def _opcode(schema, model, builtin: int, version: int) -> int:
@@ -282,4 +297,5 @@ class LiteRTExporter(Exporter):
             raise
         except Exception as exc:
             raise ExportError(f"rewriting the .tflite flatbuffer failed: {first_line(exc)}") from exc
-        return Written(details={**details, "delegate": "xnnpack", "metadata_entry": METADATA_NAME}, metadata=added)
+        return Written(details={**details, **xnnpack_delegation(path), "delegate": "xnnpack",
+                                "metadata_entry": METADATA_NAME}, metadata=added)

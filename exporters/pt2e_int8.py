@@ -64,6 +64,30 @@ def stays_float(keep_float: Iterable[str], float_types: tuple[type, ...] = (Grou
     return check
 
 
+def multiplies_activations(node: torch.fx.Node) -> bool:
+    """True for a matrix product of two activations (attention's ``q^T k`` and ``v attn``): no weight among
+    its inputs. Linear layers are ``aten.linear``, so they never match."""
+    return (node.op == "call_function" and node.target in (torch.ops.aten.matmul.default, torch.ops.aten.bmm.default)
+            and not any(arg.op == "get_attr" for arg in node.all_input_nodes))
+
+
+_SHAPE_OPS = ("view.default", "reshape.default", "transpose.int", "permute.default", "unsqueeze.default",
+              "squeeze.dim", "_assert_tensor_metadata.default", "to.dtype")
+
+
+def reads_activation_product(node: torch.fx.Node) -> bool:
+    """True when an input of ``node`` is a ``multiplies_activations`` product, directly or through
+    operators that only reshape it."""
+    for arg in node.all_input_nodes:
+        while arg.op == "call_function" and str(arg.target).endswith(_SHAPE_OPS) and arg.all_input_nodes:
+            if multiplies_activations(arg):
+                break
+            arg = arg.all_input_nodes[0]
+        if multiplies_activations(arg):
+            return True
+    return False
+
+
 def propagate_shared_quantization(graph_module: torch.fx.GraphModule, shares: Callable[[object], bool],
                                   is_float: Callable[[torch.fx.Node], bool]) -> None:
     """Give every operator for which ``shares(target)`` holds, and whose input is annotated int8, that

@@ -63,6 +63,16 @@ def load_trained(name: str) -> torch.nn.Module:
     return load_model(trained_checkpoint(name), img_size=trained_card(name)["input_size"])
 
 
+def benchmark_script(name: str):
+    """``benchmarks/<name>.py`` imported as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def copy_as_image_folder(paths, root: Path) -> Path:
     """Copy pictures into ``root`` as an ImageFolder (each under its class folder's name); returns ``root``."""
     import shutil

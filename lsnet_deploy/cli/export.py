@@ -227,7 +227,8 @@ def _print_summary(result) -> None:
     for rank, unit in enumerate(result.details.get("int8_ranking", [])[:RANKING_SHOWN], 1):
         lines.append(f"  {'sensitivity' if rank == 1 else '':<11} {rank:>2}. {unit['layer']}  error {unit['error']:.4f}")
     for key, value in result.details.items():
-        if key in ("trtexec", "sidecar", "ops_outside_delegate", "delegated_ops", "int8_top1_agreement"):
+        if key in ("trtexec", "sidecar", "ops_outside_delegate", "delegated_ops", "delegate_partitions",
+                   "int8_top1_agreement"):
             lines.append(f"  {key:<11} {value}")
     lines.append(f"  next        lsnet-bench {result.path}    lsnet-predict {result.path} IMAGE")
     typer.echo("\n".join(lines))

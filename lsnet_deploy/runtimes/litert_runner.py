@@ -141,6 +141,34 @@ class LiteRTRunner(Runner):
         return [np.asarray(self.interpreter.get_tensor(d["index"]), dtype=np.float32)
                 for d in ordered_outputs(self.interpreter.get_output_details())]
 
+    def delegation(self) -> dict:
+        """How the active interpreter split the graph: ``delegate_partitions`` (XNNPACK subgraphs) and
+        ``ops_outside_delegate`` with their names (``outside_ops``, name -> count), run by TFLite's own kernels.
+
+        The interpreter keeps the replaced operators in its node list; an operator ran outside a delegate
+        when no delegate produces its outputs and they feed a delegate, a graph output or another such
+        operator.
+        """
+        import collections
+
+        nodes = self.interpreter._get_ops_details()
+        delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+        delegated_out = {t for d in delegates for t in d["outputs"]}
+        needed = {t for d in delegates for t in d["inputs"]} | {d["index"] for d in self.interpreter.get_output_details()}
+        outside: list[dict] = []
+        candidates = [n for n in nodes if n["op_name"] != "DELEGATE" and not set(n["outputs"]) & delegated_out]
+        changed = True
+        while changed:
+            changed = False
+            for node in candidates:
+                if node not in outside and set(node["outputs"]) & needed:
+                    outside.append(node)
+                    needed |= set(node["inputs"])
+                    changed = True
+        names = collections.Counter(n["op_name"] for n in outside)
+        return {"delegate_partitions": len(delegates), "ops_outside_delegate": len(outside),
+                "outside_ops": dict(names)}
+
     def input_metadata(self) -> InputMetadata | None:
         """The first input: ``shape_signature`` -1 dimensions as None, the NumPy dtype's name."""
         if self._input is None:

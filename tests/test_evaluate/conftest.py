@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ..conftest import CIFAR, TRAINED_PARAMS, load_trained, trained_card, trained_checkpoint
+from ..conftest import CIFAR, TRAINED_PARAMS, benchmark_script, load_trained, trained_card, trained_checkpoint
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -77,21 +78,10 @@ def make_folder(tmp_path, cifar_test_dir):
 
 
 #: calibration pictures per class taken from the training split (so every test image stays held out)
-CALIBRATION_PER_CLASS = 25
-
-
 @pytest.fixture(scope="session")
 def cifar_calib_dir(tmp_path_factory, cifar_train_zip) -> Path:
-    """A folder of 250 CIFAR-10 *training* images (25 per class, spread over each class): int8 calibration
-    for the fixture, disjoint from the test images its accuracy is measured on."""
-    import zipfile
-
-    folder = tmp_path_factory.mktemp("cifar_calib")
-    with zipfile.ZipFile(cifar_train_zip) as archive:
-        names = sorted(n for n in archive.namelist() if n.lower().endswith(".jpg"))
-        for class_name in CLASSES:
-            members = [n for n in names if Path(n).parent.name == class_name]
-            step = len(members) // CALIBRATION_PER_CLASS
-            for name in members[::step][:CALIBRATION_PER_CLASS]:
-                (folder / f"{class_name}_{Path(name).name}").write_bytes(archive.read(name))
-    return folder
+    """CIFAR-10 *training* images (the README table's choice: ``fixture_table.calibration_folder``, 25 per
+    class spread over each class): int8 calibration for the fixture, disjoint from the test images its
+    accuracy is measured on."""
+    table = benchmark_script("fixture_table")
+    return table.calibration_folder(cifar_train_zip, table.CALIBRATION_PER_CLASS, tmp_path_factory.mktemp("cifar_calib"))

@@ -10,7 +10,7 @@ import pytest
 from lsnet_deploy.errors import UsageError
 from lsnet_deploy.accuracy import evaluate, list_images
 
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+from .conftest import CLASSES
 
 
 def test_folders_match_labels_by_name(cifar_model, make_folder):

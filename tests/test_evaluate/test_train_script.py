@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from ..conftest import benchmark_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_cifar10.py"
 
 
@@ -47,11 +49,7 @@ def test_training_smoke_run_writes_loadable_checkpoint(tmp_path, cifar_train_zip
 
 
 def test_learning_rate_schedule_warms_up_then_decays_to_zero():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_cifar10", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = benchmark_script("train_cifar10")
     rates = [module.learning_rate(step, 100, 10, 1.0) for step in range(100)]
     assert rates[0] == 0.1 and rates[9] == 1.0
     assert all(a >= b for a, b in zip(rates[9:], rates[10:]))

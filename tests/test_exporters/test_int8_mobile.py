@@ -114,6 +114,8 @@ def test_litert_int8_keeps_accuracy(litert_int8, calib_dir):
     _check_accuracy_and_metadata(name, path, result, "litert", calib_dir)
     with LiteRTRunner(path, threads=2) as runner:
         assert runner.input_metadata()[1] == "float32"  # float32 in and out, as for float32 files
+    # attention's activation products stay float: an int8 BATCH_MATMUL runs outside XNNPACK and splits it
+    assert result.details["delegate_partitions"] == 1 and result.details["ops_outside_delegate"] == 0
     assert path.stat().st_size < 0.4 * (trained_checkpoint(name).stat().st_size * 2)  # int8 (fixture: float16)
 
 

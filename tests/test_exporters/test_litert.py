@@ -51,6 +51,15 @@ def test_float32_reproduces_the_reference(tiny_export, runner_class):
     np.testing.assert_allclose(got, TINY_Y.numpy(), rtol=0, atol=1e-3 * float(TINY_Y.abs().max()))
 
 
+def test_export_reports_one_xnnpack_partition(tiny_export, runner_class):
+    _, result = tiny_export
+    assert result.details["delegate_partitions"] == 1 and result.details["ops_outside_delegate"] == 0
+    with runner_class(tiny_export[0], threads=1, xnnpack=False) as runner:  # TFLite's own kernels only
+        plain = runner.delegation()
+    assert plain["delegate_partitions"] == 0 and plain["ops_outside_delegate"] > 20
+    assert plain["outside_ops"]["CONV_2D"] > 5
+
+
 def test_metadata_is_embedded_and_reads_back(tiny_export, runner_class):
     from lsnet_deploy.artifact_metadata import read_artifact_metadata
 
