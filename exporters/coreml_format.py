@@ -45,6 +45,7 @@ from ..errors import ExportError, UsageError, first_line, require
 from ..metadata import encode_metadata, output_names_of
 from ..quiet import silenced
 from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
+from .calibration import BATCH_PERCENTILE_METHOD
 from .coreml_int8 import WEIGHT_QUANT_TARGET
 
 DEFAULT_TARGET = "iOS16"
@@ -312,7 +313,7 @@ class CoreMLExporter(Exporter):
         quantized, counts = quantize_network(network, scale(images), scheme, context.keeps_float, name_of)
         held_out = context.calibration.held_out_images(dict(context.metadata))
         simulated = simulated_agreement(quantized, network, scale(held_out))
-        record = context.int8_record("minmax", **describe(scheme), minimum_deployment_target=target.name,
+        record = context.int8_record(BATCH_PERCENTILE_METHOD, **describe(scheme), minimum_deployment_target=target.name,
                                      **counts)
         details = {"int8_scheme": scheme, **counts}
         if simulated is not None:

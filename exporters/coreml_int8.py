@@ -12,7 +12,7 @@ torch frontend turns those into what ``coremltools.optimize`` produces: ``conste
 ``dequantize`` ops (iOS 17+) around each layer's input, the pattern the Neural Engine runs in int8.
 
 The scheme is the one the sensitivity ranking simulates (``int8_sensitivity``): weights symmetric int8 per
-output channel, layer inputs asymmetric uint8 per tensor over their calibrated min/max. So the quantized
+output channel, layer inputs asymmetric uint8 per tensor over their calibrated range. So the quantized
 PyTorch module computes what the Core ML program computes (up to float16 rounding), and its agreement with
 the float model on the held-out images is reported where Core ML itself cannot run.
 """

@@ -32,6 +32,7 @@ from torch import nn
 from ..errors import ExportError, first_line, require
 from ..quiet import silenced
 from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
+from .calibration import BATCH_PERCENTILE_METHOD
 from .half import half_precision_model
 from .xnnpack_forms import BmmAttention, xnnpack_friendly
 
@@ -136,7 +137,7 @@ class ExecuTorchExporter(Exporter):
         metadata, added, int8_details = dict(context.metadata), {}, {}
         if context.options.int8:
             lowered_model, int8_details = quantize_for_xnnpack(lowered_model, example, context)
-            added["int8_calibration"] = json.dumps(context.int8_record("minmax", **INT8_SCHEME))
+            added["int8_calibration"] = json.dumps(context.int8_record(BATCH_PERCENTILE_METHOD, **INT8_SCHEME))
             metadata.update(added)
         context.progress("lowering to XNNPACK (torch.export, to_edge_transform_and_lower)")
         edge = lower_to_executorch(lowered_model, example, metadata)

@@ -4,7 +4,7 @@ Each *unit* (a child of an LSNet block: mixer, squeeze-excite, FFN; or a convolu
 the blocks: the stem, the downsamplings, the head, or any layer of a user's own model around an LSNet) is
 quantized alone, the rest kept in float, and the model's outputs on calibration images are compared with the
 float outputs. Quantization is simulated the way every int8 backend here does it: weights symmetric per
-output channel, layer inputs asymmetric per tensor over their calibrated min/max. The runtimes' real kernels
+output channel, layer inputs asymmetric per tensor over their calibrated range (``calibration.RunningRange``). The runtimes' real kernels
 round a little differently, but the *ranking* is what the mixed-precision search needs, and one ranking
 serves every format (ONNX Runtime, TensorRT, ExecuTorch, LiteRT, Core ML) from a few seconds of PyTorch.
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .calibration import batches
+from .calibration import RunningRange, batches
 
 QUANTIZED_LAYERS = (nn.Conv2d, nn.Linear)
 #: images the ranking runs on (the error of a layer is stable long before this)
@@ -89,15 +89,14 @@ def _fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def input_ranges(network: nn.Module, layers: dict[str, nn.Module], images: np.ndarray
                  ) -> tuple[dict[str, tuple[float, float]], torch.Tensor]:
-    """Min and max of every layer's input over ``images`` (run through ``network`` in batches), and the
-    network's flattened outputs on them."""
-    ranges: dict[str, tuple[float, float]] = {}
+    """The calibration range of every layer's input over ``images`` (run through ``network`` in batches:
+    the mean of each batch's percentile bounds, as the PT2E formats calibrate), and the network's
+    flattened outputs on them."""
+    running: dict[str, RunningRange] = {}
 
     def recorder(name):
         def hook(_module, args):
-            low, high = float(args[0].min()), float(args[0].max())
-            old = ranges.get(name, (low, high))
-            ranges[name] = (min(old[0], low), max(old[1], high))
+            running.setdefault(name, RunningRange()).update(args[0])
         return hook
 
     handles = [layer.register_forward_pre_hook(recorder(name)) for name, layer in layers.items()]
@@ -107,7 +106,7 @@ def input_ranges(network: nn.Module, layers: dict[str, nn.Module], images: np.nd
     finally:
         for handle in handles:
             handle.remove()
-    return ranges, torch.cat(outputs)
+    return {name: (r.low, r.high) for name, r in running.items()}, torch.cat(outputs)
 
 
 @contextlib.contextmanager

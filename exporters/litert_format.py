@@ -8,7 +8,7 @@ constant as float16 behind a ``DEQUANTIZE`` (LiteRT's own float16 scheme: inputs
 float32 on CPUs without float16 arithmetic, and XNNPACK runs float16 where the phone has it).
 
 ``--int8 --calib DIR`` quantizes with PT2E and litert-torch's quantizer before conversion (int8
-activations per tensor, int8 weights per channel, min/max calibrated on the images preprocessed as the
+activations per tensor, int8 weights per channel, percentile ranges calibrated on the images preprocessed as the
 metadata prescribes; GroupNorm and the modules in ``keep_float`` stay float), converts with its
 ``quant_config``, then gives the flatbuffer float32 input and output (a ``QUANTIZE`` and a ``DEQUANTIZE``
 at the edges) so apps feed the same tensors as for float32. ai-edge-quantizer's ``static_wi8_ai8`` on the
@@ -27,6 +27,7 @@ from ..errors import ExportError, first_line, require
 from ..quiet import native_stderr_captured, silenced
 from ..runtimes.litert_runner import METADATA_NAME, LiteRTRunner, tflite_schema
 from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
+from .calibration import BATCH_PERCENTILE_METHOD
 from .xnnpack_forms import xnnpack_friendly
 
 
@@ -63,7 +64,7 @@ INT8_SCHEME = {"quantizer": "litert-torch PT2EQuantizer", "activations": "int8 a
 
 
 def litert_quantizer(keep_float=()):
-    """litert-torch's PT2E quantizer (int8 activations per tensor with min/max observers, int8 weights per
+    """litert-torch's PT2E quantizer (int8 activations per tensor with percentile observers, int8 weights per
     channel) with GroupNorm (as for ExecuTorch, ``pt2e_int8``) and the modules ``keep_float`` left float.
 
     Its own module filters match neither the module types nor the names torch.export records in this
@@ -72,7 +73,7 @@ def litert_quantizer(keep_float=()):
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.pt2e_quantizer_utils import _is_share_obs_or_fq_op
 
-    from .pt2e_int8 import (annotate_adds, minmax_activations, multiplies_activations, propagate_shared_quantization,
+    from .pt2e_int8 import (annotate_adds, multiplies_activations, percentile_activations, propagate_shared_quantization,
                             reads_activation_product, stays_float)
 
     kept_float = stays_float(keep_float)
@@ -93,7 +94,7 @@ def litert_quantizer(keep_float=()):
             return model
 
     return LSNetPT2EQuantizer().set_global(
-        minmax_activations(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)))
+        percentile_activations(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)))
 
 
 def convert_int8(model, example, path: Path, context: ExportContext) -> dict:
@@ -285,7 +286,7 @@ class LiteRTExporter(Exporter):
         int8_details = {}
         if context.options.int8:
             int8_details = convert_int8(converted, example, path, context)
-            added["int8_calibration"] = json.dumps(context.int8_record("minmax", **INT8_SCHEME))
+            added["int8_calibration"] = json.dumps(context.int8_record(BATCH_PERCENTILE_METHOD, **INT8_SCHEME))
             metadata.update(added)
         else:
             convert_to_tflite(converted, example, path)

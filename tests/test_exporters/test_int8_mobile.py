@@ -94,7 +94,7 @@ def _check_accuracy_and_metadata(name, path, result, runtime, calib_dir):
     assert record == json.loads(result.metadata["int8_calibration"])
     expected = split_calibration(calib_dir)
     assert (record["images"], record["held_out"]) == (len(expected.calibrate), len(expected.held_out)) == (270, 64)
-    assert record["sha256"] == expected.sha256 and record["method"] == "minmax"
+    assert record["sha256"] == expected.sha256 and record["method"] == "percentile 99.99, mean over batches"
     assert record["float_layers"] == result.details["int8_float_layers"]
 
 

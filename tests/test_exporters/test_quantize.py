@@ -11,8 +11,9 @@ from PIL import Image
 
 from lsnet_deploy.errors import UsageError
 from lsnet_deploy.exporters import ExportOptions, export_model
-from lsnet_deploy.exporters.calibration import batches, calibration_images, load_images, preprocessing_for
-from lsnet_deploy.exporters.onnx_quantize import ImageCalibrationReader
+from lsnet_deploy.exporters.calibration import (RunningRange, batches, calibration_images, load_images,
+                                                percentile_range, preprocessing_for)
+from lsnet_deploy.exporters.onnx_quantize import ImageCalibrationReader, chunk_size
 from lsnet_deploy.metadata import decode_metadata
 from lsnet_deploy.preprocess import Preprocessing, preprocess
 
@@ -63,7 +64,7 @@ def test_int8_onnx_exports_validates_and_runs(tmp_path, calib_dir):
     meta = decode_metadata({p.key: p.value for p in model.metadata_props})
     assert meta["precision"] == "int8"
     calibration = meta["int8_calibration"]
-    assert (calibration["images"], calibration["held_out"], calibration["method"]) == (20, 4, "minmax")
+    assert (calibration["images"], calibration["held_out"], calibration["method"]) == (20, 4, "percentile 99.99")
     assert calibration["placement"] == "onnxruntime" and len(calibration["sha256"]) == 64
     assert calibration["float_layers"] == []
     # ONNX Runtime's placement: convolutions read and write int8, so its QDQ fusion runs QLinearConv
@@ -156,6 +157,29 @@ def test_batches_for_fixed_and_dynamic_inputs():
     assert [b.ravel().tolist() for b in batches(images, 3)] == [[0, 1, 2], [3, 4, 5]]  # remainder dropped
     assert [b.ravel().tolist() for b in batches(images[:2], 4)] == [[0, 1, 0, 1]]  # too few: repeated
     assert [len(b) for b in batches(images, None)] == [7]
+
+
+def test_activation_ranges_ignore_a_few_outliers():
+    import torch
+
+    x = torch.randn(2_000_000, generator=torch.Generator().manual_seed(0))
+    x[12345] = 1000.0  # one activation far out must not set the int8 scale of the rest
+    low, high = percentile_range(x)
+    assert 3.5 < float(high) < 4.3 and -4.3 < float(low) < -3.5  # the 99.995th percentile of N(0, 1): 3.89
+    running = RunningRange().update(x).update(2 * x)
+    assert running.batches == 2 and running.high == pytest.approx(1.5 * float(high), rel=0.02)
+    few = percentile_range(torch.tensor([1.0, -2.0, 3.0]))  # too few values for a tail: the extremes
+    assert (float(few[0]), float(few[1])) == (-2.0, 3.0)
+
+
+def test_calibration_reader_feeds_the_quantizer_chunk_by_chunk():
+    images = np.arange(10, dtype=np.float32).reshape(10, 1)
+    reader = ImageCalibrationReader("input", images, 1)
+    assert len(reader) == 10
+    reader.set_range(4, 6)
+    assert [reader.get_next()["input"].item() for _ in range(2)] == [4.0, 5.0] and reader.get_next() is None
+    # the quantizer takes only chunks that divide the batches evenly
+    assert [chunk_size(n, 40) for n in (200, 199, 10, 512)] == [40, 1, 10, 32]
 
 
 @pytest.mark.parametrize("case", ["missing", "file", "empty", "corrupt"])
