@@ -63,9 +63,10 @@ def subset_folder(data: Path, limit: int, folder: Path) -> Path:
     return folder
 
 
-def run(command: list[str]) -> None:
+def run(command: list[str]) -> bool:
+    """Run ``command`` (printed first); False when it failed (its own one-line error is above)."""
     print("$", shlex.join(command), flush=True)
-    subprocess.run(command, check=True)
+    return subprocess.run(command).returncode == 0
 
 
 def main() -> None:
@@ -93,12 +94,15 @@ def main() -> None:
         if path.exists():
             continue
         extra = ["--calib", str(calib), "--data", str(args.data)] if "--int8" in options else []
+        # a refused export (an int8 file that misses the gate) is a row of the table, not the end of it
         run(["lsnet-export", "-f", FORMATS[path.suffix], "-w", str(args.checkpoint), *options, *extra,
              "-o", str(path)])
     results = args.work / "results.jsonl"
     results.unlink(missing_ok=True)
-    run(["lsnet-bench", *map(str, paths), "-w", str(args.checkpoint), "--data", str(args.data),
-         "--threads", str(args.threads), "--min-time", str(args.min_time), "-o", str(results)])
+    made = [path for path in paths if path.exists()]
+    if not run(["lsnet-bench", *map(str, made), "-w", str(args.checkpoint), "--data", str(args.data),
+                "--threads", str(args.threads), "--min-time", str(args.min_time), "-o", str(results)]):
+        return 1
 
     records = [json.loads(line) for line in results.read_text().splitlines()]
     # -w adds the PyTorch model itself as a candidate; the artifacts are keyed by file name
@@ -110,9 +114,13 @@ def main() -> None:
     own = torch_record["accuracy"]
     print(f"| `{args.checkpoint.name}` | PyTorch | float32 | {own['top1']:.2f} | {own['top5']:.2f} | 100 | |")
     for (suffix, options, title, precision, baseline), path in zip(ARTIFACTS, paths):
-        accuracy = artifacts[path.name]["accuracy"]
-        ratio = "" if baseline is None else f"{medians[path.name] / medians[f'{stem}{baseline}']:.2f}"
         shown = f"`{suffix}`" + (" (`--half`)" if "--half" in options else "")
+        if path.name not in artifacts:
+            print(f"| {shown} | {title} | {precision} | export refused (see its error above) | | | |")
+            continue
+        accuracy = artifacts[path.name]["accuracy"]
+        base = medians.get(f"{stem}{baseline}")
+        ratio = "" if baseline is None or base is None else f"{medians[path.name] / base:.2f}"
         print(f"| {shown} | {title} | {precision} | {accuracy['top1']:.2f} | {accuracy['top5']:.2f} | "
               f"{accuracy['agreement']:.2f} | {ratio} |")
 
