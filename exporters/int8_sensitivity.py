@@ -4,8 +4,8 @@ Each *unit* (a child of an LSNet block: mixer, squeeze-excite, FFN; or a convolu
 the blocks: the stem, the downsamplings, the head, or any layer of a user's own model around an LSNet) is
 quantized alone, the rest kept in float, and the model's outputs on calibration images are compared with the
 float outputs. Quantization is simulated the way every int8 backend here does it: weights symmetric per
-output channel, layer inputs asymmetric per tensor over their calibrated range (``calibration.RunningRange``). The runtimes' real kernels
-round a little differently, but the *ranking* is what the mixed-precision search needs, and one ranking
+output channel, layer inputs asymmetric per tensor over their calibrated range (``calibration.RunningRange``).
+The runtimes' real kernels round a little differently, but the *ranking* is what the mixed-precision search needs, and one ranking
 serves every format (ONNX Runtime, TensorRT, ExecuTorch, LiteRT, Core ML) from a few seconds of PyTorch.
 
 This is the "quantize one block at a time" method of ONNX Runtime's ``qdq_loss_debug`` and of PyTorch's

@@ -59,7 +59,8 @@ def convert_to_tflite(model, example, path: Path, quant_config=None) -> None:
 
 #: what the ``int8_calibration`` metadata says about the quantization
 INT8_SCHEME = {"quantizer": "litert-torch PT2EQuantizer", "activations": "int8 affine per tensor",
-               "weights": "int8 symmetric per channel", "float_ops": "GroupNorm (accuracy), attention's products of two activations (XNNPACK)",
+               "weights": "int8 symmetric per channel",
+               "float_ops": "GroupNorm (accuracy), attention's products of two activations (XNNPACK)",
                "input_output": "float32"}
 
 

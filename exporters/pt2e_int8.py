@@ -192,7 +192,8 @@ def xnnpack_quantizer(keep_float: Iterable[str] = ()):
                                           is_float)
             return model
 
-    quantizer = LSNetXNNPACKQuantizer().set_global(percentile_activations(get_symmetric_quantization_config(is_per_channel=True)))
+    config = percentile_activations(get_symmetric_quantization_config(is_per_channel=True))
+    quantizer = LSNetXNNPACKQuantizer().set_global(config)
     # set_module_name(name, None) is refused in this version; a filter ("annotate only these") is not
     return quantizer.set_filter_function(lambda node: not is_float(node))
 

@@ -154,7 +154,8 @@ class LiteRTRunner(Runner):
         nodes = self.interpreter._get_ops_details()
         delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
         delegated_out = {t for d in delegates for t in d["outputs"]}
-        needed = {t for d in delegates for t in d["inputs"]} | {d["index"] for d in self.interpreter.get_output_details()}
+        outputs = {d["index"] for d in self.interpreter.get_output_details()}
+        needed = {t for d in delegates for t in d["inputs"]} | outputs
         outside: list[dict] = []
         candidates = [n for n in nodes if n["op_name"] != "DELEGATE" and not set(n["outputs"]) & delegated_out]
         changed = True

@@ -114,7 +114,8 @@ def test_w8a8_metadata_and_result_say_what_was_done_and_what_was_not(w8a8):
     calibration = meta["int8_calibration"]
     assert meta["precision"] == "int8" and meta["deployment_target"] == "iOS17"
     assert calibration["scheme"] == "w8a8" and calibration["minimum_deployment_target"] == "iOS17"
-    assert (calibration["images"], calibration["held_out"], calibration["method"]) == (16, 4, "percentile 99.99, mean over batches")
+    assert (calibration["images"], calibration["held_out"]) == (16, 4)
+    assert calibration["method"] == "percentile 99.99, mean over batches"
     assert calibration["float_layers"] == [] and len(calibration["sha256"]) == 64
     assert json.loads(report["metadata"]["int8_calibration"]) == calibration
     # the simulated int8 arithmetic of the same layers agrees with float on the held-out images
