@@ -22,6 +22,7 @@ calibrator otherwise holds every activation of every image at once (2.3 GB for 2
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -105,6 +106,39 @@ def float_nodes(model: "onnx.ModelProto", scopes: dict[str, str], context: "Expo
             if context.keeps_float(scopes.get(node.name, scopes.get(node.name.split("/")[0], "")))]
 
 
+@contextlib.contextmanager
+def near_constant_histograms():
+    """Let ONNX Runtime's histogram calibrator take tensors whose values barely vary.
+
+    Its first histogram of a tensor spans the tensor's own |min|..|max| in float32; for a tensor such as
+    a softmax over near-uniform scores (every value 0.0625 +- 3e-6, seen in LSNet-T) that span is too
+    narrow for 2048 float32 bins and numpy refuses ("Too many bins for data range"), failing the whole
+    calibration. For those tensors only, the first histogram spans 0..|max| instead, which numpy can bin
+    and which gives the same percentile; every other tensor is collected by ONNX Runtime unchanged.
+    """
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    collect = HistogramCollector.collect_absolute_value
+
+    def collect_each(self, name_to_arr):
+        for name, data in name_to_arr.items():
+            try:
+                collect(self, {name: data})
+            except ValueError:
+                if name in self.histogram_dict or not isinstance(data, (np.ndarray, list)):
+                    raise
+                values = np.asarray(data).ravel()
+                magnitudes = np.absolute(values)
+                hist, edges = np.histogram(magnitudes, bins=self.num_bins, range=(0, float(np.nanmax(magnitudes))))
+                self.histogram_dict[name] = (hist, edges.astype(values.dtype), np.nanmin(values), np.nanmax(values))
+
+    HistogramCollector.collect_absolute_value = collect_each
+    try:
+        yield
+    finally:
+        HistogramCollector.collect_absolute_value = collect
+
+
 def _quantizer_settings(placement: str) -> dict:
     from onnxruntime.quantization import QuantType
 
@@ -160,7 +194,7 @@ def quantize_qdq(model: "onnx.ModelProto", context: "ExportContext", placement: 
     with tempfile.TemporaryDirectory(prefix="lsnet-int8-") as work:
         source, target = Path(work) / "float.onnx", Path(work) / "int8.onnx"
         onnx.save_model(model, str(source))
-        with silenced() as log:
+        with silenced() as log, near_constant_histograms():
             try:
                 settings = _quantizer_settings(placement)
                 settings["extra_options"] = {**settings["extra_options"], "CalibPercentile": ACTIVATION_PERCENTILE,

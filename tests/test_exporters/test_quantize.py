@@ -13,7 +13,7 @@ from lsnet_deploy.errors import UsageError
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.exporters.calibration import (RunningRange, batches, calibration_images, load_images,
                                                 percentile_range, preprocessing_for)
-from lsnet_deploy.exporters.onnx_quantize import ImageCalibrationReader, chunk_size
+from lsnet_deploy.exporters.onnx_quantize import ImageCalibrationReader, chunk_size, near_constant_histograms
 from lsnet_deploy.metadata import decode_metadata
 from lsnet_deploy.preprocess import Preprocessing, preprocess
 
@@ -180,6 +180,50 @@ def test_calibration_reader_feeds_the_quantizer_chunk_by_chunk():
     assert [reader.get_next()["input"].item() for _ in range(2)] == [4.0, 5.0] and reader.get_next() is None
     # the quantizer takes only chunks that divide the batches evenly
     assert [chunk_size(n, 40) for n in (200, 199, 10, 512)] == [40, 1, 10, 32]
+
+
+def _near_constant_model(path):
+    """x -> x * 3e-6 + 0.0625 -> 1x1 Conv: its middle tensor varies by a few millionths around 1/16 (like a
+    softmax over near-uniform scores), too little for 2048 float32 histogram bins."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((2, 4, 1, 1), np.float32), "weight")
+    scale, offset = (numpy_helper.from_array(np.array(value, np.float32), name)
+                     for name, value in (("scale", 3e-6), ("offset", 0.0625)))
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "scale"], ["scaled"]), helper.make_node("Add", ["scaled", "offset"], ["flat"]),
+         helper.make_node("Conv", ["flat", "weight"], ["y"])], "near_constant",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])], [weight, scale, offset])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_percentile_calibration_takes_a_near_constant_activation(tmp_path):
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+    source = tmp_path / "float.onnx"
+    _near_constant_model(source)
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((4, 1, 4, 8, 8), dtype=np.float32)
+    feeds = [{"x": image} for image in images]
+
+    def quantize(target):
+        quantize_static(str(source), str(target), ImageCalibrationReader("x", images[:, 0], 1),
+                        quant_format=QuantFormat.QDQ, calibrate_method=CalibrationMethod.Percentile, op_types_to_quantize=["Conv", "Add"])
+
+    with pytest.raises(ValueError, match="finite-sized bins"):  # ONNX Runtime alone: the reason for the workaround
+        quantize(tmp_path / "plain.onnx")
+    with near_constant_histograms():
+        quantize(tmp_path / "int8.onnx")
+    quantized = onnx.load_model(str(tmp_path / "int8.onnx"))
+    params = {t.name: onnx.numpy_helper.to_array(t) for t in quantized.graph.initializer}
+    scale = next(v for k, v in params.items() if k.startswith("flat") and k.endswith("scale"))
+    assert 0.0625 / 255 <= float(scale) <= 0.07 / 255  # a range reaching the values' 0.0625, not beyond
+    session = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"])
+    out = session.run(None, feeds[0])[0]
+    np.testing.assert_allclose(out, 0.25, rtol=0.02)  # 4 inputs of 1/16 each, within int8 rounding
+    from onnxruntime.quantization.calibrate import HistogramCollector
+    assert HistogramCollector.collect_absolute_value.__name__ == "collect_absolute_value"  # restored
 
 
 @pytest.mark.parametrize("case", ["missing", "file", "empty", "corrupt"])
