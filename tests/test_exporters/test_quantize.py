@@ -209,7 +209,8 @@ def test_percentile_calibration_takes_a_near_constant_activation(tmp_path):
 
     def quantize(target):
         quantize_static(str(source), str(target), ImageCalibrationReader("x", images[:, 0], 1),
-                        quant_format=QuantFormat.QDQ, calibrate_method=CalibrationMethod.Percentile, op_types_to_quantize=["Conv", "Add"])
+                        quant_format=QuantFormat.QDQ, calibrate_method=CalibrationMethod.Percentile,
+                        op_types_to_quantize=["Conv", "Add"])
 
     with pytest.raises(ValueError, match="finite-sized bins"):  # ONNX Runtime alone: the reason for the workaround
         quantize(tmp_path / "plain.onnx")
