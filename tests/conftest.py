@@ -38,6 +38,14 @@ TRAINED_MIN_TOP1 = 50.0
 CASES = {case["name"]: case for case in json.loads((CONFORMANCE / "cases.json").read_text())}
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, share the cores among the workers: two workers each running torch with every
+    core's thread would oversubscribe them (OpenMP's spinning made that up to 10x slower here)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def conformance_case(name: str) -> tuple[Path, torch.Tensor, torch.Tensor]:
     """(checkpoint path, input, reference output) of a conformance case."""
     io = torch.load(CONFORMANCE / f"{name}.io.pt", weights_only=True)
