@@ -13,8 +13,8 @@ kernels: for the default form that is none of the compute.
 
 ``--int8 --calib DIR`` quantizes with PT2E and XNNPACK's quantizer (``pt2e_int8``: int8 activations per
 tensor, int8 weights per output channel, calibrated on the images as the metadata prescribes) before
-lowering: XNNPACK takes the Q/DQ groups as int8 kernels and the rest (GroupNorm, kept float for accuracy;
-softmax and the attention matmuls, which it has no int8 kernels for) in float inside the same delegate, so
+lowering: XNNPACK takes the Q/DQ groups as int8 kernels and the rest (GroupNorm and SKA's products, kept
+float for accuracy; softmax and the attention matmuls, which it has no int8 kernels for) in float inside the same delegate, so
 the whole program is still one delegate call.
 Modules in ``keep_float`` stay float (checked on the converted graph before lowering).
 """
@@ -155,7 +155,8 @@ class ExecuTorchExporter(Exporter):
 #: what the ``int8_calibration`` metadata says about the quantization (``pt2e_int8.xnnpack_quantizer``)
 INT8_SCHEME = {"quantizer": "XNNPACKQuantizer (PT2E)", "activations": "int8 affine per tensor",
                "weights": "int8 symmetric per channel",
-               "float_ops": "GroupNorm (accuracy), softmax and attention matmuls (no int8 kernels in XNNPACK)"}
+               "float_ops": "GroupNorm and SKA's products and tap sum (accuracy), softmax and attention matmuls "
+                             "(no int8 kernels in XNNPACK)"}
 
 
 def quantize_for_xnnpack(model: nn.Module, example: torch.Tensor, context: ExportContext):

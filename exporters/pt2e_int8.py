@@ -13,6 +13,10 @@ What the stock quantizers do not do, and LSNet needs:
   exactly representable there, so the pad costs no error.
 * **GroupNorm stays float.** It normalises LKP's generated kernels; int8 statistics (means, variances,
   ``rsqrt``) cost accuracy, and ONNX Runtime's placement keeps it float for the same reason.
+* **SKA's arithmetic stays float on XNNPACK** (``xnnpack_quantizer``): the feature-times-kernel products
+  and the nine-tap sum of ``TapSliceLSConv``, each of which int8 would requantize. Its convolutions stay
+  int8; the float part runs inside the delegate at the same speed, and the LSNet-T CIFAR fixture keeps its
+  accuracy all-int8 (it missed the gate with the taps int8).
 * **modules kept in float.** ``keep_float`` (from the mixed-precision search) names modules of the model
   given to the exporter; nothing inside them is annotated, so their operators run in float between the
   dequantize of their input and the quantize of their output. ``int8_ops_by_module`` checks the result.
@@ -27,7 +31,7 @@ import numpy as np
 import torch
 
 from .calibration import RunningRange, batches
-from .xnnpack_forms import GroupNormAsConv
+from .xnnpack_forms import GroupNormAsConv, TapSliceLSConv
 
 QUANT_ANNOTATION = "quantization_annotation"
 #: images per calibration forward when the graph takes a dynamic batch
@@ -69,6 +73,17 @@ def multiplies_activations(node: torch.fx.Node) -> bool:
     its inputs. Linear layers are ``aten.linear``, so they never match."""
     return (node.op == "call_function" and node.target in (torch.ops.aten.matmul.default, torch.ops.aten.bmm.default)
             and not any(arg.op == "get_attr" for arg in node.all_input_nodes))
+
+
+def made_by(node: torch.fx.Node, module_type: type) -> bool:
+    """True when the innermost module that produced ``node`` is a ``module_type`` itself (its own
+    arithmetic in ``forward``, not one of its child modules')."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return False
+    kind = list(stack.values())[-1][1]
+    name = kind if isinstance(kind, str) else kind.__module__ + "." + kind.__qualname__
+    return name == module_type.__module__ + "." + module_type.__qualname__
 
 
 _SHAPE_OPS = ("view.default", "reshape.default", "transpose.int", "permute.default", "unsqueeze.default",
@@ -182,7 +197,10 @@ def xnnpack_quantizer(keep_float: Iterable[str] = ()):
                                                                          get_symmetric_quantization_config)
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import _is_share_obs_or_fq_op
 
-    is_float = stays_float(keep_float)
+    kept_float = stays_float(keep_float)
+
+    def is_float(node):
+        return kept_float(node) or made_by(node, TapSliceLSConv)
 
     class LSNetXNNPACKQuantizer(XNNPACKQuantizer):
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:

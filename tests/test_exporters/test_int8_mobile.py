@@ -104,6 +104,9 @@ def test_executorch_int8_keeps_accuracy_and_runs_whole_in_xnnpack(executorch_int
     _check_accuracy_and_metadata(name, path, result, "executorch", calib_dir)
     assert result.details["ops_outside_delegate"] == 0 and result.details["delegate_calls"] == 1
     assert result.details["int8_ops"] > 100  # int8 kernels, not a float program with casts
+    # all-int8 passes: with SKA's products int8 (nine requantized multiply-adds per block) LSNet-T's fixture
+    # missed the gate and needed 4 layers float
+    assert result.details["int8_float_layers"] == []
 
 
 @pytest.mark.slow
@@ -166,6 +169,12 @@ def test_keep_float_leaves_modules_without_int8_ops(cifar_model, calib_dir, fmt)
 
     all_int8 = int8_ops_by_module(graphs[frozenset()])
     assert sum(n for name, n in all_int8.items() if in_kept(name)) >= 5  # they are int8 unless kept
+    if fmt == "executorch":  # SKA's own products and tap sum stay float; the LS blocks' convolutions are int8
+        from lsnet_deploy.exporters.xnnpack_forms import TapSliceLSConv
+
+        ska = [name for name, module in rewritten.named_modules() if isinstance(module, TapSliceLSConv)]
+        assert ska and not [name for name in ska if all_int8.get(name)]
+        assert all(all_int8.get(f"{name}.cv1") and all_int8.get(f"{name}.static") for name in ska)
     mixed = int8_ops_by_module(graphs[kept])
     assert not [name for name in mixed if in_kept(name)]
     assert sum(mixed.values()) >= 50  # the rest of the model is still int8
