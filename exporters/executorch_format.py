@@ -14,8 +14,8 @@ kernels: for the default form that is none of the compute.
 ``--int8 --calib DIR`` quantizes with PT2E and XNNPACK's quantizer (``pt2e_int8``: int8 activations per
 tensor, int8 weights per output channel, calibrated on the images as the metadata prescribes) before
 lowering: XNNPACK takes the Q/DQ groups as int8 kernels and the rest (GroupNorm and SKA's products, kept
-float for accuracy; softmax and the attention matmuls, which it has no int8 kernels for) in float inside the same delegate, so
-the whole program is still one delegate call.
+float for accuracy; softmax and the attention matmuls, which it has no int8 kernels for) in float inside
+the same delegate, so the whole program is still one delegate call.
 Modules in ``keep_float`` stay float (checked on the converted graph before lowering).
 """
 
