@@ -51,17 +51,21 @@ def module_path(node: torch.fx.Node) -> str:
     return path[len("L['self']."):] if path.startswith("L['self'].") else path
 
 
+def _type_name(kind: type | str) -> str:
+    """A module type's qualified name (torch.export's ``nn_module_stack`` records classes or their names)."""
+    return kind if isinstance(kind, str) else kind.__module__ + "." + kind.__qualname__
+
+
 def stays_float(keep_float: Iterable[str], float_types: tuple[type, ...] = (GroupNormAsConv,)) -> Callable:
     """A node filter: True for nodes made inside a module named in ``keep_float`` or of a type in
     ``float_types`` (read from torch.export's ``nn_module_stack``, whose types may be classes or names)."""
     names = tuple(keep_float)
-    types = {t.__module__ + "." + t.__qualname__ for t in float_types}
+    types = {_type_name(t) for t in float_types}
 
     def check(node: torch.fx.Node) -> bool:
         for path, kind in (node.meta.get("nn_module_stack") or {}).values():
             path = path[len("L['self']."):] if path.startswith("L['self'].") else path
-            kind = kind if isinstance(kind, str) else kind.__module__ + "." + kind.__qualname__
-            if kind in types or any(path == name or path.startswith(name + ".") for name in names):
+            if _type_name(kind) in types or any(path == name or path.startswith(name + ".") for name in names):
                 return True
         return False
 
@@ -79,11 +83,7 @@ def made_by(node: torch.fx.Node, module_type: type) -> bool:
     """True when the innermost module that produced ``node`` is a ``module_type`` itself (its own
     arithmetic in ``forward``, not one of its child modules')."""
     stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return False
-    kind = list(stack.values())[-1][1]
-    name = kind if isinstance(kind, str) else kind.__module__ + "." + kind.__qualname__
-    return name == module_type.__module__ + "." + module_type.__qualname__
+    return bool(stack) and _type_name(list(stack.values())[-1][1]) == _type_name(module_type)
 
 
 _SHAPE_OPS = ("view.default", "reshape.default", "transpose.int", "permute.default", "unsqueeze.default",

@@ -205,7 +205,6 @@ def test_percentile_calibration_takes_a_near_constant_activation(tmp_path):
     _near_constant_model(source)
     rng = np.random.default_rng(0)
     images = rng.standard_normal((4, 1, 4, 8, 8), dtype=np.float32)
-    feeds = [{"x": image} for image in images]
 
     def quantize(target):
         quantize_static(str(source), str(target), ImageCalibrationReader("x", images[:, 0], 1),
@@ -221,7 +220,7 @@ def test_percentile_calibration_takes_a_near_constant_activation(tmp_path):
     scale = next(v for k, v in params.items() if k.startswith("flat") and k.endswith("scale"))
     assert 0.0625 / 255 <= float(scale) <= 0.07 / 255  # a range reaching the values' 0.0625, not beyond
     session = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"])
-    out = session.run(None, feeds[0])[0]
+    out = session.run(None, {"x": images[0]})[0]
     np.testing.assert_allclose(out, 0.25, rtol=0.02)  # 4 inputs of 1/16 each, within int8 rounding
     from onnxruntime.quantization.calibrate import HistogramCollector
     assert HistogramCollector.collect_absolute_value.__name__ == "collect_absolute_value"  # restored
