@@ -11,28 +11,29 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-#: the reference codes' backbone and artist tensors beside the repository (tests using them skip without)
-SHARED_CONFORMANCE = REPO.parent / "shared" / "conformance"
-DENSE, ARTIST = SHARED_CONFORMANCE / "dense", SHARED_CONFORMANCE / "artist"
+#: everything the tests read is committed under tests/data, so a fresh clone tests what CI tests
+DATA = REPO / "tests" / "data"
+#: the reference implementation's tensors (LSNET_CONFORMANCE_DIR overrides, e.g. with a newer set)
+CONFORMANCE = Path(os.environ.get("LSNET_CONFORMANCE_DIR") or DATA / "conformance")
+#: the reference codes' backbone (dense) and artist tensors
+DENSE, ARTIST = CONFORMANCE / "dense", CONFORMANCE / "artist"
 needs_dense = pytest.mark.skipif(not (DENSE / "cases.json").is_file(),
-                                 reason="../shared/conformance/dense (reference detection tensors) is not here")
+                                 reason=f"no reference detection tensors in {DENSE}")
 needs_artist = pytest.mark.skipif(not (ARTIST / "cases.json").is_file(),
-                                  reason="../shared/conformance/artist (reference artist tensors) is not here")
+                                  reason=f"no reference artist tensors in {ARTIST}")
 #: a small custom backbone (the dense conformance checkpoint's architecture)
 SMALL_BACKBONE = {"embed_dim": [32, 64, 96, 128], "depth": [1, 2, 2, 3], "num_heads": [2, 2, 2, 4]}
-# The reference tensors: ../shared/conformance beside the repo when present, else the vendored copy.
-_CANDIDATES = [os.environ.get("LSNET_CONFORMANCE_DIR"), REPO.parent / "shared" / "conformance",
-               REPO / "tests" / "data" / "conformance"]
-CONFORMANCE = next(Path(p) for p in _CANDIDATES if p and (Path(p) / "cases.json").is_file())
+#: MobileNet peers beside the repository (benchmark peers, ~140 MB: never committed; tests using them skip)
 PEERS = REPO.parent / "shared" / "peers"
 #: the trained CIFAR-10 fixtures of benchmarks/train_cifar10.py (float16 checkpoints, a card beside each)
-TRAINED_FIXTURES = REPO / "tests" / "data" / "fixtures"
+TRAINED_FIXTURES = DATA / "fixtures"
 TRAINED = ("cifar_small", "cifar_lsnet_t")
 #: ``TRAINED`` as pytest params: LSNet-T's cases (full-size exports, a minute or more each) are marked slow
 TRAINED_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name == "cifar_lsnet_t" else name
                   for name in TRAINED]
-#: the shared CIFAR-10 images beside the repository (tests using them skip without)
-CIFAR = REPO.parent / "shared" / "data" / "cifar10"
+#: committed CIFAR-10 pictures: ``test/`` (1,000), ``calib/`` (334 other test pictures), ``train.zip`` (250)
+CIFAR = DATA / "cifar10"
+CIFAR_TEST, CIFAR_CALIB = CIFAR / "test", CIFAR / "calib"
 #: top-1 (%) every trained fixture stays above in every format: far above the 10% of chance
 TRAINED_MIN_TOP1 = 50.0
 CASES = {case["name"]: case for case in json.loads((CONFORMANCE / "cases.json").read_text())}

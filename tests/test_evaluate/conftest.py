@@ -1,4 +1,4 @@
-"""Shared fixtures: the CIFAR-10 test images beside the repo and the committed trained fixture models."""
+"""Shared fixtures: the committed CIFAR-10 pictures and trained fixture models."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 @pytest.fixture(scope="session")
 def cifar_test_dir() -> Path:
-    """``../shared/data/cifar10/test`` (skips when this checkout has no shared data beside it)."""
+    """tests/data/cifar10/test: 1,000 CIFAR-10 test pictures, 100 per class."""
     if not (CIFAR / "test" / "airplane").is_dir():
         pytest.skip(f"no CIFAR-10 test images in {CIFAR / 'test'}")
     return CIFAR / "test"
@@ -24,7 +24,7 @@ def cifar_test_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def cifar_train_zip() -> Path:
-    """``../shared/data/cifar10/train.zip`` (skips when absent)."""
+    """tests/data/cifar10/train.zip: 250 CIFAR-10 training pictures, 25 per class."""
     if not (CIFAR / "train.zip").is_file():
         pytest.skip(f"no CIFAR-10 training zip at {CIFAR / 'train.zip'}")
     return CIFAR / "train.zip"

@@ -19,20 +19,17 @@ import pytest
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.exporters.calibration import split_calibration
 
-from ..conftest import (CIFAR, TRAINED_MIN_TOP1, TRAINED_PARAMS, copy_as_image_folder, error_line, invoke_export,
+from ..conftest import (CIFAR_CALIB, CIFAR_TEST, TRAINED_MIN_TOP1, TRAINED_PARAMS, error_line, invoke_export,
                         load_trained, trained_card, trained_checkpoint)
 
-CIFAR_TEST = CIFAR / "test"
 EVALUATED = 1000  # test images the accuracies are compared on (spread evenly over the sorted set)
-CALIBRATION_STRIDE = 12  # every 12th of the other test images calibrates: 334 (270 calibrate, 64 held out)
 MAX_DROP = 1.0  # top-1 points int8 may lose against float32
 BELOW_RECORDED = 10.0  # int8 and float32 top-1 stay within this of the card's: far from a collapse to chance
 
 
 @pytest.fixture(scope="module")
 def cifar_test() -> Path:
-    if not (CIFAR_TEST / "airplane").is_dir():
-        pytest.skip(f"no CIFAR-10 test images in {CIFAR_TEST}")
+    """The committed 1,000 CIFAR-10 test pictures (all of them are ``EVALUATED``)."""
     return CIFAR_TEST
 
 
@@ -42,22 +39,23 @@ def cifar_model():
 
 
 @pytest.fixture(scope="module")
-def calib_dir(cifar_test, tmp_path_factory) -> Path:
-    """A deterministic spread of the test images that are *not* among the ``EVALUATED`` ones."""
+def calib_dir(cifar_test) -> Path:
+    """334 test pictures that are not among the ``EVALUATED`` ones (every 12th of the rest: 270 calibrate,
+    64 held out), committed under tests/data/cifar10/calib."""
     from lsnet_deploy.accuracy import list_images
 
-    evaluated = {path for path, _ in list_images(cifar_test, limit=EVALUATED)}
-    picks = [path for path, _ in list_images(cifar_test) if path not in evaluated][::CALIBRATION_STRIDE]
-    return copy_as_image_folder(picks, tmp_path_factory.mktemp("cifar_calib"))
+    evaluated = {(path.parent.name, path.name) for path, _ in list_images(cifar_test)}
+    assert not evaluated & {(path.parent.name, path.name) for path, _ in list_images(CIFAR_CALIB)}
+    return CIFAR_CALIB
 
 
 @pytest.fixture(scope="module")
-def eval_dir(cifar_test, tmp_path_factory) -> Path:
-    """The ``EVALUATED`` test images as an ImageFolder (the ``--data`` of the exports)."""
+def eval_dir(cifar_test) -> Path:
+    """The ``EVALUATED`` test images (the ``--data`` of the exports)."""
     from lsnet_deploy.accuracy import list_images
 
-    picked = [path for path, _ in list_images(cifar_test, limit=EVALUATED)]
-    return copy_as_image_folder(picked, tmp_path_factory.mktemp("cifar_eval"))
+    assert len(list_images(cifar_test)) == EVALUATED
+    return cifar_test
 
 
 def _export(fmt, package, name, calib_dir, eval_dir, tmp_path_factory):

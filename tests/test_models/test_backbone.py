@@ -13,7 +13,7 @@ from lsnet_deploy.errors import UsageError
 from lsnet_deploy.models import EXPORTABLE_SKA_FORMS, create_model, load_model
 from lsnet_deploy.models.backbone import LSNetBackbone, freeze_token_grids
 
-from ..conftest import (ARTIST, DENSE, SHARED_CONFORMANCE, SMALL_BACKBONE as SMALL, needs_artist, needs_dense,
+from ..conftest import (ARTIST, CONFORMANCE, DENSE, SMALL_BACKBONE as SMALL, needs_artist, needs_dense,
                        relative_error)
 
 TOLERANCE = 1e-4  # relative to each reference output's largest magnitude (conformance READMEs)
@@ -24,7 +24,7 @@ def _dense_model(case: str) -> LSNetBackbone:
     if case.startswith("det_small"):
         return load_model(DENSE / "det_small.pth", features_only=True)
     # LSNet-T loaded the way the reference detection code's init_weights loads a classification checkpoint
-    return load_model(SHARED_CONFORMANCE / "lsnet_t.pth", features_only=True, bias_mode="matrix")
+    return load_model(CONFORMANCE / "lsnet_t.pth", features_only=True, bias_mode="matrix")
 
 
 @pytest.fixture(scope="module")
