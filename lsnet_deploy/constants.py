@@ -8,7 +8,5 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: timm's eval transform for LSNet: bicubic resize of the short side to size / crop_pct, centre crop
 DEFAULT_INTERPOLATION = "bicubic"
 DEFAULT_CROP_PCT = 0.9
-#: the input size LSNet's published variants were trained at
-PUBLISHED_IMG_SIZE = 224
 #: picture files read from folders (calibration, accuracy): what torchvision's ImageFolder accepts and Pillow reads
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")

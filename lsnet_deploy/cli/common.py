@@ -71,16 +71,6 @@ def human_size(size: int) -> str:
     return f"{value:.1f} GB"
 
 
-def want_traceback() -> bool:
-    """True when the user asked for tracebacks."""
-    return bool(os.environ.get(DEBUG_ENV))
-
-
-def stdout_is_terminal() -> bool:
-    """True when stdout is an interactive terminal."""
-    return sys.stdout.isatty()
-
-
 RANDOM_INIT_WARNING = ("warning: no --weights given, so {name} is randomly initialized: fine for latency and "
                        "export checks, useless for predictions. Pass --weights PATH or hf-hub:ORG/REPO.")
 

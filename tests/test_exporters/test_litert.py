@@ -94,21 +94,21 @@ def test_runner_runs_a_peer(runner_class):
     assert runner_class.read_metadata(peer) is None
 
 
-def test_other_suffix_is_a_usage_error(tmp_path, runner_class):
+def test_other_suffix_is_a_usage_error(tmp_path):
     result = invoke("-f", "litert", "--weights", TINY, "-o", tmp_path / "x.onnx")
     assert result.exit_code == 2, result.output
     assert "tiny.tflite" not in error_line(result) and "x.tflite" in error_line(result)
     assert not list(tmp_path.iterdir())
 
 
-def test_int8_with_half_is_refused(tmp_path, runner_class):
+def test_int8_with_half_is_refused(tmp_path):
     result = invoke("-f", "litert", "--int8", "--half", "--calib", tmp_path, "--weights", TINY,
                     "-o", tmp_path / "x.tflite")
     assert result.exit_code == 2 and "--half and --int8 are exclusive" in error_line(result)
     assert not (tmp_path / "x.tflite").exists()
 
 
-def test_missing_extra_names_the_install_command(tmp_path, monkeypatch, runner_class):
+def test_missing_extra_names_the_install_command(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "litert_torch", None)
     result = invoke("-f", "litert", "--weights", TINY, "-o", tmp_path / "x.tflite")
     assert result.exit_code == 1, result.output
@@ -141,6 +141,6 @@ def test_lsnet_t_reproduces_the_reference(tmp_path, runner_class):
     np.testing.assert_allclose(got, y.numpy(), rtol=0, atol=1e-3 * float(y.abs().max()))
 
 
-def test_forms_litert_cannot_convert_are_refused_before_work(tmp_path, runner_class):
+def test_forms_litert_cannot_convert_are_refused_before_work(tmp_path):
     result = invoke("-f", "litert", "--ska", "banded_matmul", "--weights", TINY, "-o", tmp_path / "x.tflite")
     assert result.exit_code == 2 and "cannot export the 'banded_matmul' SKA form" in error_line(result)
