@@ -16,12 +16,12 @@ from .conftest import CLASSES
 def test_folders_match_labels_by_name(cifar_model, make_folder):
     root = make_folder({"cat": ("cat", 10), "ship": ("ship", 10)})
     by_name = evaluate(cifar_model, root, labels=list(CLASSES))
-    # without labels the two folders would be classes 0 and 1 (airplane, automobile)
-    by_order = evaluate(cifar_model, root)
-    assert by_name.count == by_order.count == 20
+    assert by_name.count == 20
     assert set(by_name.per_class) == {"cat", "ship"}
     assert by_name.top1 >= 50
-    assert by_order.top1 <= 20
+    # without labels, sorted order would make the two folders classes 0 and 1 (airplane, automobile)
+    with pytest.raises(UsageError, match="no labels"):
+        evaluate(cifar_model, root)
     assert [index for _, index in list_images(root, labels=CLASSES)] == [3] * 10 + [8] * 10
 
 
@@ -38,7 +38,7 @@ def test_unreadable_image_is_counted_not_fatal(cifar_model, make_folder):
     root = make_folder({"airplane": ("airplane", 3), "automobile": ("automobile", 3)})
     (root / "airplane" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (root / "automobile" / "notes.txt").write_text("not a picture, ignored")
-    report = evaluate(cifar_model, root)
+    report = evaluate(cifar_model, root, labels=list(CLASSES))
     assert report.count == 6
     assert report.unreadable == 1
     path, reason = report.skipped[0]
@@ -63,7 +63,7 @@ def test_unusable_folders_are_one_clear_error(cifar_model, tmp_path, case):
     expected = {"no class folders": "no class folders", "empty class folders": "no pictures",
                 "only unreadable": "could be read", "missing": "no such folder"}[case]
     with pytest.raises(UsageError) as info:
-        evaluate(cifar_model, root)
+        evaluate(cifar_model, root, labels=list(CLASSES))
     assert expected in str(info.value) and "\n" not in str(info.value)
 
 
@@ -79,7 +79,8 @@ def test_more_folders_than_model_classes_is_one_clear_error(tiny_checkpoint, mak
 def test_limit_progress_and_order_are_deterministic(cifar_model, make_folder):
     root = make_folder({"cat": ("cat", 6), "dog": ("dog", 6)})
     calls = []
-    report = evaluate(cifar_model, root, batch_size=4, limit=5, progress=lambda done, total: calls.append((done, total)))
+    report = evaluate(cifar_model, root, batch_size=4, limit=5, labels=list(CLASSES),
+                      progress=lambda done, total: calls.append((done, total)))
     assert report.count == 5
     assert calls == [(4, 5), (5, 5)]
     picked = [path.name for path, _ in list_images(root, limit=5)]
