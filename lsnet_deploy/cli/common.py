@@ -13,9 +13,11 @@ from typing import Iterator
 
 import typer
 
-from ..errors import LsnetDeployError, UsageError
+from ..errors import LsnetDeployError, MissingDependencyError, UsageError
 
 DEBUG_ENV = "LSNET_DEPLOY_DEBUG"
+#: modules of the ``torch`` extra: the core (running artifacts) works without them
+TORCH_EXTRA_MODULES = frozenset({"torch", "safetensors", "huggingface_hub"})
 
 
 def err(message: str) -> None:
@@ -33,9 +35,29 @@ def cli_errors(prog: str) -> Iterator[None]:
             raise
         err(f"{prog}: error: {exc}")
         raise typer.Exit(exc.exit_code) from None
+    except ModuleNotFoundError as exc:
+        _missing_torch_extra(prog, exc)
     except KeyboardInterrupt:
         err(f"{prog}: interrupted")
         raise typer.Exit(130) from None
+
+
+@contextlib.contextmanager
+def torch_extra_errors(prog: str) -> Iterator[None]:
+    """Around a whole command (help texts included): a torch-free install (``lsnet-deploy[runtime]``) that
+    reaches code needing PyTorch gets one line naming the extra, not a traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        _missing_torch_extra(prog, exc)
+
+
+def _missing_torch_extra(prog: str, exc: ModuleNotFoundError):
+    if os.environ.get(DEBUG_ENV) or (exc.name or "").split(".")[0] not in TORCH_EXTRA_MODULES:
+        raise exc
+    missing = MissingDependencyError(exc.name.split(".")[0], "torch", "to load models and checkpoints and export")
+    err(f"{prog}: error: {missing}")
+    raise SystemExit(missing.exit_code) from None
 
 
 def parse_imgsz(text: str | None) -> tuple[int, int] | None:
