@@ -251,13 +251,38 @@ def parse_class_map(spec) -> dict[str, int | str]:
     return entries
 
 
-def duplicate_labels(labels: Sequence[str]) -> dict[str, list[int]]:
-    """Labels that name more than one class -> their indices (ImageNet-1k's usual list repeats 'crane'
-    and 'maillot')."""
-    seen: dict[str, list[int]] = {}
-    for index, name in enumerate(labels):
-        seen.setdefault(str(name), []).append(index)
-    return {name: indices for name, indices in seen.items() if len(indices) > 1}
+def shared_labels(sources: Sequence) -> list[str] | None:
+    """The class labels that several scorers of one dataset share: those of the first source carrying
+    labels (an artifact's metadata, a model's ``labels`` attribute); None when none does. Checkpoints
+    carry none.
+
+    Args:
+        sources: artifact paths, checkpoint paths or ``nn.Module`` objects.
+
+    Raises:
+        UsageError: two sources carry different labels (their scores would not be comparable).
+    """
+    from .artifact_metadata import read_artifact_metadata
+    from .errors import LsnetDeployError
+
+    found: list[tuple[str, list[str]]] = []
+    for source in sources:
+        if isinstance(source, (str, Path)):
+            if Path(source).suffix.lower() in CHECKPOINT_SUFFIXES or not Path(source).exists():
+                continue
+            try:
+                labels = read_artifact_metadata(source).fields.get("labels")
+            except LsnetDeployError:  # unreadable metadata: that candidate's own evaluation reports it
+                continue
+        else:
+            labels = getattr(source, "labels", None)
+        if isinstance(labels, (list, tuple)) and labels:
+            found.append((_name(source), [str(x) for x in labels]))
+    for name, labels in found[1:]:
+        if labels != found[0][1]:
+            raise UsageError(f"{found[0][0]} and {name} carry different class labels, so their accuracies on "
+                             "one folder are not comparable; evaluate them separately")
+    return found[0][1] if found else None
 
 
 def resolve_class_mapping(data_dir: str | Path, *, labels: Sequence[str] | None = None,

@@ -295,3 +295,22 @@ def read_labels(path: str | Path, num_classes: int | None = None) -> list[str]:
     if num_classes is not None and len(labels) != num_classes:
         raise UsageError(f"labels file {path} has {len(labels)} labels but the model has {num_classes} classes")
     return labels
+
+
+def duplicate_labels(labels) -> dict[str, list[int]]:
+    """Labels that name more than one class, each with its class indices.
+
+    Repeated labels are allowed (ImageNet-1k's usual list repeats 'crane' and 'maillot', so refusing them
+    would refuse the commonest labels file); callers warn, and matching a folder to a repeated label is
+    refused as ambiguous.
+
+    Args:
+        labels: class names, by class index.
+
+    Returns:
+        ``{label: [index, ...]}`` for every label given to two or more classes (empty when none is).
+    """
+    seen: dict[str, list[int]] = {}
+    for index, name in enumerate(labels):
+        seen.setdefault(str(name), []).append(index)
+    return {name: indices for name, indices in seen.items() if len(indices) > 1}

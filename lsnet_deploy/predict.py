@@ -189,7 +189,8 @@ class Predictor:
                  exif_transpose: bool = True, fast_decode: bool = False, **runner_options):
         self.exif_transpose = exif_transpose
         self.fast_decode = fast_decode
-        self.runner, self.artifact, meta = _open_runner(artifact, runtime, threads, runner_options)
+        self.runner, self.artifact, meta = _open_runner(artifact, runtime, threads, runner_options,
+                                                        parse_size(imgsz))
         try:
             self.runtime = self.runner.runtime
             self.metadata_info = meta if meta is not None else read_artifact_metadata(self.artifact, self.runner)
@@ -323,10 +324,20 @@ class Predictor:
         except Exception as exc:  # runtimes raise their own types; the first line names the problem
             raise LsnetDeployError(f"{self.runtime} failed on a batch of shape {list(chunk.shape)}: "
                                    f"{first_line(exc)}") from None
-        out = np.asarray(out, dtype=np.float32)
-        if out.ndim != 2:
-            out = out.reshape(len(chunk), -1)
-        return out
+        return self._per_sample_vectors(np.asarray(out, dtype=np.float32), len(chunk))
+
+    def _per_sample_vectors(self, out: np.ndarray, count: int) -> np.ndarray:
+        """A runtime's output as (N, values): a batch dimension a runtime dropped, or singleton dimensions
+        such as (N, C, 1, 1), are tolerated; a map of several dimensions (a backbone, a detector) is not
+        class scores, and neither is an output whose first dimension is not the batch."""
+        shape = list(out.shape)
+        spread = [d for d in shape[1:] if d != 1] if out.ndim > 1 else []
+        batch_dropped = out.ndim == 1 and out.size % max(count, 1) == 0
+        if (out.ndim > 1 and shape[0] == count and len(spread) <= 1) or batch_dropped:
+            return out.reshape(count, -1)
+        raise UsageError(f"{_name(self.artifact)} outputs a {shape} tensor for a batch of {count}, not one vector "
+                         "of class scores per picture: it is not a classifier (a backbone or detector?); "
+                         "classify with an artifact exported by lsnet-export --task classification")
 
     def _output_index(self, kind: str) -> int | None:
         """Position of the first output of ``kind`` in the metadata's ``outputs``; None without ``outputs``."""
@@ -433,6 +444,14 @@ class Predictor:
         """Turn raw outputs (N, classes) into Predictions (softmax unless the artifact outputs probabilities)."""
         if self.labels is not None and outputs.shape[1] != len(self.labels):
             raise UsageError(f"the model outputs {outputs.shape[1]} classes but there are {len(self.labels)} labels")
+        declared = self.metadata.get("num_classes")
+        if isinstance(declared, int) and declared > 0 and outputs.shape[1] != declared:
+            raise UsageError(f"{_name(self.artifact)} outputs {outputs.shape[1]} values per picture but its metadata "
+                             f"says {declared} classes: the file is not the classifier its metadata describes")
+        if not np.isfinite(outputs).all():
+            raise LsnetDeployError(f"{_name(self.artifact)} gave NaN or infinite class scores ({self.runtime}); its "
+                                   "weights are damaged or the runtime failed: check the model with lsnet-export's "
+                                   "validation")
         scores = outputs.astype(np.float64) if self.metadata.get("output") == "probabilities" else softmax(outputs)
         indices, values = top_k(scores, min(topk, scores.shape[1]))
         sources = list(sources) if sources is not None else [None] * len(outputs)
@@ -513,14 +532,16 @@ def _is_checkpoint(artifact) -> bool:
     return text.startswith(HUB_PREFIXES) or Path(text).suffix.lower() in CHECKPOINT_SUFFIXES
 
 
-def _open_runner(artifact, runtime: str | None, threads: int | None, options: dict):
-    """(active runner, artifact, metadata or None) for a file, a checkpoint or an nn.Module."""
+def _open_runner(artifact, runtime: str | None, threads: int | None, options: dict,
+                 imgsz: tuple[int, int] | None = None):
+    """(active runner, artifact, metadata or None) for a file, a checkpoint or an nn.Module; a checkpoint
+    is loaded at ``imgsz`` (None: the size it records)."""
     from .runtimes import canonical_runtime, runner_for
 
     if not isinstance(artifact, (str, Path)) or _is_checkpoint(artifact):
         if runtime is not None and canonical_runtime(runtime) != "torch":
             raise UsageError(f"{_name(artifact)} is a PyTorch model; export it to run it with {runtime}")
-        return _open_torch(artifact, threads)
+        return _open_torch(artifact, threads, imgsz)
     path = Path(artifact)
     if not path.exists():
         raise UsageError(f"{path}: no such file")
@@ -529,14 +550,14 @@ def _open_runner(artifact, runtime: str | None, threads: int | None, options: di
     return runner, path, None
 
 
-def _open_torch(artifact, threads: int | None):
+def _open_torch(artifact, threads: int | None, imgsz: tuple[int, int] | None = None):
     from .metadata import build_metadata
     from .runtimes.torch_runner import TorchRunner
 
     if isinstance(artifact, (str, Path)):
         from .models import load_model
 
-        model = load_model(artifact)
+        model = load_model(artifact, img_size=imgsz)
     else:
         model = artifact
     network = model

@@ -121,11 +121,19 @@ def collect_images(inputs: list[Path], recursive: bool = False) -> list[Path]:
 
 
 def _explain_recipe(predictor) -> None:
+    from ..metadata import duplicate_labels
+
     recipe = predictor.recipe
     if not predictor.metadata_info.found:
         err(f"{PROG}: note: {predictor.artifact} has no lsnet-export metadata; preprocessing "
             f"{recipe.input_size[0]}x{recipe.input_size[1]}, crop {recipe.crop_pct:g} {recipe.interpolation}, "
             f"mean {list(recipe.mean)}, std {list(recipe.std)}")
+    repeated = duplicate_labels(predictor.labels or [])
+    if repeated:
+        name, indices = next(iter(repeated.items()))
+        err(f"{PROG}: warning: the labels give {len(repeated)} name{'s' * (len(repeated) > 1)} to several classes "
+            f"({name!r}: classes {', '.join(map(str, indices))}); those classes print the same LABEL, the CLASS "
+            "index tells them apart")
     for name in predictor.overridden:
         flag = {"input_size": "--imgsz", "crop_pct": "--crop-pct"}.get(name, f"--{name}")
         err(f"{PROG}: warning: {flag} replaces the artifact's {name} ({predictor.metadata[name]})")
