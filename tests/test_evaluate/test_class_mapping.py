@@ -222,3 +222,54 @@ def test_export_refuses_misspelt_or_unlabelled_subsets_before_any_work(tmp_path,
     assert "exporting" not in result.output and not (tmp_path / "x.onnx").exists()
     result = invoke_export("-w", fixture_checkpoint, "--class-map", "cat=3", "-o", tmp_path / "x.onnx")
     assert result.exit_code == 2 and "add --data" in error_line(result)
+
+
+# ----------------------------------------------------------------------------------- lsnet-bench --data
+
+from lsnet_deploy.bench.plan import BenchPlan  # noqa: E402
+
+needs_bench_diff = pytest.mark.skipif(
+    "class_map" not in BenchPlan.__dataclass_fields__,
+    reason="lsnet_deploy/bench and cli/bench.py do not have issue 25's class-mapping change yet (the lead applies it)")
+
+
+def bench(*args):
+    from lsnet_deploy.cli.bench import app, normalize_args
+    from typer.testing import CliRunner
+
+    quick = ["--iters", "2", "--warmup", "1", "--warmup-time", "0", "--min-time", "0", "--threads", "2", "--no-save"]
+    return CliRunner().invoke(app, normalize_args([str(a) for a in args] + quick))
+
+
+@needs_bench_diff
+def test_bench_scores_a_sizeless_checkpoint_and_an_artifact_through_one_mapping(tmp_path, cifar_model, cat_dog):
+    import torch
+
+    from lsnet_deploy.exporters import ExportOptions, export_model
+
+    labelled = export_model(cifar_model, "onnx", tmp_path / "labelled.onnx",
+                            ExportOptions(validate=False, labels=list(CLASSES))).path
+    plain = tmp_path / "plain.pth"  # a bare state dict: its size (96) is known only from --imgsz
+    torch.save(cifar_model.state_dict(), plain)
+    result = bench(labelled, "-w", plain, "--imgsz", "96", "--data", cat_dog, "--json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert len(records) == 2
+    for record in records:
+        accuracy = record["accuracy"]
+        assert accuracy["classes"]["map"] == {"cat": 3, "dog": 5} and accuracy["classes"]["rule"] == "label names"
+        assert accuracy["top1"] > 50 and accuracy["agreement"] >= 95 and accuracy["agreement_with"] == "plain.pth"
+    assert "reference" in result.output  # the checkpoint is evaluated once, as the reference, and says so
+
+
+@needs_bench_diff
+def test_bench_refuses_an_unlabelled_subset_before_timing(tmp_path, cifar_model, cat_dog):
+    from lsnet_deploy.exporters import ExportOptions, export_model
+
+    plain = export_model(cifar_model, "onnx", tmp_path / "plain.onnx", ExportOptions(validate=False)).path
+    result = bench(plain, "--data", cat_dog)
+    assert result.exit_code == 2 and "no labels" in error_line(result)
+    assert "timing" not in result.output
+    result = bench(plain, "--data", cat_dog, "--class-map", "cat=3,dog=5", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["accuracy"]["classes"]["class_map"] == {"cat": 3, "dog": 5}
