@@ -63,9 +63,10 @@ def plot_latency(rows: list[Row], path: str | Path, title: str | None = None) ->
             if series_name(row) != name:
                 continue
             ys.append(models.index(model_name(row)) + (s_index - (len(series) - 1) / 2) * height)
-            median = row.stat("median_ms")
+            median = row.stat(row.center_stat)  # a phone tool without a median is drawn at its mean
             medians.append(median)
-            whiskers.append(max(row.stat("p90_ms") - median, 0.0))
+            p90 = row.stat("p90_ms")
+            whiskers.append(max(p90 - median, 0.0) if p90 is not None else 0.0)
         bars = ax.barh(ys, medians, height=height * 0.9, xerr=[[0] * len(whiskers), whiskers],
                        color=colors(s_index % 10), label=name, capsize=3)
         ax.bar_label(bars, labels=[f"{m:.2f}" for m in medians], padding=4, fontsize=8)

@@ -32,8 +32,17 @@ def _short_cpu(name: str) -> str:
 
 
 def device_label(record: dict) -> str:
-    """``AMD EPYC (vm)``, ``NVIDIA H100 80GB HBM3 (gpu-box)``, ``Orin ... (MAXN, clocks locked)``."""
+    """``AMD EPYC (vm)``, ``NVIDIA H100 80GB HBM3 (gpu-box)``, ``Orin ... (MAXN, clocks locked)``,
+    ``Qualcomm SM8650 (Pixel 9, cores f0)`` for a phone run (its device record names the cores)."""
     machine = record.get("machine") or {}
+    phone = record.get("phone")
+    if isinstance(phone, dict):
+        cores = phone.get("cores") or {}
+        where = f"{record.get('device_name') or phone.get('serial') or '?'}"
+        extras = [f"cores {cores['mask']}" if cores.get("mask") and phone.get("pinned") else "unpinned"]
+        if record.get("device") not in (None, "cpu"):
+            extras.insert(0, str(record["device"]))
+        return f"{where} [{phone.get('serial', '?')}, {', '.join(extras)}]"
     name = record.get("device_name") or record.get("device") or "?"
     if not str(record.get("device", "")).startswith("cuda"):
         name = _short_cpu(name)
@@ -167,9 +176,16 @@ class Row:
     def input(self) -> str:
         return self.key[5]
 
-    def stat(self, name: str) -> float:
-        """The median over this row's records of one statistic."""
-        return statistics.median(r["stats"][name] for r in self.records)
+    def stat(self, name: str) -> float | None:
+        """The median over this row's records of one statistic (None when a record lacks it: a phone
+        tool's summary without percentiles)."""
+        values = [r["stats"].get(name) for r in self.records]
+        return statistics.median(values) if values and all(v is not None for v in values) else None
+
+    @property
+    def center_stat(self) -> str:
+        """``median_ms``, or ``mean_ms`` for rows whose tool printed no median."""
+        return "median_ms" if self.stat("median_ms") is not None else "mean_ms"
 
     @property
     def runs(self) -> int:
@@ -227,10 +243,16 @@ def group_rows(records: list[dict]) -> list[Row]:
     return [rows[k] for k in sorted(rows)]
 
 
+def _shared_center(row: Row, base: Row) -> str:
+    """The statistic two rows are compared by: the median when both have it, else the mean."""
+    return "median_ms" if row.center_stat == base.center_stat == "median_ms" else "mean_ms"
+
+
 def _paired_ratio(row: Row, base: Row) -> float | None:
-    base_by_run = {(r.get("run_id"), r.get("group")): r["stats"]["median_ms"] for r in base.records}
-    ratios = [r["stats"]["median_ms"] / base_by_run[(r.get("run_id"), r.get("group"))] for r in row.records
-              if (r.get("run_id"), r.get("group")) in base_by_run and base_by_run[(r.get("run_id"), r.get("group"))] > 0]
+    key = _shared_center(row, base)
+    base_by_run = {(r.get("run_id"), r.get("group")): r["stats"][key] for r in base.records}
+    ratios = [r["stats"][key] / base_by_run[(r.get("run_id"), r.get("group"))] for r in row.records
+              if (r.get("run_id"), r.get("group")) in base_by_run and base_by_run[(r.get("run_id"), r.get("group"))]]
     return statistics.median(ratios) if ratios else None
 
 
@@ -249,7 +271,8 @@ def apply_baseline(rows: list[Row], baseline: Baseline) -> None:
         if paired is not None:
             row.ratio, row.paired = paired, True
         else:
-            row.ratio, row.paired = row.stat("median_ms") / base.stat("median_ms"), False
+            key = _shared_center(row, base)
+            row.ratio, row.paired = row.stat(key) / base.stat(key), False
 
 
 def default_baseline(records: list[dict], rows: list[Row]) -> Baseline | None:
@@ -263,7 +286,9 @@ COLUMNS = ("Device", "Runtime", "Model", "Artifact", "Precision", "Batch", "Inpu
            "Min ms", "Std ms", "img/s", "Ratio", "Runs")
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
     if value >= 100:
         return f"{value:.1f}"
     if value >= 10:
@@ -280,7 +305,11 @@ def _cells(row: Row) -> list[str]:
             row.precision,
             str(row.batch), row.input, _fmt(row.stat("median_ms")), _fmt(row.stat("p90_ms")),
             _fmt(row.stat("p99_ms")), _fmt(row.stat("min_ms")), _fmt(row.stat("std_ms")),
-            f"{row.stat('throughput'):.1f}", ratio, str(row.runs)]
+            _fmt_rate(row.stat("throughput")), ratio, str(row.runs)]
+
+
+def _fmt_rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _footer(rows: list[Row], baseline: Baseline | None) -> list[str]:
@@ -289,6 +318,10 @@ def _footer(rows: list[Row], baseline: Baseline | None) -> list[str]:
         lines.append(f"Ratio: median latency / median latency of {baseline.dimension} {baseline.value} in the same "
                      f"{', '.join(d for d in DIMENSIONS if d != baseline.dimension)}, batch and input "
                      "(below 1 is faster).")
+    if any(r.stat(k) is None for r in rows for k in ("median_ms", "p90_ms", "p99_ms", "min_ms", "std_ms")):
+        lines.append("- not printed by the device's benchmark tool (its summary has no such statistic)"
+                     + ("; rows without a median are compared by their mean." if any(r.stat("median_ms") is None
+                                                                                     for r in rows) else "."))
     if any(r.ratio is not None and not r.paired for r in rows):
         lines.append(f"{UNPAIRED_MARK} measured in different runs, not interleaved: the machine may have changed "
                      "in between, so read these ratios with care.")

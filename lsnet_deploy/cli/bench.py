@@ -171,7 +171,9 @@ def build_plan(specs, *, device, batch, imgsz, threads, precision, ska, warmup, 
                      spinning=spinning, keep_samples=keep_samples)
 
 
-def _fmt_ms(value: float) -> str:
+def _fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
     return f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:.1f}"
 
 
@@ -189,7 +191,7 @@ def render_group(records: list[dict]) -> str:
                                   if r.get("provider") else "") + (f" {r['threads']}t" if r.get("threads") else "")
         rows.append([r["label"], runtime, r["device"], str(r["batch"]), _fmt_ms(s["median_ms"]),
                      _fmt_ms(s["mean_ms"]), _fmt_ms(s["p90_ms"]), _fmt_ms(s["p99_ms"]), _fmt_ms(s["min_ms"]),
-                     _fmt_ms(s["std_ms"]), f"{s['throughput']:.1f}", str(s["n"]),
+                     _fmt_ms(s["std_ms"]), f"{s['throughput']:.1f}" if s.get("throughput") is not None else "-", str(s["n"]),
                      f"{r['ratio_to_first']:.2f}x" if r.get("ratio_to_first") is not None else "-"])
         if accuracy:
             a = r.get("accuracy") or {}
@@ -262,12 +264,42 @@ def run_command(
                                                 "there if needed, results are kept here.")] = None,
     ssh_option: Annotated[Optional[list[str]], typer.Option("--ssh-option", help="Extra ssh -o option, Key=Value "
                                                             "(repeatable): Port=2222, IdentityFile=~/.ssh/jetson.")] = None,
-    remote_python: Annotated[str, typer.Option("--remote-python", help="Python with lsnet-deploy on --host.")] = "python3",
+    remote_python: Annotated[Optional[str], typer.Option("--remote-python", help="Python with lsnet-deploy on --host "
+                                                         "(default python3) or on an --adb Linux device.")] = None,
     remote_cache: Annotated[Optional[str], typer.Option("--remote-cache", help="Where --host keeps copied artifacts "
                                                         "(default ~/.cache/lsnet-deploy/bench).")] = None,
+    adb: Annotated[Optional[str], typer.Option("--adb", help="Run on an Android (or Linux) device over adb: `--adb` "
+                                               "alone uses the only attached device, `--adb SERIAL` one of several. "
+                                               "With --device-tool the runtimes' own tools time the artifacts; with "
+                                               "--remote-python, lsnet-deploy on the device does.",
+                                               metavar="[SERIAL]")] = None,
+    device_tool: Annotated[Optional[list[str]], typer.Option("--device-tool", help="Benchmark tool for --adb, NAME=PATH "
+                                                             "(benchmark_model, executor_runner or pte_runner, "
+                                                             "onnxruntime_perf_test) or a folder holding them; "
+                                                             "repeatable. Pushed once, cached by hash.")] = None,
+    device_dir: Annotated[Optional[str], typer.Option("--device-dir", help="Work folder on the --adb device (default "
+                                                      "/data/local/tmp/lsnet-bench, /tmp/lsnet-bench on Linux).")] = None,
+    cores: Annotated[str, typer.Option("--cores", help="CPUs the --adb tools are pinned to (taskset): big (every "
+                                       "cluster but the slowest), little, all, or a hex mask such as f0.")] = "big",
+    rounds: Annotated[int, typer.Option("--rounds", help="Tool runs per candidate on --adb, interleaved A B, A B ...; "
+                                        "--iters and --warmup apply to each.")] = 5,
+    cool_below: Annotated[float, typer.Option("--cool-below", help="Before each --adb round, wait until the hottest SoC "
+                                              "thermal zone is at most this many C (0: do not wait).")] = 40.0,
+    cool_timeout: Annotated[float, typer.Option("--cool-timeout", help="Longest wait for --cool-below, seconds (then "
+                                                "the round runs and the timeout is recorded).")] = 300.0,
+    no_interleave: Annotated[bool, typer.Option("--no-interleave", help="On --adb, run every round of one candidate "
+                                                "before the next (default: interleaved).")] = False,
+    max_cv: Annotated[float, typer.Option("--max-cv", help="Flag an --adb round whose std/mean exceeds this.")] = 0.10,
+    tool_arg: Annotated[Optional[list[str]], typer.Option("--tool-arg", help="Extra argument for every --adb tool run "
+                                                          "(repeatable), e.g. --tool-arg=-i --tool-arg='backend_type|htp'"
+                                                          ".")] = None,
+    device_env: Annotated[Optional[list[str]], typer.Option("--device-env", help="KEY=VALUE environment of the --adb "
+                                                            "tools (repeatable), e.g. LD_LIBRARY_PATH=/data/local/tmp/"
+                                                            "qnn.")] = None,
+    tool_timeout: Annotated[float, typer.Option("--tool-timeout", help="Longest one --adb tool run may take, "
+                                                "seconds.")] = 600.0,
 ) -> None:
     """Time artifacts and/or a PyTorch model, interleaved, and append the results to a JSON Lines file."""
-    from ..bench.results import append_records
     from ..bench.targets import target_for
     from ..errors import UsageError
 
@@ -276,6 +308,37 @@ def run_command(
             raise UsageError("--ssh-option is used only with --host")
         if data is not None and host:
             raise UsageError("--data is measured on this machine; drop --host, or run lsnet-bench --data on the host")
+        phone_given = _phone_options_given(device_tool=device_tool, device_dir=device_dir, cores=cores, rounds=rounds,
+                                           cool_below=cool_below, cool_timeout=cool_timeout,
+                                           no_interleave=no_interleave, max_cv=max_cv, tool_arg=tool_arg,
+                                           device_env=device_env, tool_timeout=tool_timeout)
+        if adb is not None:
+            if host:
+                raise UsageError("--adb and --host are two ways to reach a device; give one")
+            if data is not None:
+                raise UsageError("--data is measured on this machine; drop --adb")
+            if device_tool and remote_python:
+                raise UsageError("--device-tool runs the runtimes' own tools, --remote-python runs lsnet-deploy on the "
+                                 "device; give one")
+            if not device_tool and not remote_python:
+                raise UsageError("--adb needs the device's benchmark tools (--device-tool NAME=PATH, see "
+                                 "docs/phone_bench.md) or, on a Linux device with lsnet-deploy, --remote-python PATH")
+            if remote_python and phone_given:
+                raise UsageError(f"{', '.join(phone_given)} appl{'ies' if len(phone_given) == 1 else 'y'} to the "
+                                 "device's own tools (--device-tool), not to --remote-python")
+        elif phone_given:
+            raise UsageError(f"{', '.join(phone_given)} {'is' if len(phone_given) == 1 else 'are'} used only with --adb")
+        if adb is not None and device_tool:
+            _run_on_phone(artifacts=list(artifacts or []), model=model, weights=weights, runtime=runtime,
+                          provider=provider, device=device, batch=batch, imgsz=imgsz, threads=threads,
+                          precision=precision, warmup=warmup, warmup_time=warmup_time, iters=iters, min_time=min_time,
+                          spinning=spinning, keep_samples=keep_samples, output=output, no_save=no_save,
+                          json_output=json_output, protocol=protocol,
+                          options=dict(serial=adb or None, tools=device_tool, device_dir=device_dir, cores=cores,
+                                       rounds=rounds, cool_below_c=cool_below, cool_timeout_s=cool_timeout,
+                                       interleave=not no_interleave, max_cv=max_cv, tool_args=list(tool_arg or []),
+                                       device_env=list(device_env or []), tool_timeout_s=tool_timeout))
+            return
         if data_limit is not None and data is None:
             raise UsageError("--data-limit is used only with --data")
         if data_limit is not None and data_limit < 1:
@@ -293,21 +356,85 @@ def run_command(
             raise UsageError(f"--output {output} is a directory; give a file name")
         if plan.protocol == "paper" and plan.protocol_overrides:
             err(f"{PROG}: note: paper protocol with your {', '.join(plan.protocol_overrides)} (recorded)")
-        target = target_for(host, python=remote_python, ssh_options=ssh_option, cache_dir=remote_cache)
+        if adb is not None:
+            from ..bench.phone import AdbRemoteTarget
+            from ..bench.targets import DEFAULT_REMOTE_CACHE
+
+            target = AdbRemoteTarget(adb or None, python=remote_python, cache_dir=remote_cache or DEFAULT_REMOTE_CACHE)
+        else:
+            target = target_for(host, python=remote_python or "python3", ssh_options=ssh_option, cache_dir=remote_cache)
         if model and not weights:
             err(f"{PROG}: note: no --weights, so {model} is randomly initialized (latency is the same)")
-        saved = 0
-        for records in target.run(plan, lambda message: err(f"{PROG}: {message} ...")):
-            if not no_save:
-                saved += append_records(output, records)
-            if json_output:
-                for record in records:
-                    typer.echo(json.dumps(record))
-            else:
-                typer.echo(render_group(records))
+        _run_target(target, plan, output, no_save, json_output)
+
+
+def _run_target(target, plan, output: Path, no_save: bool, json_output: bool) -> None:
+    """Run a plan on a target, appending and printing each group as it arrives."""
+    from ..bench.results import append_records
+
+    saved = 0
+    for records in target.run(plan, lambda message: err(f"{PROG}: {message} ...")):
         if not no_save:
-            err(f"{PROG}: appended {saved} result{'s' * (saved != 1)} to {output} "
-                f"(lsnet-bench report {output})")
+            saved += append_records(output, records)
+        if json_output:
+            for record in records:
+                typer.echo(json.dumps(record))
+        else:
+            typer.echo(render_group(records))
+    if not no_save:
+        err(f"{PROG}: appended {saved} result{'s' * (saved != 1)} to {output} "
+            f"(lsnet-bench report {output})")
+
+
+#: phone options and their defaults (an option differing from its default counts as given)
+PHONE_DEFAULTS = {"device_tool": None, "device_dir": None, "cores": "big", "rounds": 5, "cool_below": 40.0,
+                  "cool_timeout": 300.0, "no_interleave": False, "max_cv": 0.10, "tool_arg": None, "device_env": None,
+                  "tool_timeout": 600.0}
+
+
+def _phone_options_given(**values) -> list[str]:
+    """The phone options set away from their defaults, as ``--option`` names."""
+    return [f"--{name.replace('_', '-')}" for name, value in values.items()
+            if value not in (PHONE_DEFAULTS[name], []) and name != "device_tool"] + \
+        (["--device-tool"] if values.get("device_tool") else [])
+
+
+def _run_on_phone(*, artifacts, model, weights, runtime, provider, device, batch, imgsz, threads, precision, warmup,
+                  warmup_time, iters, min_time, spinning, keep_samples, output, no_save, json_output, protocol,
+                  options) -> None:
+    """``--adb --device-tool``: the artifacts timed by the runtimes' own tools on the device."""
+    from ..bench.phone import PhoneOptions, PhoneTarget
+    from ..bench.phone_tools import parse_tool_options
+    from ..errors import UsageError
+
+    refused = {"--model/--weights": model or weights, "--runtime": runtime, "--device": device, "--imgsz": imgsz,
+               "--precision": precision, "--warmup-time": warmup_time, "--min-time": min_time, "--spinning": spinning,
+               "--batch": batch}
+    given = [name for name, value in refused.items() if value]
+    if given:
+        raise UsageError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to the device's own tools: "
+                         "each artifact runs with its own shape and precision, on the tool's chosen by its suffix; use "
+                         "--iters, --warmup and --rounds for the counts")
+    if protocol.lower() != "latency":
+        raise UsageError("--protocol paper is a GPU throughput method; it does not apply to --adb")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    specs = build_candidates(artifacts, None, None, None, None)
+    providers = _split(provider) or [None]
+    expanded = []
+    for spec in specs:
+        for prov in providers:
+            label = spec.label + (f":{prov}" if prov and len(providers) > 1 else "")
+            expanded.append(dataclasses.replace(spec, label=label, provider=prov))
+    if not no_save and output.is_dir():
+        raise UsageError(f"--output {output} is a directory; give a file name")
+    phone = PhoneOptions(**{**options, "tools": parse_tool_options(options["tools"]),
+                            "iters": iters or PhoneOptions.iters, "warmup": PhoneOptions.warmup if warmup is None
+                            else warmup})
+    plan = build_plan(expanded, device=None, batch=None, imgsz=None, threads=threads, precision=None, ska="auto",
+                      warmup=None, warmup_time=None, iters=None, min_time=None, protocol="latency", spinning=False,
+                      keep_samples=keep_samples)
+    _run_target(PhoneTarget(phone), plan, output, no_save, json_output)
 
 
 @app.command("report")
@@ -351,11 +478,25 @@ def report_command(
             err(f"{PROG}: wrote {plot}")
 
 
+def _is_serial(word: str) -> bool:
+    """Whether the word after ``--adb`` is a device serial rather than an option or an artifact."""
+    if word.startswith("-") or word in COMMANDS or Path(word).exists():
+        return False
+    return not any(word.endswith(suffix) for suffix in artifact_suffixes())
+
+
 def normalize_args(args: list[str]) -> list[str]:
-    """Insert ``run`` unless the first argument names a command or asks for help."""
-    if not args or args[0] in COMMANDS or args[0] in ("--help", "-h"):
-        return list(args)
-    return ["run", *args]
+    """Insert ``run`` unless the first argument names a command or asks for help, and give a bare
+    ``--adb`` (no serial after it) an empty value: the only attached device."""
+    args = list(args)
+    out: list[str] = []
+    for i, word in enumerate(args):
+        out.append(word)
+        if word == "--adb" and (i + 1 == len(args) or not _is_serial(args[i + 1])):
+            out[-1] = "--adb="
+    if not out or out[0] in COMMANDS or out[0] in ("--help", "-h"):
+        return out
+    return ["run", *out]
 
 
 def main() -> None:

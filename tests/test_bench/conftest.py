@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -47,3 +51,105 @@ def peers_dir() -> Path:
 def quick() -> list[str]:
     """Command-line options for a short measurement (tests check behaviour, never speed)."""
     return ["--iters", "5", "--warmup", "1", "--warmup-time", "0"]
+
+
+ADB = shutil.which("adb")
+ADBD = shutil.which("adbd") or ("/usr/sbin/adbd" if os.path.exists("/usr/sbin/adbd") else None)
+ADBD_PORT = 7555            # outside 5555-5585, which the adb server scans for emulators
+FULL_DISK_KB = 192          # the tmpfs the full-disk test pushes into
+
+
+def _adbd_missing() -> str | None:
+    if ADB is None or ADBD is None:
+        return "adb/adbd not installed (apt-get install -t bookworm-backports adb adbd)"
+    if os.geteuid() != 0:
+        return "adbd must run as root"
+    for tool in ("unshare", "nsenter", "ip", "mount"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found (needed to give adbd a private loopback)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def adbd(tmp_path_factory):
+    """A real adbd and adb server in a private network namespace, reached through a Unix socket.
+
+    adbd listens on every interface of its namespace, which holds only a loopback, so nothing outside
+    this machine's tests can reach it; the adb server runs in the same namespace and the client (this
+    process, lsnet-bench) talks to it through ``ADB_SERVER_SOCKET``, a socket file. The namespace also
+    has its own mounts, with a small tmpfs for the full-disk test. Both daemons are stopped by pid.
+    """
+    reason = _adbd_missing()
+    if reason:
+        pytest.skip(reason)
+    home = tmp_path_factory.mktemp("adbd")
+    full = home / "full"
+    full.mkdir()
+    socket_spec = f"localfilesystem:{home / 'adb.sock'}"
+    log = open(home / "adbd.log", "w")
+    script = f"ip link set lo up && mount -t tmpfs -o size={FULL_DISK_KB}k lsnet-full {full} && exec {ADBD}"
+    daemon = subprocess.Popen(["unshare", "--net", "--mount", "sh", "-c", script], cwd=home, stdout=log,
+                              stderr=subprocess.STDOUT, env={**os.environ, "ADBD_PORT": str(ADBD_PORT)})
+    server = None
+    previous = os.environ.get("ADB_SERVER_SOCKET")
+    try:
+        time.sleep(0.3)
+        if daemon.poll() is not None:
+            pytest.skip(f"adbd did not start: {(home / 'adbd.log').read_text().strip()[-300:]}")
+        server = subprocess.Popen([ADB_NSENTER, f"--net=/proc/{daemon.pid}/ns/net", ADB, "-L", socket_spec,
+                                   "server", "nodaemon"], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while not (home / "adb.sock").exists():  # a client finding no server would start one outside the namespace
+            if time.monotonic() > deadline or server.poll() is not None:
+                pytest.skip(f"the adb server did not start: {(home / 'adbd.log').read_text().strip()[-300:]}")
+            time.sleep(0.05)
+        os.environ["ADB_SERVER_SOCKET"] = socket_spec
+        serial = f"127.0.0.1:{ADBD_PORT}"
+        while True:
+            done = subprocess.run([ADB, "connect", serial], capture_output=True, text=True, timeout=10)
+            if done.stdout.startswith(("connected", "already connected")):
+                break
+            if time.monotonic() > deadline or server.poll() is not None:
+                pytest.skip(f"adb could not connect to adbd: {done.stdout.strip()} {done.stderr.strip()}")
+            time.sleep(0.2)
+        yield {"serial": serial, "socket": socket_spec, "home": home, "full_dir": str(full)}
+    finally:
+        if previous is None:
+            os.environ.pop("ADB_SERVER_SOCKET", None)
+        else:
+            os.environ["ADB_SERVER_SOCKET"] = previous
+        for proc in (server, daemon):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        log.close()
+
+
+ADB_NSENTER = shutil.which("nsenter") or "nsenter"
+PTE_RUNNER_SOURCE = REPO / "tools" / "pte_runner"
+PHONE_DATA = REPO / "tests" / "data" / "phones"
+
+
+@pytest.fixture(scope="session")
+def pte_runner(tmp_path_factory) -> Path:
+    """tools/pte_runner built here against the ExecuTorch wheel (skips, with the reason, without it)."""
+    if shutil.which("cmake") is None or shutil.which("c++") is None:
+        pytest.skip("cmake and a C++ compiler are needed to build tools/pte_runner")
+    try:
+        import executorch
+    except ImportError:
+        pytest.skip("ExecuTorch is not installed (pip install \"lsnet-deploy[executorch]\")")
+    package = Path(list(executorch.__path__)[0])
+    if not (package / "include" / "executorch" / "extension" / "module" / "module.h").exists():
+        pytest.skip(f"the ExecuTorch wheel at {package} ships no C++ headers")
+    build = tmp_path_factory.mktemp("pte_runner_build")
+    configure = subprocess.run(["cmake", "-S", str(PTE_RUNNER_SOURCE), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                                f"-DCMAKE_PREFIX_PATH={package}"], capture_output=True, text=True, timeout=120)
+    assert configure.returncode == 0, configure.stdout[-2000:] + configure.stderr[-2000:]
+    compiled = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True, timeout=300)
+    assert compiled.returncode == 0, compiled.stdout[-3000:] + compiled.stderr[-2000:]
+    return build / "pte_runner"
