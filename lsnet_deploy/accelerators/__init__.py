@@ -1,2 +1,134 @@
 """Accelerator targets of the mobile formats, and the probes that ask each accelerator's own tool where an
-artifact's operators run."""
+artifact's operators run.
+
+Public API::
+
+    from lsnet_deploy.accelerators import probe, inspect_artifact
+
+    probe("lsnet_t.onnx", "nnapi")            # one PlacementReport
+    inspect_artifact("lsnet_t.pte")           # one per accelerator the file's format reaches
+
+The table of accelerators (``targets``) and every probe are imported on first use, so ``import lsnet_deploy``
+stays light and needs none of the vendors' libraries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from .report import PlacementReport
+    from .targets import AcceleratorTarget
+
+#: the export format of an artifact, by its suffix (tests check it against the exporters' own suffixes);
+#: QNN's EPContext ``.onnx`` files are told apart by content (``artifact_format``)
+FORMAT_OF_SUFFIX = {".onnx": "onnx", ".ort": "ort", ".tflite": "litert", ".pte": "executorch",
+                    ".mlpackage": "coreml", ".mlmodel": "coreml"}
+
+
+def artifact_format(path: str | Path) -> str:
+    """The export format that writes files like ``path`` (``onnx``, ``ort``, ``litert``, ``executorch``,
+    ``coreml``, ``qnn``).
+
+    Raises:
+        UsageError: the file does not exist, or its suffix is no format's.
+    """
+    from ..errors import UsageError
+
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path} does not exist")
+    from ..runtimes.registry import runtime_for_path
+
+    try:
+        if runtime_for_path(path) == "qnn":
+            return "qnn"
+    except UsageError:
+        pass
+    suffix = path.suffix.lower()
+    if suffix not in FORMAT_OF_SUFFIX:
+        raise UsageError(f"cannot tell the format of {path} from its suffix (known: {', '.join(FORMAT_OF_SUFFIX)})")
+    return FORMAT_OF_SUFFIX[suffix]
+
+
+def probe(path: str | Path, accelerator: str, **options) -> "PlacementReport":
+    """Ask ``accelerator``'s own tool where the operators of the artifact at ``path`` run.
+
+    Args:
+        path: an exported artifact (``.onnx``, ``.ort``, ``.tflite``, ``.pte``, ...).
+        accelerator: an accelerator name or alias (``lsnet_deploy.accelerators.targets``).
+        options: passed to the probe (e.g. ``soc="SM8650"`` for the QNN HTP).
+
+    Raises:
+        UsageError: an unknown accelerator (with the closest name), a missing file, or an accelerator the
+            file's format does not reach.
+        MissingDependencyError: the accelerator's tool is not installed (with the pip command).
+    """
+    target = _target(accelerator)
+    fmt = artifact_format(path)
+    if fmt not in target.formats:
+        from ..errors import UsageError
+
+        raise UsageError(f"--accelerator {target.name} does not apply to {Path(path).name} (format {fmt}; "
+                         f"{target.name} takes {' or '.join(target.formats)} files); accelerators of {fmt}: "
+                         f"{', '.join(t.name for t in _targets_of(fmt)) or 'none'}")
+    return target.run_probe(Path(path), **options)
+
+
+def inspect_artifact(path: str | Path, accelerators: Iterable[str] | None = None,
+                     **options) -> list["PlacementReport"]:
+    """One report per accelerator that applies to the artifact at ``path``.
+
+    An accelerator whose tool is not installed here gives a report that says so (``partitions`` None, the
+    pip command in ``note``) instead of failing the others.
+
+    Args:
+        accelerators: names to probe (default: every accelerator the file's format reaches).
+        options: passed to each probe that takes them (e.g. ``soc``).
+
+    Raises:
+        UsageError: a missing file, an unknown accelerator, or one the file's format does not reach.
+    """
+    from ..errors import MissingDependencyError
+
+    fmt = artifact_format(path)
+    if accelerators:
+        targets = [_target(name) for name in accelerators]
+        for target in targets:
+            if fmt not in target.formats:
+                probe(path, target.name)  # raises the one-line refusal
+    else:
+        targets = _targets_of(fmt)
+    reports = []
+    for target in targets:
+        accepted = {k: v for k, v in options.items() if k in target.probe_options and v is not None}
+        try:
+            reports.append(target.run_probe(Path(path), **accepted))
+        except MissingDependencyError as exc:
+            reports.append(not_available(target, str(exc)))
+    return reports
+
+
+def not_available(target: "AcceleratorTarget", reason: str) -> "PlacementReport":
+    """The report of an accelerator whose tool is not installed here (``reason`` names the pip command)."""
+    from .report import PlacementReport
+
+    return PlacementReport(accelerator=target.name, tool="not available", tool_version="", partitions=None,
+                           nodes_total=None, nodes_on_accelerator=None, verified=False,
+                           note=f"not available: {reason}")
+
+
+def _target(name: str) -> "AcceleratorTarget":
+    from .targets import get_target
+
+    return get_target(name)
+
+
+def _targets_of(fmt: str) -> list["AcceleratorTarget"]:
+    from .targets import targets_of
+
+    return targets_of(fmt)
+
+
+__all__ = ["FORMAT_OF_SUFFIX", "artifact_format", "inspect_artifact", "not_available", "probe"]
