@@ -12,6 +12,7 @@ from . import executorch_format  # noqa: F401  (registers executorch)
 from . import coreml_format  # noqa: F401  (registers coreml)
 from . import tensorrt_format  # noqa: F401  (registers tensorrt)
 from . import litert_format  # noqa: F401  (registers litert)
+from . import qnn_format  # noqa: F401  (registers qnn)
 
 __all__ = ["ExportOptions", "ExportResult", "Exporter", "available_formats", "check_export", "export_model",
            "format_for_runtime", "get_exporter", "register_exporter"]

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Callable, ClassVar, Mapping
 
 import numpy as np
 import torch
@@ -28,6 +29,10 @@ from ..models.outputs import network_of, output_list, output_names
 from ..reparam import reparameterize
 from ..verify import ComparisonReport, compare_runner
 from .calibration import CalibrationSet, batches, split_calibration
+
+if TYPE_CHECKING:
+    from ..accelerators.report import PlacementReport
+    from ..accelerators.targets import AcceleratorTarget
 
 Progress = Callable[[str], None]
 
@@ -64,6 +69,12 @@ class ExportOptions:
     dla_core: int | None = None
     timing_cache: Path | None = None
     max_batch: int | None = None
+    #: the accelerator the artifact targets (``lsnet_deploy.accelerators.targets``), None for none
+    accelerator: str | None = None
+    #: keep an artifact the accelerator cannot take whole (the operators it leaves run on the CPU)
+    allow_fallback: bool = False
+    #: Snapdragon SoC (``lsnet_deploy.accelerators.qnn_socs``) of --format qnn and --accelerator htp
+    soc: str | None = None
 
     def changed(self) -> set[str]:
         """Names of the options set to something other than their default."""
@@ -77,12 +88,14 @@ class ExportOptions:
 
 
 # options every format understands
-COMMON_OPTIONS = frozenset({"batch", "ska", "fuse", "validate", "labels", "data", "max_drop", "int8_ranking"})
+COMMON_OPTIONS = frozenset({"batch", "ska", "fuse", "validate", "labels", "data", "max_drop", "int8_ranking",
+                            "accelerator", "allow_fallback"})
 OPTION_FLAGS = {"data": "--data", "max_drop": "--max-drop", "dynamic": "--dynamic", "dynamic_hw": "--dynamic-hw", "half": "--half", "int8": "--int8", "calib": "--calib",
                 "int8_ranking": "--int8-ranking",
                 "opset": "--opset", "simplify": "--no-simplify", "deployment_target": "--target",
                 "image_input": "--tensor-input", "float32": "--float32", "workspace": "--workspace", "dla_core": "--dla-core",
-                "timing_cache": "--timing-cache", "max_batch": "--max-batch"}
+                "timing_cache": "--timing-cache", "max_batch": "--max-batch", "accelerator": "--accelerator",
+                "allow_fallback": "--allow-fallback", "soc": "--soc"}
 
 
 #: why a format refuses --dynamic-hw (formats whose ``supported_options`` lack ``dynamic_hw``)
@@ -139,6 +152,7 @@ class ExportContext:
         calibration: ``--calib``'s images, split into calibration and held-out sets (int8 only).
         keep_float: int8 only: names of modules of the model given to ``write`` (and their submodules)
             whose operations must stay in float; the mixed-precision search fills it.
+        accelerator: the ``--accelerator`` target, whose choices ``write`` follows (graph, int8 layout).
     """
 
     target: Path
@@ -152,6 +166,8 @@ class ExportContext:
     keep_float: frozenset[str] = frozenset()
     #: measurements shared by every attempt of one export (the PyTorch model's accuracy on --data)
     measurements: dict = field(default_factory=dict)
+    #: the ``--accelerator`` target (None without one)
+    accelerator: "AcceleratorTarget | None" = None
 
     def validation_inputs(self) -> list[np.ndarray]:
         """The batches this export is validated on (see ``validation_inputs``)."""
@@ -176,11 +192,15 @@ class Written:
         metadata: keys this format added to the artifact's metadata (already embedded in it).
         validate_path: a file to validate instead of the artifact (Core ML's tensor-input twin of an
             image-input package), or None.
+        placement: the accelerator's placement report, when ``write`` made one.
     """
 
     details: dict = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     validate_path: Path | None = None
+    #: where the artifact's operators run on the targeted accelerator, when ``write`` already asked the
+    #: accelerator's tool (else the export pipeline asks it)
+    placement: "PlacementReport | None" = None
 
 
 class Exporter:
@@ -230,7 +250,9 @@ class Exporter:
         if options.dynamic_hw and options.ska in GRID_SPECIFIC_SKA:
             raise UsageError(f"--dynamic-hw cannot take --ska {options.ska} (it gathers a grid-specific index); "
                              "use --ska auto, onehot_conv, shifted_slices or tap_slices")
-        unsupported = sorted(options.changed() - COMMON_OPTIONS - self.supported_options)
+        target = self.check_accelerator(options)
+        accepted = COMMON_OPTIONS | self.supported_options | set(target.probe_options if target else ())
+        unsupported = sorted(options.changed() - accepted)
         if unsupported:
             flags = ", ".join(OPTION_FLAGS.get(o, o) for o in unsupported)
             raise UsageError(f"--format {self.name} does not accept {flags}")
@@ -254,6 +276,29 @@ class Exporter:
             from ..accuracy import class_folders
 
             class_folders(options.data)  # a bad --data fails before the model is even loaded
+
+    def check_accelerator(self, options: ExportOptions) -> "AcceleratorTarget | None":
+        """The ``--accelerator`` target (None without one), after checking this format reaches it.
+
+        Raises:
+            UsageError: an unknown accelerator, one this format does not reach, dynamic shapes for an
+                accelerator that takes static ones, ``--allow-fallback`` without an accelerator.
+        """
+        from ..accelerators.targets import get_target, targets_of
+
+        if options.accelerator is None:
+            if options.allow_fallback:
+                raise UsageError("--allow-fallback keeps operators an accelerator cannot take; add --accelerator")
+            return None
+        target = get_target(options.accelerator)
+        if self.name not in target.formats:
+            reachable = ", ".join(t.name for t in targets_of(self.name)) or "none"
+            raise UsageError(f"--format {self.name} does not reach --accelerator {target.name} (it takes --format "
+                             f"{' or '.join(target.formats)}); accelerators of {self.name}: {reachable}")
+        if target.static_shapes and (options.dynamic or options.dynamic_hw):
+            flag = "--dynamic" if options.dynamic else "--dynamic-hw"
+            raise UsageError(f"--accelerator {target.name} takes fixed shapes only; drop {flag}")
+        return target
 
     def check_environment(self, options: ExportOptions) -> None:
         """Raise MissingDependencyError / RuntimeUnavailableError before any work is done."""
@@ -279,6 +324,10 @@ class Exporter:
     def write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, context: ExportContext) -> Written:
         """Write the artifact to ``path`` (a temporary name beside ``context.target``)."""
         raise NotImplementedError
+
+    def drift_hint(self, options: ExportOptions) -> str:
+        """What to try when this format's artifact drifts from PyTorch (in the refusal's message)."""
+        return DRIFT_HINTS[options.precision]
 
     def cannot_validate(self, context: ExportContext) -> str | None:
         """Why this machine cannot run the artifact to validate it, or None when it can."""
@@ -346,6 +395,16 @@ def check_export(fmt: str, options: ExportOptions) -> Exporter:
     if options.batch < 1:
         raise UsageError(f"--batch must be at least 1, got {options.batch}")
     exporter.check_environment(options)
+    target = exporter.check_accelerator(exporter.effective_options(options))
+    if target is not None:
+        from ..errors import require
+
+        for module in target.requires:
+            require(module, target.extra, f"to ask {target.name} where the model runs")
+    if options.soc is not None:
+        from ..accelerators.qnn_socs import get_soc
+
+        get_soc(options.soc)  # an unknown SoC fails before any work
     return exporter
 
 
@@ -403,7 +462,8 @@ def validation_inputs(model: torch.nn.Module, options: ExportOptions, metadata: 
     return noise
 
 
-def validate_file(path: Path, runtime: str, context: ExportContext, what: str) -> ComparisonReport:
+def validate_file(path: Path, runtime: str, context: ExportContext, what: str,
+                  precision: str | None = None, hint: str | None = None) -> ComparisonReport:
     """Run the file at ``path`` with ``runtime`` on the export's validation inputs and compare it with the
     user's model (``context.reference``): the one validation every artifact gets.
 
@@ -412,13 +472,17 @@ def validate_file(path: Path, runtime: str, context: ExportContext, what: str) -
         runtime: the runtime that runs it (``ort``, ``executorch``...).
         context: the export's context (reference model, options, inputs).
         what: the artifact's name in the error message (``onnx artifact``).
+        precision: the tolerances to apply (default the export's precision; ``float16`` for a float32
+            artifact on an accelerator that computes in half precision).
+        hint: what to try, for the error message (default ``DRIFT_HINTS`` of the precision).
 
     Raises:
         ValidationError: the artifact drifts beyond the tolerance of its precision.
     """
     from ..runtimes import runner_for
 
-    precision = context.options.precision
+    precision = precision or context.options.precision
+    hint = hint or DRIFT_HINTS[precision]
     report = compare_runner(runner_for(path, runtime, threads=VALIDATION_THREADS), context.reference,
                             context.validation_inputs(), precision, outputs=output_entries(context.metadata))
     if context.options.dynamic_hw and report.passed:
@@ -428,7 +492,7 @@ def validate_file(path: Path, runtime: str, context: ExportContext, what: str) -
         if not other.passed:
             size = "x".join(map(str, other_size(network_of(context.reference).img_size)))
             raise ValidationError(f"{what} drifts from PyTorch at {size} ({other.summary()}); nothing was "
-                                  f"written. {DRIFT_HINTS[precision]}")
+                                  f"written. {hint}")
     if precision == "int8":
         # labelled data gates int8 by top-1 (accuracy_gate); agreement is the gate only without labels
         report = dataclasses.replace(report, min_top1=0.0 if context.options.data is not None
@@ -437,7 +501,7 @@ def validate_file(path: Path, runtime: str, context: ExportContext, what: str) -
         problem = (f"int8 top-1 agreement with the float model is {report.top1_agreement:.1%} on "
                    f"{report.samples} held-out calibration images, below {INT8_MIN_AGREEMENT:.0%}"
                    if precision == "int8" else f"{what} drifts from PyTorch")
-        raise ValidationError(f"{problem} ({report.summary()}); nothing was written. {DRIFT_HINTS[precision]}")
+        raise ValidationError(f"{problem} ({report.summary()}); nothing was written. {hint}")
     return report
 
 
@@ -463,6 +527,9 @@ DRIFT_HINTS = {
     "float16": "Export float32 (drop --half), or try another --ska form",
     "int8": "Calibrate on more pictures like the ones the model will see (--calib), or use --half",
 }
+#: what to try when an artifact drifts on its accelerator (which computes float models in float16)
+ACCELERATOR_DRIFT_HINT = ("On {name}, float models compute in float16, where some SKA forms lose their numbers: "
+                          "use --ska {ska} (the form measured for it)")
 #: runtime threads used to validate artifacts (the numbers do not depend on it)
 VALIDATION_THREADS = 2
 
@@ -482,19 +549,23 @@ def default_output(model: torch.nn.Module, exporter: Exporter) -> Path:
 
 
 def check_output(target: Path, exporter: Exporter) -> None:
-    """Refuse an ``--output`` whose suffix belongs to another format (before any work).
+    """Refuse an ``--output`` whose suffix belongs to another format (before any work). The suffix is the
+    longest one some format writes that the name ends with (``x.qnn.onnx`` is ``.qnn.onnx``, not ``.onnx``).
 
     Raises:
         UsageError: the suffix is not one of the format's, with the format that does write it.
     """
-    suffix = "".join(target.suffixes[-1:]).lower()
+    name = target.name.lower()
+    known = [s for cls in _REGISTRY.values() for s in cls.file_suffixes() if name.endswith(s)]
+    suffix = max(known, key=len) if known else "".join(target.suffixes[-1:]).lower()
     accepted = exporter.file_suffixes()
     if suffix in accepted:
         return
     owner = next((name for name, cls in _REGISTRY.items() if suffix in cls.file_suffixes()), None)
     fix = f"use --format {owner} for a {suffix} file, or " if owner else ""
+    stem = target.name[:len(target.name) - len(suffix)] if suffix else target.name
     raise UsageError(f"--output {target} does not end in {' or '.join(accepted)}, the suffix of --format "
-                     f"{exporter.name} files; {fix}name it {target.with_suffix(exporter.suffix).name}")
+                     f"{exporter.name} files; {fix}name it {stem}{exporter.suffix}")
 
 
 def export_model(model: "torch.nn.Module | Callable[[], torch.nn.Module]", fmt: str,
@@ -530,12 +601,15 @@ def export_model(model: "torch.nn.Module | Callable[[], torch.nn.Module]", fmt: 
     target = Path(output) if output is not None else default_output(model, exporter)
     check_writable_dir(target, exporter.writes_directory)
     options = exporter.effective_options(options)
+    accelerator = exporter.check_accelerator(options)
     if options.labels is not None and len(options.labels) != network.num_classes:
         raise UsageError(f"{len(options.labels)} labels given but the model has {network.num_classes} classes; "
                          "give one label per class")
 
     start = time.perf_counter()
     ska_form = exporter.resolve_ska(options.ska, options.int8)
+    if accelerator is not None and accelerator.ska is not None and options.ska == "auto":
+        ska_form = accelerator.ska  # the form measured right for the accelerator beats the format's fastest
     if options.dynamic_hw and options.ska == "auto" and ska_form in GRID_SPECIFIC_SKA:
         ska_form = DYNAMIC_HW_SKA  # the format's fastest form gathers grid-specific indices
     progress(f"preparing model (SKA {ska_form}, {'fused' if options.fuse else 'not fused'})")
@@ -550,17 +624,23 @@ def export_model(model: "torch.nn.Module | Callable[[], torch.nn.Module]", fmt: 
     metadata = build_metadata(network_of(prepared), ska_form=ska_form, fused=options.fuse,
                               precision=options.precision, batch="dynamic" if options.dynamic else options.batch,
                               labels=options.labels, outputs=described)
+    if accelerator is not None:
+        metadata["accelerator"] = json.dumps(accelerator_record(accelerator, options))
 
     calibration = split_calibration(options.calib) if options.int8 else None
     warnings = calibration.warnings() if calibration is not None else []
     with contextlib.ExitStack() as resources, staged_output(target, exporter.side_files) as tmp:
         context = ExportContext(target=target, options=options, ska_form=ska_form, metadata=MappingProxyType(metadata),
                                 reference=reference_model(model), progress=progress, resources=resources,
-                                calibration=calibration)
+                                calibration=calibration, accelerator=accelerator)
 
         def attempt(ctx: ExportContext):
             written = _write(exporter, prepared, example, tmp, ctx)
-            return (written, *check_artifact(exporter, written, tmp, ctx))
+            placement = check_placement(written, tmp, ctx)
+            report, details = check_artifact(exporter, written, tmp, ctx)
+            if placement is not None:
+                details["placement"] = placement.to_dict()
+            return written, report, details
 
         if options.int8 and options.validate:
             from .int8_search import search
@@ -607,6 +687,41 @@ def _write(exporter: Exporter, prepared: torch.nn.Module, example: torch.Tensor,
     return written
 
 
+def accelerator_record(target: "AcceleratorTarget", options: ExportOptions) -> dict:
+    """The ``accelerator`` metadata entry: the accelerator's name and the options that pick its variant."""
+    record = {"name": target.name, **{name: getattr(options, name) for name in target.probe_options
+                                      if getattr(options, name) is not None}}
+    if options.allow_fallback:
+        record["allow_fallback"] = True  # runtimes then let the operators the accelerator leaves run on the CPU
+    return record
+
+
+def check_placement(written: Written, tmp: Path, context: ExportContext) -> "PlacementReport | None":
+    """Ask the targeted accelerator's own tool where the written artifact's operators run (None without
+    ``--accelerator``); refuse an artifact it cannot take whole unless ``--allow-fallback``.
+
+    Raises:
+        ExportError: operators fall back to the CPU and ``--allow-fallback`` is not set; the message lists them.
+    """
+    target, options = context.accelerator, context.options
+    if target is None:
+        return None
+    placement = written.placement
+    if placement is None:
+        context.progress(f"asking {target.name} where each operator runs")
+        placement = target.run_probe(tmp, **{name: getattr(options, name) for name in target.probe_options})
+    if not placement.whole and not options.allow_fallback:
+        raise ExportError(f"--accelerator {target.name} cannot take the whole model ({placement.partitions} "
+                          f"partition(s)); these operators fall back to the CPU: {placement.fallback_summary()} "
+                          f"[{placement.tool} {placement.tool_version}]; nothing was written. "
+                          f"{FALLBACK_HINT.format(ska=target.ska or 'auto')}")
+    return placement
+
+
+#: what to try when an accelerator cannot take the whole model
+FALLBACK_HINT = "Use --ska {ska} (the form measured for it), or keep the CPU fallback with --allow-fallback"
+
+
 def check_artifact(exporter: Exporter, written: Written, tmp: Path, context: ExportContext
                    ) -> tuple[ComparisonReport | None, dict]:
     """Validate the written artifact against the user's model and gate its accuracy on ``--data``.
@@ -624,12 +739,27 @@ def check_artifact(exporter: Exporter, written: Written, tmp: Path, context: Exp
     reason = exporter.cannot_validate(context)
     if options.validate and reason is None:
         context.progress(f"validating against PyTorch ({exporter.runtime})")
-        report = validate_file(written.validate_path or tmp, exporter.runtime, context, f"{exporter.name} artifact")
+        report = validate_file(written.validate_path or tmp, exporter.runtime, context, f"{exporter.name} artifact",
+                               hint=exporter.drift_hint(options))
     details = dict(written.details)
+    target = context.accelerator
+    emulator = target.emulator_runtime if target is not None else None
+    if emulator == exporter.runtime:
+        emulator = None  # the format's own validation already ran there
+    if options.validate and reason is None and emulator is not None:
+        context.progress(f"validating on {target.name} ({emulator})")
+        # accelerators compute float models in half precision
+        precision = "float16" if options.precision == "float32" else options.precision
+        emulated = validate_file(written.validate_path or tmp, emulator, context,
+                                 f"{exporter.name} artifact on {target.name}", precision,
+                                 hint=ACCELERATOR_DRIFT_HINT.format(name=target.name, ska=target.ska or "auto")
+                                 if precision == "float16" else None)
+        details["accelerator_validation"] = emulated.to_dict()
     if options.data is not None:
         details["accuracy"] = ({"skipped": reason} if reason is not None
-                               else accuracy_gate(written.validate_path or tmp, exporter.runtime, exporter.name,
-                                                  context))
+                               else accuracy_gate(written.validate_path or tmp, emulator or exporter.runtime,
+                                                  exporter.name if emulator is None else f"{exporter.name} on "
+                                                  f"{target.name}", context))
     return report, details
 
 

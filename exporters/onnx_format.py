@@ -106,8 +106,9 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, context: ExportCon
     Args:
         context: the export's context (options, metadata, progress; int8: calibration, ``keep_float``).
         target: ``onnxruntime`` (x86 blocked-layout rewrites), ``onnxruntime-mobile`` (portable rewrites
-            only) or ``tensorrt`` (no runtime-specific rewrites; TensorRT fuses by itself). int8 Q/DQ nodes
-            are placed for ONNX Runtime or for TensorRT accordingly (``onnx_quantize``).
+            only), ``tensorrt`` (no runtime-specific rewrites; TensorRT fuses by itself) or ``qnn`` (none
+            either: Qualcomm's HTP compiler fuses by itself). int8 Q/DQ nodes are placed for ONNX Runtime,
+            TensorRT or QNN accordingly (``onnx_quantize``).
 
     Returns:
         The model, and the metadata keys the pipeline added to ``metadata`` (int8: its calibration).
@@ -140,7 +141,7 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, context: ExportCon
         from .onnx_quantize import quantize_qdq
 
         progress(f"calibrating int8 on {options.calib}")
-        placement = "tensorrt" if target == "tensorrt" else "onnxruntime"
+        placement = target if target in ("tensorrt", "qnn") else "onnxruntime"
         proto, calibration = quantize_qdq(proto, context, placement, scopes)
         added["int8_calibration"] = json.dumps(calibration)
     set_metadata(proto, {**context.metadata, **added})
@@ -184,10 +185,27 @@ class OnnxExporter(Exporter):
         if options.validate or options.int8:
             require("onnxruntime", self.extra, "to validate ONNX files")
 
+    def graph_target(self, context: ExportContext) -> str:
+        """The ``build_onnx`` target: the accelerator's (``--accelerator``), else this format's."""
+        accelerator = context.accelerator
+        return accelerator.onnx_target if accelerator is not None and accelerator.onnx_target else self.runtime_target
+
     def write(self, model, example, path: Path, context: ExportContext) -> Written:
         import onnx
 
-        proto, added = build_onnx(model, example, context, self.runtime_target)
+        target = self.graph_target(context)
+        proto, added = build_onnx(model, example, context, target)
         onnx.save_model(proto, str(path))
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-        return Written(details={"opset": opset, "nodes": len(proto.graph.node)}, metadata=added)
+        return Written(details={"opset": opset, "nodes": len(proto.graph.node), **int8_layout(context, target)},
+                       metadata=added)
+
+
+def int8_layout(context: ExportContext, target: str) -> dict:
+    """``{"int8_kept_as": ...}`` where the layers the int8 search keeps out of int8 are not float (QNN's
+    16-bit activations), else nothing."""
+    if not context.options.int8 or target != "qnn":
+        return {}
+    from .onnx_quantize import QNN_WIDE_ACTIVATIONS
+
+    return {"int8_kept_as": QNN_WIDE_ACTIVATIONS}

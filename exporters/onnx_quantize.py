@@ -12,8 +12,13 @@ Where the Q/DQ pairs go depends on who runs the file (``PLACEMENTS``):
   TensorRT 10 and 11 (which has no calibrators): signed int8 symmetric activations and weights (zero point
   0), weights per output channel, biases float, Q/DQ pairs only where a Conv, Gemm or MatMul reads a tensor,
   one pair per reader. TensorRT places int8 outputs itself.
+* ``qnn`` (``--format qnn``, ``--accelerator htp``): the layout Qualcomm's HTP takes, from ONNX Runtime's
+  QNN helpers (``qnn_preprocess_model``, ``get_qnn_qdq_config``): every operator reads and writes Q/DQ
+  tensors, activations uint8 asymmetric, weights int8 symmetric per channel. On the HTP a layer that 8
+  bits cannot carry is better in 16-bit activations than in float (fp16 next to int8 costs conversions, and
+  v69 has no fp16 at all), so ``keep_float`` there means uint16 activations (A16W8), not float.
 
-In both, GroupNorm and the SKA product's normalisation compute in float. ``keep_float`` leaves whole
+In the first two, GroupNorm and the SKA product's normalisation compute in float. ``keep_float`` leaves whole
 modules (named as in the PyTorch model) in float: the mixed-precision search uses it. Calibration images
 are preprocessed exactly as the artifact's metadata tells apps to. Activation ranges are percentiles of
 ONNX Runtime's histograms (``calibration.ACTIVATION_PERCENTILE``), collected a chunk of images at a time: its histogram
@@ -44,7 +49,9 @@ TENSORRT_QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 #: rest (GroupNorm, Resize, Reshape's neighbours...) stay float between a DequantizeLinear and a QuantizeLinear
 ONNXRUNTIME_QUANTIZED_OPS = ("Conv", "MatMul", "Gemm", "Add", "Mul", "GlobalAveragePool", "Sigmoid", "Softmax",
                              "Concat", "Reshape", "Transpose", "Resize", "Slice", "Split", "Relu")
-PLACEMENTS = ("onnxruntime", "tensorrt")
+PLACEMENTS = ("onnxruntime", "tensorrt", "qnn")
+#: what ``keep_float`` layers become in the ``qnn`` layout (``int8_kept_as`` in the export details)
+QNN_WIDE_ACTIVATIONS = "uint16 activations"
 #: calibration batches per histogram pass (each holds every intermediate tensor of its batches in memory)
 CALIBRATION_CHUNK = 40
 #: what the ``int8_calibration`` metadata's ``method`` says
@@ -153,6 +160,9 @@ def _quantizer_settings(placement: str) -> dict:
 
 def describe(placement: str) -> dict:
     """What the ``int8_calibration`` metadata says about a placement."""
+    if placement == "qnn":
+        return {"placement": "qnn", "activations": "uint8 asymmetric per tensor (uint16 in float_layers)",
+                "weights": "int8 symmetric per channel", "quantized_ops": "all (QNN HTP)"}
     if placement == "tensorrt":
         return {"placement": "tensorrt", "activations": "int8 symmetric per tensor",
                 "weights": "int8 symmetric per channel", "quantized_ops": list(TENSORRT_QUANTIZED_OPS)}
@@ -185,6 +195,8 @@ def quantize_qdq(model: "onnx.ModelProto", context: "ExportContext", placement: 
 
     if placement not in PLACEMENTS:
         raise ValueError(f"unknown Q/DQ placement {placement!r}; one of {PLACEMENTS}")
+    if placement == "qnn":
+        return quantize_for_qnn(model, context, scopes)
     images = context.calibration.images(dict(context.metadata))
     input_name, batch = _fixed_batch(model)
     reader = ImageCalibrationReader(input_name, images, batch)
@@ -208,3 +220,47 @@ def quantize_qdq(model: "onnx.ModelProto", context: "ExportContext", placement: 
                                   f"{first_line(exc, log.getvalue()[-300:])}") from exc
         quantized = onnx.load_model(str(target))
     return quantized, context.int8_record(CALIBRATION_METHOD, **describe(placement), float_nodes=len(excluded))
+
+
+def quantize_for_qnn(model: "onnx.ModelProto", context: "ExportContext",
+                     scopes: dict[str, str]) -> tuple["onnx.ModelProto", dict]:
+    """``quantize_qdq``'s ``qnn`` layout: ONNX Runtime's QNN preprocessing and QDQ configuration,
+    calibrated on the export's images; the outputs of ``keep_float``'s nodes get uint16 activations.
+
+    Raises:
+        ExportError: ONNX Runtime's quantizer failed.
+    """
+    ort = require("onnxruntime", "onnx", "to calibrate int8 models")
+    from onnxruntime.quantization import CalibrationMethod, QuantType, quantize
+    from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
+    import onnx
+
+    images = context.calibration.images(dict(context.metadata))
+    input_name, batch = _fixed_batch(model)
+    reader = ImageCalibrationReader(input_name, images, batch)
+    wide = set(float_nodes(model, scopes, context))
+    graph_outputs = {output.name for output in model.graph.output}
+    overrides = {name: [{"quant_type": QuantType.QUInt16}] for node in model.graph.node if node.name in wide
+                 for name in node.output if name and name not in graph_outputs}
+    ort.set_default_logger_severity(3)
+    with tempfile.TemporaryDirectory(prefix="lsnet-int8-qnn-") as work:
+        source, prepared, target = (Path(work) / name for name in ("float.onnx", "prepared.onnx", "int8.onnx"))
+        bare = onnx.ModelProto()
+        bare.CopyFrom(model)
+        del bare.metadata_props[:]  # qnn_preprocess_model fails on any metadata_props (ORT 1.32); set again later
+        onnx.save_model(bare, str(source))
+        with silenced() as log, near_constant_histograms():
+            try:
+                if not qnn_preprocess_model(str(source), str(prepared)):
+                    prepared = source  # nothing to fuse
+                config = get_qnn_qdq_config(
+                    str(prepared), reader, calibrate_method=CalibrationMethod.Percentile,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    init_overrides=overrides or None, stride=chunk_size(len(reader), CALIBRATION_CHUNK))
+                config.extra_options["CalibPercentile"] = ACTIVATION_PERCENTILE
+                quantize(str(prepared), str(target), config)
+            except Exception as exc:
+                raise ExportError("int8 calibration for QNN failed (onnxruntime.quantization): "
+                                  f"{first_line(exc, log.getvalue()[-300:])}") from exc
+        quantized = onnx.load_model(str(target))
+    return quantized, context.int8_record(CALIBRATION_METHOD, **describe("qnn"), wide_nodes=len(wide))

@@ -36,7 +36,7 @@ class OrtExporter(OnnxExporter):
         converter = require("onnxruntime.tools.convert_onnx_models_to_ort", self.extra, "to write .ort files")
         import onnx
 
-        proto, added = build_onnx(model, example, context, self.runtime_target)
+        proto, added = build_onnx(model, example, context, self.graph_target(context))
         context.progress("converting to the ORT format (onnxruntime.tools.convert_onnx_models_to_ort)")
         with tempfile.TemporaryDirectory(prefix="lsnet-ort-") as work:
             source = Path(work) / "model.onnx"

@@ -31,6 +31,23 @@ def _ska_help() -> str:
             f"{', '.join(EXPORTABLE_SKA_FORMS)}. All give the same outputs.")
 
 
+def _accelerator_help() -> str:
+    from ..accelerators.targets import accelerator_help
+
+    return accelerator_help()
+
+
+def _soc_help() -> str:
+    from ..accelerators.qnn_socs import DEFAULT_SOC, soc_list
+
+    return (f"Snapdragon SoC of --format qnn and --accelerator htp (its Hexagon HTP generation): {soc_list()}. "
+            f"Default {DEFAULT_SOC}.")
+
+
+ALLOW_FALLBACK_HELP = ("With --accelerator: keep an artifact the accelerator cannot take whole (the operators "
+                       "it leaves run on the CPU, listed in the summary) instead of refusing it.")
+
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Export an LSNet model to a validated, self-describing deployment artifact.")
@@ -121,6 +138,9 @@ def export(
     outputs: Annotated[Optional[str], typer.Option("--outputs", help="Classifier outputs: logits, embedding (the "
                                                    "pooled, projected features the head reads) or "
                                                    "logits,embedding.")] = None,
+    accelerator: Annotated[Optional[str], typer.Option("--accelerator", help=_accelerator_help())] = None,
+    allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help=ALLOW_FALLBACK_HELP)] = False,
+    soc: Annotated[Optional[str], typer.Option("--soc", help=_soc_help())] = None,
 ) -> None:
     """Export, validate against PyTorch, and write the artifact atomically."""
     from ..errors import UsageError
@@ -144,7 +164,8 @@ def export(
                                 data=data, max_drop=max_drop, int8_ranking=int8_ranking,
                                 deployment_target=target, image_input=not tensor_input, float32=float32,
                                 workspace=workspace,
-                                dla_core=dla_core, timing_cache=timing_cache, max_batch=max_batch)
+                                dla_core=dla_core, timing_cache=timing_cache, max_batch=max_batch,
+                                accelerator=accelerator, allow_fallback=allow_fallback, soc=soc)
 
         def progress(message: str) -> None:
             err(f"{PROG}: {message} ...")
@@ -223,9 +244,22 @@ def _print_summary(result) -> None:
                      f"{artifact['count']} images")
     if result.precision == "int8" and "int8_float_layers" in result.details:
         kept = result.details["int8_float_layers"]
-        lines.append(f"  int8        {'all layers int8' if not kept else 'kept in float: ' + ', '.join(kept)}")
+        kept_as = result.details.get("int8_kept_as", "float")
+        lines.append(f"  int8        {'all layers int8' if not kept else f'kept in {kept_as}: ' + ', '.join(kept)}")
     for rank, unit in enumerate(result.details.get("int8_ranking", [])[:RANKING_SHOWN], 1):
         lines.append(f"  {'sensitivity' if rank == 1 else '':<11} {rank:>2}. {unit['layer']}  error {unit['error']:.4f}")
+    placement = result.details.get("placement")
+    if placement:
+        from ..accelerators.report import PlacementReport
+
+        fields = {k: v for k, v in placement.items() if k != "whole"}
+        lines.append(f"  placement   {PlacementReport(**fields).summary()}")
+    emulated = result.details.get("accelerator_validation")
+    if emulated:
+        limit = f" (limit {emulated['tolerance']:g})" if emulated["tolerance"] is not None else ""
+        lines.append(f"  emulated    {'ok' if emulated['passed'] else 'FAILED'}: max rel error "
+                     f"{emulated['max_rel']:.2e}{limit}, top-1 agreement {emulated['top1_agreement']:.0%} on "
+                     f"{emulated['samples']} samples, on the accelerator's emulator")
     for key, value in result.details.items():
         if key in ("trtexec", "sidecar", "ops_outside_delegate", "delegated_ops", "delegate_partitions",
                    "int8_top1_agreement"):

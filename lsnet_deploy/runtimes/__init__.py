@@ -8,7 +8,7 @@ in ``activate`` and in the metadata readers. ``runner_for(path)`` picks the runt
 from __future__ import annotations
 
 from .base import InputMetadata, Runner
-from .registry import (artifact_suffixes, canonical_runtime, get_runtime, register_runtime, runner_for,
+from .registry import (artifact_suffixes, canonical_runtime, file_suffix, get_runtime, register_runtime, runner_for,
                        runtime_for_path, runtime_for_suffix, runtimes)
 from . import torch_runner  # noqa: F401,E402  (registers torch)
 from . import onnxruntime_runner  # noqa: F401,E402  (registers ort)
@@ -16,6 +16,7 @@ from . import executorch_runner  # noqa: F401,E402  (registers executorch)
 from . import coreml_runner  # noqa: F401,E402  (registers coreml)
 from . import tensorrt_runner  # noqa: F401,E402  (registers tensorrt)
 from . import litert_runner  # noqa: F401,E402  (registers litert)
+from . import qnn_runner  # noqa: F401,E402  (registers qnn)
 
-__all__ = ["InputMetadata", "Runner", "artifact_suffixes", "canonical_runtime", "get_runtime", "register_runtime",
+__all__ = ["InputMetadata", "Runner", "artifact_suffixes", "canonical_runtime", "file_suffix", "get_runtime", "register_runtime",
            "runner_for", "runtime_for_path", "runtime_for_suffix", "runtimes"]

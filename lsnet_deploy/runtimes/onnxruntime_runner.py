@@ -121,6 +121,10 @@ class OnnxRuntimeRunner(Runner):
         return "cuda" if provider and resolve_provider(provider).lower() in gpu else "cpu"
 
     def _activate(self) -> None:
+        from .qnn_runner import context_model_message, is_context_model
+
+        if is_context_model(self.path):  # its EPContext node runs on no EP of this runner
+            raise RuntimeUnavailableError(context_model_message(self.path))
         ort = require("onnxruntime", self.extra, "to run ONNX models")
         available = ort.get_available_providers()
         if self.provider not in available:

@@ -67,18 +67,31 @@ def get_runtime(name: str) -> type[Runner]:
 
 
 def runtime_for_suffix(suffix: str) -> type[Runner] | None:
-    """The runner class that runs files with this suffix (``.onnx``), or None."""
+    """The runner class that runs files with this suffix (``.onnx``, ``.qnn.onnx``), or None."""
     name = _SUFFIXES.get(suffix.lower())
     return _RUNTIMES[name] if name else None
 
 
+def file_suffix(path: str | Path) -> str:
+    """The longest registered suffix ``path`` ends with (``x.qnn.onnx`` -> ``.qnn.onnx``), else its last one."""
+    name = Path(path).name.lower()
+    matches = [suffix for suffix in _SUFFIXES if name.endswith(suffix)]
+    return max(matches, key=len) if matches else Path(path).suffix.lower()
+
+
 def runtime_for_path(path: str | Path) -> str:
-    """The name of the runtime that runs an artifact, from its suffix.
+    """The name of the runtime that runs an artifact: from its suffix (the longest registered one it ends
+    with), unless a runtime that sniffs that suffix claims the file by its content (a QNN EPContext model
+    saved as ``.onnx`` is not plain ONNX).
 
     Raises:
         UsageError: a suffix no runtime runs.
     """
-    cls = runtime_for_suffix(Path(path).suffix)
+    suffix = file_suffix(path)
+    for cls in _RUNTIMES.values():
+        if suffix in getattr(cls, "sniffed_suffixes", ()) and cls.claims(path):
+            return cls.name
+    cls = runtime_for_suffix(suffix)
     if cls is None:
         raise UsageError(f"cannot tell the runtime of {path} from its suffix; pass --runtime "
                          f"(known suffixes: {', '.join(_SUFFIXES)})")
