@@ -70,7 +70,7 @@ def test_unusable_folders_are_one_clear_error(cifar_model, tmp_path, case):
 def test_more_folders_than_model_classes_is_one_clear_error(tiny_checkpoint, make_folder):
     from lsnet_deploy.models import load_model
 
-    model = load_model(tiny_checkpoint)
+    model = load_model(tiny_checkpoint, img_size=128)
     layout = {f"class{i:02d}": ("cat", 1) for i in range(model.num_classes + 1)}
     with pytest.raises(UsageError, match="class folders but the model outputs"):
         evaluate(model, make_folder(layout))

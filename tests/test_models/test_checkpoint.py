@@ -47,7 +47,7 @@ def test_formats_and_wrappers_load_identically(tmp_path, tiny, suffix, wrap):
 
 def test_reference_training_checkpoint_with_optimizer_and_args(tmp_path, tiny):
     _, state, x, expected = tiny
-    model = load_model(conformance_case("tiny")[0])
+    model = load_model(conformance_case("tiny")[0], img_size=128)
     optimizer = torch.optim.AdamW(model.parameters())
     path = tmp_path / "checkpoint.pth"
     torch.save({"model": state, "optimizer": optimizer.state_dict(), "epoch": 299,

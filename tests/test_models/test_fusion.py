@@ -78,7 +78,7 @@ def test_whole_model_fuses_and_original_is_untouched(distillation):
 
 
 def test_fused_state_dict_round_trips_through_load_model(tmp_path, tiny_checkpoint):
-    model = load_model(tiny_checkpoint)
+    model = load_model(tiny_checkpoint, img_size=128)
     fused = reparameterize(model)
     path = tmp_path / "fused.pth"
     torch.save(fused.state_dict(), path)
@@ -90,7 +90,7 @@ def test_fused_state_dict_round_trips_through_load_model(tmp_path, tiny_checkpoi
 
 
 def test_fuse_is_idempotent(tiny_checkpoint):
-    fused = reparameterize(load_model(tiny_checkpoint))
+    fused = reparameterize(load_model(tiny_checkpoint, img_size=128))
     again = reparameterize(fused)
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():

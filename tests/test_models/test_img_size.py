@@ -12,12 +12,15 @@ from lsnet_deploy.errors import UsageError
 from lsnet_deploy.models import create_model, load_model
 from lsnet_deploy.models.resize import resample_bias_table
 
-from ..conftest import conformance_case
+from ..conftest import REPO, conformance_case
+
+#: the conformance tiny state dict wrapped with its training args (input_size 128): tests/data/sized_checkpoints
+SIZED_TINY = REPO / "tests" / "data" / "sized_checkpoints" / "tiny.pth"
 
 
 def test_own_size_is_bit_identical_to_loading_without_resampling():
     path, x, _ = conformance_case("tiny")
-    plain, same = load_model(path), load_model(path, img_size=128)
+    plain, same = load_model(SIZED_TINY), load_model(path, img_size=128)  # recorded 128 vs asked for 128
     with torch.no_grad():
         assert torch.equal(plain(x), same(x))
 
@@ -53,7 +56,7 @@ def test_resampled_table_is_bicubic_and_identity_at_same_grid():
 
 def test_fused_checkpoint_can_be_resized_like_the_unfused_one(tmp_path):
     path, _, _ = conformance_case("tiny")
-    fused = reparameterize(load_model(path))
+    fused = reparameterize(load_model(path, img_size=128))
     saved = tmp_path / "fused.pth"
     torch.save(fused.state_dict(), saved)
     a = reparameterize(load_model(path, img_size=192))

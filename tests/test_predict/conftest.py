@@ -103,7 +103,7 @@ def tiny_model(tiny_checkpoint):
     """The conformance tiny LSNet (128x128, 10 classes), unfused, eval mode."""
     from lsnet_deploy.models import load_model
 
-    return load_model(tiny_checkpoint)
+    return load_model(tiny_checkpoint, img_size=128)  # the bare state dict's 2x2 grid fits 96 and 128
 
 
 @pytest.fixture(scope="session")

@@ -158,7 +158,7 @@ def test_core_ml_needs_apple_hardware(tmp_path):
 
 
 def test_a_checkpoint_or_module_runs_through_pytorch(tiny_checkpoint, tiny_model, photos):
-    with Predictor(tiny_checkpoint) as from_file, Predictor(tiny_model) as from_module:
+    with Predictor(tiny_checkpoint, imgsz=128) as from_file, Predictor(tiny_model) as from_module:
         assert from_file.runtime == "torch" and from_file.recipe.input_size == (128, 128)
         _same(from_file.predict(photos), from_module.predict(photos), atol=0)
     with pytest.raises(UsageError, match="export it to run it with ort"):
