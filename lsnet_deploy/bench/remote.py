@@ -1,7 +1,7 @@
 """The far end of a remote benchmark: ``python3 -m lsnet_deploy.bench.remote serve``.
 
 A remote target (``lsnet-bench --host``) starts this on the other machine, which has lsnet-deploy
-installed, over a transport that carries stdin and stdout (ssh; adb would do the same). One process
+installed, over a transport that carries stdin and stdout (ssh, or ``adb shell`` for ``--adb``). One process
 does the whole exchange, so Python and its libraries load once:
 
 1. in: one JSON line ``{"plan": ..., "files": {NAME: {"tar": bool, "verify": bool}}, "cache_dir": DIR}``.

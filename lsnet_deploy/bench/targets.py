@@ -12,11 +12,10 @@ usual). Nothing passes through a local shell: ``ssh`` gets an argument list, the
 ``--`` so it can never be read as an option, and the remote command line is built with ``shlex.join``,
 so paths and the Python command reach the remote shell as single words.
 
-An Android phone is one more transport: ``adb -s SERIAL shell`` carries stdin and stdout the same way,
-so a phone with a Python that has lsnet-deploy (Termux) works with an ``AdbTransport`` whose
-``command`` returns ``["adb", "-s", serial, "shell", shlex.join(remote_argv)]``. A phone without Python
-would instead be a ``Target`` whose ``run`` pushes the ``.pte`` (``adb push``), runs ExecuTorch's native
-benchmark binary, and turns its per-iteration times into records with ``stats.summarize``.
+Over adb (``lsnet-bench --adb``), ``bench.adb.AdbTransport`` carries the same exchange through ``adb -s
+SERIAL shell`` for Linux devices with Python (``bench.phone.AdbRemoteTarget``), and ``bench.phone.PhoneTarget``
+is the target for phones without Python: it pushes the artifacts and the runtimes' own benchmark tools,
+runs them pinned to chosen cores in interleaved rounds, and turns their output into the same records.
 """
 
 from __future__ import annotations

@@ -153,3 +153,41 @@ def pte_runner(tmp_path_factory) -> Path:
     compiled = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True, timeout=300)
     assert compiled.returncode == 0, compiled.stdout[-3000:] + compiled.stderr[-2000:]
     return build / "pte_runner"
+
+
+@pytest.fixture(scope="session")
+def benchmark_result_proto() -> bytes:
+    """A BenchmarkResult encoded by protobuf itself from benchmark_result.proto's schema."""
+    pytest.importorskip("google.protobuf", reason="protobuf is needed to encode the reference message")
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    proto = descriptor_pb2.FileDescriptorProto(name="bench_result_test.proto", package="tflite.tools.benchmark",
+                                               syntax="proto2")
+    F = descriptor_pb2.FieldDescriptorProto
+
+    def message(name, fields):
+        msg = proto.message_type.add(name=name)
+        for number, (field_name, kind, type_name) in fields.items():
+            msg.field.add(name=field_name, number=number, label=F.LABEL_OPTIONAL, type=kind,
+                          type_name=type_name or None)
+
+    message("LatencyMetrics", {i: (n, F.TYPE_FLOAT, "") for i, n in enumerate(
+        ["avg_ms", "min_ms", "max_ms", "stddev_ms", "median_ms", "p5_ms", "p95_ms", "init_ms", "first_inference_ms",
+         "average_warm_up_ms"], 1)})
+    message("MemoryMetrics", {1: ("init_footprint_kb", F.TYPE_INT64, ""), 2: ("overall_footprint_kb", F.TYPE_INT64, ""),
+                              3: ("peak_mem_mb", F.TYPE_FLOAT, "")})
+    message("MiscMetrics", {1: ("model_size_mb", F.TYPE_FLOAT, ""), 2: ("num_runs", F.TYPE_INT32, ""),
+                            3: ("num_warmup_runs", F.TYPE_INT32, "")})
+    message("BenchmarkResult", {1: ("name", F.TYPE_STRING, ""),
+                                2: ("latency_metrics", F.TYPE_MESSAGE, ".tflite.tools.benchmark.LatencyMetrics"),
+                                3: ("memory_metrics", F.TYPE_MESSAGE, ".tflite.tools.benchmark.MemoryMetrics"),
+                                4: ("misc_metrics", F.TYPE_MESSAGE, ".tflite.tools.benchmark.MiscMetrics")})
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("tflite.tools.benchmark.BenchmarkResult"))
+    result = cls(name="cpu")
+    result.latency_metrics.avg_ms, result.latency_metrics.median_ms = 12.5, 12.25
+    result.latency_metrics.p95_ms, result.latency_metrics.init_ms = 14.0, 80.0
+    result.memory_metrics.init_footprint_kb, result.memory_metrics.overall_footprint_kb = 2048, 4096
+    result.misc_metrics.num_runs, result.misc_metrics.num_warmup_runs = 50, 5
+    return result.SerializeToString()

@@ -274,3 +274,59 @@ def test_ctrl_c_keeps_results_valid_and_cleans_the_device(adbd, tmp_path):
     assert sorted(p.name for p in device_dir.iterdir()) == ["cache"]
     time.sleep(0.2)
     assert not Path(f"/proc/{pid}").exists() or "sleep" not in Path(f"/proc/{pid}/cmdline").read_text()
+
+
+def test_benchmark_model_result_file_is_read_where_the_build_has_it(adbd, tmp_path, benchmark_result_proto):
+    proto = tmp_path / "result.pb"
+    proto.write_bytes(benchmark_result_proto)
+    tool = script_tool(tmp_path / "benchmark_model", f"""[ "$1" = --help ] && {{ echo '--result_file_path'; exit 0; }}
+for a in "$@"; do case "$a" in --result_file_path=*) cp {proto} "${{a#--result_file_path=}}";; esac; done
+cat <<'EOF'
+{(DATA / 'tflite_benchmark_model_chromeos_delegation.txt').read_text()}EOF
+""")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"TFL3")
+    out = tmp_path / "r.jsonl"
+    result = runner.invoke(app, normalize_args([str(model), *phone_args(adbd, tmp_path), "--device-tool",
+                                                f"benchmark_model={tool}", "--rounds", "2", "-o", str(out)]))
+    assert result.exit_code == 0, result.output
+    (record,) = read_records([out])[0]
+    info = record["runtime_info"]
+    assert info["output_format"] == "result_proto" and any(a.startswith("--result_file_path=") for a in info["command"])
+    assert record["stats"]["mean_ms"] == pytest.approx(12.5) and record["stats"]["median_ms"] == pytest.approx(12.25)
+    assert record["stats"]["n"] == 100                           # the proto's num_runs, twice
+    assert [d["delegate"] for d in info["delegations"]] == ["TfLiteXNNPackDelegate", "TfLiteGpuDelegateV2"]
+
+
+def test_onnxruntime_perf_test_command_and_reading(adbd, tmp_path):
+    tool = script_tool(tmp_path / "onnxruntime_perf_test", f"""[ "$1" = --help ] && {{ echo '-s: Show statistics'; exit 0; }}
+echo "$@" > args.txt
+cat <<'EOF'
+{(DATA / 'onnxruntime_perf_test_android_1.23.txt').read_text()}EOF
+""")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not an onnx file")
+    out = tmp_path / "r.jsonl"
+    result = runner.invoke(app, normalize_args([str(model), *phone_args(adbd, tmp_path), "--device-tool",
+                                                f"onnxruntime_perf_test={tool}", "--provider", "qnn", "--rounds", "1",
+                                                "--iters", "5", "--threads", "1", "--tool-arg=-i",
+                                                "--tool-arg=backend_type|htp", "-o", str(out)]))
+    assert result.exit_code == 0, result.output
+    (record,) = read_records([out])[0]
+    command = record["runtime_info"]["command"]
+    assert command[command.index("-e") + 1] == "qnn" and command[command.index("-r") + 1] == "5"
+    assert command[-3:-1] == ["-i", "backend_type|htp"] and "-s" in command and command[-1].endswith(".onnx")
+    assert record["device"] == "npu" and record["stats"]["p90_ms"] == pytest.approx(101.519, abs=1e-6)
+    assert record["stats"]["median_ms"] == pytest.approx(99.5086, abs=1e-6) and record["runtime"] == "ort"
+
+
+def test_tool_timeout_stops_the_tool(adbd, tmp_path):
+    tool = script_tool(tmp_path / "benchmark_model", "[ \"$1\" = --help ] && exit 0\nexec sleep 30\n")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"TFL3")
+    result = runner.invoke(app, normalize_args([str(model), *phone_args(adbd, tmp_path), "--device-tool",
+                                                f"benchmark_model={tool}", "--tool-timeout", "1", "--no-save"]))
+    assert result.exit_code == 1
+    (line,) = error_lines(result)
+    assert "m: benchmark_model ran longer than 1 s on adb:" in line and "was stopped" in line
+    assert sorted(p.name for p in (tmp_path / "device").iterdir()) == ["cache"]

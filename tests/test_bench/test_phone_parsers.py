@@ -141,45 +141,8 @@ def test_output_without_timing_is_refused(parser, text):
         parser(text)
 
 
-def _benchmark_result_proto() -> bytes:
-    """A BenchmarkResult encoded by protobuf itself from benchmark_result.proto's schema."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    proto = descriptor_pb2.FileDescriptorProto(name="bench_result_test.proto", package="tflite.tools.benchmark",
-                                               syntax="proto2")
-    F = descriptor_pb2.FieldDescriptorProto
-
-    def message(name, fields):
-        msg = proto.message_type.add(name=name)
-        for number, (field_name, kind, type_name) in fields.items():
-            msg.field.add(name=field_name, number=number, label=F.LABEL_OPTIONAL, type=kind,
-                          type_name=type_name or None)
-
-    message("LatencyMetrics", {i: (n, F.TYPE_FLOAT, "") for i, n in enumerate(
-        ["avg_ms", "min_ms", "max_ms", "stddev_ms", "median_ms", "p5_ms", "p95_ms", "init_ms", "first_inference_ms",
-         "average_warm_up_ms"], 1)})
-    message("MemoryMetrics", {1: ("init_footprint_kb", F.TYPE_INT64, ""), 2: ("overall_footprint_kb", F.TYPE_INT64, ""),
-                              3: ("peak_mem_mb", F.TYPE_FLOAT, "")})
-    message("MiscMetrics", {1: ("model_size_mb", F.TYPE_FLOAT, ""), 2: ("num_runs", F.TYPE_INT32, ""),
-                            3: ("num_warmup_runs", F.TYPE_INT32, "")})
-    message("BenchmarkResult", {1: ("name", F.TYPE_STRING, ""),
-                                2: ("latency_metrics", F.TYPE_MESSAGE, ".tflite.tools.benchmark.LatencyMetrics"),
-                                3: ("memory_metrics", F.TYPE_MESSAGE, ".tflite.tools.benchmark.MemoryMetrics"),
-                                4: ("misc_metrics", F.TYPE_MESSAGE, ".tflite.tools.benchmark.MiscMetrics")})
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("tflite.tools.benchmark.BenchmarkResult"))
-    result = cls(name="cpu")
-    result.latency_metrics.avg_ms, result.latency_metrics.median_ms = 12.5, 12.25
-    result.latency_metrics.p95_ms, result.latency_metrics.init_ms = 14.0, 80.0
-    result.memory_metrics.init_footprint_kb, result.memory_metrics.overall_footprint_kb = 2048, 4096
-    result.misc_metrics.num_runs, result.misc_metrics.num_warmup_runs = 50, 5
-    return result.SerializeToString()
-
-
-def test_benchmark_result_proto():
-    pytest.importorskip("google.protobuf", reason="protobuf is needed to encode the reference message")
-    data = _benchmark_result_proto()
+def test_benchmark_result_proto(benchmark_result_proto):
+    data = benchmark_result_proto
     run = parse_benchmark_result(data)
     assert run.format == "result_proto" and run.count == 50 and run.warmup_count == 5
     assert run.mean_ms == pytest.approx(12.5) and run.median_ms == pytest.approx(12.25)
@@ -355,3 +318,61 @@ def test_adb_device_states():
         choose_device("nosuch", devices)
     with pytest.raises(RuntimeUnavailableError, match="no Android device is attached"):
         choose_device(None, parse_devices("List of devices attached\n\n"))
+
+
+class RecordedDevice:
+    """Answers the state probe with recorded texts in turn (the thermal path exists only on phones)."""
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+        self.calls = 0
+
+    def check(self, command: str, what: str, timeout=None) -> str:
+        text = self.texts[min(self.calls, len(self.texts) - 1)]
+        self.calls += 1
+        return text
+
+
+def test_wait_until_cool(monkeypatch):
+    from lsnet_deploy.bench import phone
+
+    monkeypatch.setattr(phone, "COOL_POLL_S", 0.01)
+    static = parse_static(sample("android_static_probe.txt"))
+    hot = sample("android_state_probe.txt")                              # hottest SoC zone 51.2 C
+    cool = hot.replace("temp=51200", "temp=36000").replace("temp=47300", "temp=35000")
+    target = phone.PhoneTarget(phone.PhoneOptions(cool_below_c=40.0, cool_timeout_s=5.0))
+    device = RecordedDevice([hot, hot, cool])
+    events: list[dict] = []
+    assert target._wait_cool(device, static, 0, events, lambda m: None) == 36.0   # the hottest CPU zone once cooled
+    assert device.calls == 3 and {e["kind"] for e in events} == {"thermal_status", "frequency_cap"}
+    stuck = phone.PhoneTarget(phone.PhoneOptions(cool_below_c=40.0, cool_timeout_s=0.05))
+    events = []
+    assert stuck._wait_cool(RecordedDevice([hot]), static, 3, events, lambda m: None) == 51.2
+    timeout = [e for e in events if e["kind"] == "cool_timeout"]
+    assert len(timeout) == 1 and timeout[0]["when"] == "before round 3" and timeout[0]["zone"] == "cpu-1-0-0"
+    never = phone.PhoneTarget(phone.PhoneOptions(cool_below_c=0))
+    dev = RecordedDevice([hot])
+    assert never._wait_cool(dev, static, 0, [], lambda m: None) == 51.2 and dev.calls == 1
+
+
+def test_report_groups_phone_rows_by_device():
+    from lsnet_deploy.bench.report import build_report, device_label, render_text
+
+    def record(serial, model, median, mask="fc", method="per_iteration"):
+        stats = {"n": 10, "median_ms": median, "mean_ms": median, "p90_ms": median, "p99_ms": median,
+                 "min_ms": median, "max_ms": median, "std_ms": 0.1, "total_s": 1.0, "throughput": 1e3 / median,
+                 "method": method}
+        return {"schema": "lsnet-bench/1", "run_id": serial, "group": 0, "label": model, "model": model,
+                "runtime": "executorch", "device": "cpu", "device_name": f"QTI SM8650 ({serial})", "threads": 6,
+                "precision": "float32", "batch": 1, "input_shape": [1, 3, 224, 224], "stats": stats,
+                "source": {"kind": "artifact", "sha256": model, "file": f"{model}.pte"},
+                "phone": {"serial": serial, "cores": {"mask": mask}, "pinned": True}}
+
+    records = [record("A", "lsnet_t", 10.0), record("A", "mnv3", 8.0), record("B", "lsnet_t", 20.0),
+               record("B", "mnv3", 12.0)]
+    assert device_label(records[0]) == "QTI SM8650 (A) [A, cores fc]"
+    rows, baseline = build_report(records)
+    assert [(r.device, r.model, round(r.ratio, 3)) for r in rows] == [
+        ("QTI SM8650 (A) [A, cores fc]", "lsnet_t", 1.0), ("QTI SM8650 (A) [A, cores fc]", "mnv3", 0.8),
+        ("QTI SM8650 (B) [B, cores fc]", "lsnet_t", 1.0), ("QTI SM8650 (B) [B, cores fc]", "mnv3", 0.6)]
+    assert "QTI SM8650 (B)" in render_text(rows, baseline)
