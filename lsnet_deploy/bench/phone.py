@@ -38,7 +38,7 @@ from .. import __version__
 from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError
 from .adb import AdbDevice, AdbTransport, CommandTimeout, DeviceFiles, choose_device, list_devices
 from .phone_device import (STATE_SCRIPT, STATIC_SCRIPT, CoreChoice, choose_cores, device_abi, parse_state,
-                           parse_static)
+                           parse_static, runnable_machines)
 from .phone_parsers import ToolOutputError, ToolRun, parse_benchmark_result, parse_tool_output
 from .phone_tools import (PROVIDER_DEVICE, TOOL_RUNTIME, DeviceTool, check_tool, provider_flags, quoted,
                           tool_command, tool_for)
@@ -257,7 +257,7 @@ class PhoneTarget(Target):
         self.name = "adb"
 
     # ---------------------------------------------------------------------------------------------- setup
-    def _candidates(self, plan: BenchPlan, abi: str | None) -> list[PhoneCandidate]:
+    def _candidates(self, plan: BenchPlan, abi: str | None, runs_on: set[str] | None) -> list[PhoneCandidate]:
         tools: dict[str, DeviceTool] = {}
         items = []
         for spec in plan.candidates:
@@ -270,7 +270,7 @@ class PhoneTarget(Target):
                 raise UsageError(f"{path.name} needs {name} on the device: pass --device-tool {name}=PATH (a build for "
                                  f"the phone's ABI{', ' + abi if abi else ''}; see docs/phone_bench.md)")
             if name not in tools:
-                tools[name] = check_tool(name, self.options.tools[name], abi)
+                tools[name] = check_tool(name, self.options.tools[name], abi, runs_on)
             args, provider = provider_flags(name, spec.provider)
             items.append(PhoneCandidate(spec, path, tools[name], args, provider))
         return items
@@ -389,7 +389,7 @@ class PhoneTarget(Target):
         self.name = device.describe()
         static = read_static(device)
         abi = device_abi(static)
-        items = self._candidates(plan, abi)
+        items = self._candidates(plan, abi, runnable_machines(static))
         uses_taskset = options.cores.strip().lower() != "all"
         if uses_taskset and not static.get("taskset"):
             raise RuntimeUnavailableError(f"taskset is not on {device.describe()}, so --cores {options.cores} cannot "

@@ -34,6 +34,7 @@ PROPERTIES = {
     "sdk": "ro.build.version.sdk",
     "release": "ro.build.version.release",
     "abi": "ro.product.cpu.abi",
+    "abilist": "ro.product.cpu.abilist",
 }
 POLICY_FILES = ("related_cpus", "scaling_governor", "scaling_min_freq", "scaling_max_freq", "scaling_cur_freq",
                 "cpuinfo_min_freq", "cpuinfo_max_freq")
@@ -380,10 +381,22 @@ def choose_cores(asked: str, clusters: list[dict] | None, online: list[int] | No
 
 
 ELF_MACHINES = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv64"}
-#: device ABI (getprop ro.product.cpu.abi, or uname -m) -> ELF machine names that run there
-ABI_MACHINES = {"arm64-v8a": {"aarch64", "arm"}, "armeabi-v7a": {"arm"}, "x86_64": {"x86_64", "x86"},
-                "x86": {"x86"}, "aarch64": {"aarch64", "arm"}, "armv7l": {"arm"}, "armv8l": {"arm"},
-                "i686": {"x86"}, "riscv64": {"riscv64"}}
+#: an ABI name (Android's, or ``uname -m``) -> the ELF machine it runs natively
+ABI_MACHINE = {"arm64-v8a": "aarch64", "armeabi-v7a": "arm", "armeabi": "arm", "x86_64": "x86_64", "x86": "x86",
+               "aarch64": "aarch64", "armv7l": "arm", "armv8l": "arm", "i686": "x86", "riscv64": "riscv64"}
+#: without Android's ABI list, the 32-bit machines a 64-bit kernel usually runs too (kernel compat mode)
+COMPAT_MACHINES = {"aarch64": {"arm"}, "x86_64": {"x86"}}
+
+
+def runnable_machines(static: dict) -> set[str] | None:
+    """ELF machines the device runs: from ``ro.product.cpu.abilist`` on Android (64-bit-only phones list
+    no 32-bit ABI), else the kernel's machine and its usual compat mode; None when unknown."""
+    abilist = (static.get("properties") or {}).get("abilist")
+    if abilist:
+        machines = {ABI_MACHINE[a.strip()] for a in abilist.split(",") if a.strip() in ABI_MACHINE}
+        return machines or None
+    native = ABI_MACHINE.get(device_abi(static) or "")
+    return {native} | COMPAT_MACHINES.get(native, set()) if native else None
 
 
 def elf_machine(header: bytes) -> str | None:
@@ -402,4 +415,4 @@ def device_abi(static: dict) -> str | None:
 
 __all__ = ["STATIC_SCRIPT", "STATE_SCRIPT", "PROPERTIES", "CoreChoice", "choose_cores", "parse_static",
            "parse_state", "parse_getprop", "parse_thermalservice", "parse_dumpsys_battery", "soc_temperature",
-           "elf_machine", "device_abi", "ABI_MACHINES"]
+           "elf_machine", "device_abi", "runnable_machines"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..runtimes import file_suffix
-from .phone_device import ABI_MACHINES, elf_machine
+from .phone_device import elf_machine
 
 #: artifact suffix -> the tool that benchmarks it
 TOOL_FOR_SUFFIX = {".tflite": "benchmark_model", ".pte": "executor_runner", ".onnx": "onnxruntime_perf_test",
@@ -139,8 +139,15 @@ def tool_for(path: Path) -> str:
     return tool
 
 
-def check_tool(name: str, path: Path, abi: str | None) -> DeviceTool:
-    """Check that a tool file can run on a device of ``abi`` before it is pushed.
+def check_tool(name: str, path: Path, abi: str | None, runs_on: set[str] | None) -> DeviceTool:
+    """Check that a tool file can run on the device before it is pushed.
+
+    Args:
+        name: the tool.
+        path: its file here.
+        abi: the device's ABI, for messages (``arm64-v8a``).
+        runs_on: the ELF machines the device runs (``phone_device.runnable_machines``; None: unknown).
+
 
     Raises:
         UsageError: not an executable (neither ELF nor a ``#!`` script), or an ELF built for another
@@ -156,10 +163,9 @@ def check_tool(name: str, path: Path, abi: str | None) -> DeviceTool:
         if header.startswith(SHEBANG):
             return DeviceTool(name, path, "script", notes=[f"{name} is a script: its architecture was not checked"])
         raise UsageError(f"--device-tool {name}: {path} is not an executable (neither an ELF binary nor a #! script)")
-    runs_on = ABI_MACHINES.get(abi or "")
     if runs_on is not None and machine not in runs_on:
-        raise UsageError(f"--device-tool {name}: {path.name} is built for {machine}, but the device is {abi}; use a "
-                         f"{abi} build of {name}")
+        raise UsageError(f"--device-tool {name}: {path.name} is built for {machine}, but the device is {abi} (it runs "
+                         f"{', '.join(sorted(runs_on))}); use a {abi} build of {name}")
     tool = DeviceTool(name, path, "elf", machine)
     if runs_on is None:
         tool.notes.append(f"device ABI {abi!r} unknown: {name}'s architecture ({machine}) was not checked")

@@ -20,6 +20,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..bench.phone import PhoneOptions
 from ..runtimes import artifact_suffixes, runtimes
 from .common import cli_errors, err, parse_imgsz
 
@@ -280,16 +281,17 @@ def run_command(
     device_dir: Annotated[Optional[str], typer.Option("--device-dir", help="Work folder on the --adb device (default "
                                                       "/data/local/tmp/lsnet-bench, /tmp/lsnet-bench on Linux).")] = None,
     cores: Annotated[str, typer.Option("--cores", help="CPUs the --adb tools are pinned to (taskset): big (every "
-                                       "cluster but the slowest), little, all, or a hex mask such as f0.")] = "big",
+                                       "cluster but the slowest), little, all, or a hex mask such as f0.")] = PhoneOptions.cores,
     rounds: Annotated[int, typer.Option("--rounds", help="Tool runs per candidate on --adb, interleaved A B, A B ...; "
-                                        "--iters and --warmup apply to each.")] = 5,
+                                        f"--iters (default {PhoneOptions.iters} there) and --warmup (default "
+                                        f"{PhoneOptions.warmup}) apply to each.")] = PhoneOptions.rounds,
     cool_below: Annotated[float, typer.Option("--cool-below", help="Before each --adb round, wait until the hottest SoC "
-                                              "thermal zone is at most this many C (0: do not wait).")] = 40.0,
+                                              "thermal zone is at most this many C (0: do not wait).")] = PhoneOptions.cool_below_c,
     cool_timeout: Annotated[float, typer.Option("--cool-timeout", help="Longest wait for --cool-below, seconds (then "
-                                                "the round runs and the timeout is recorded).")] = 300.0,
+                                                "the round runs and the timeout is recorded).")] = PhoneOptions.cool_timeout_s,
     no_interleave: Annotated[bool, typer.Option("--no-interleave", help="On --adb, run every round of one candidate "
                                                 "before the next (default: interleaved).")] = False,
-    max_cv: Annotated[float, typer.Option("--max-cv", help="Flag an --adb round whose std/mean exceeds this.")] = 0.10,
+    max_cv: Annotated[float, typer.Option("--max-cv", help="Flag an --adb round whose std/mean exceeds this.")] = PhoneOptions.max_cv,
     tool_arg: Annotated[Optional[list[str]], typer.Option("--tool-arg", help="Extra argument for every --adb tool run "
                                                           "(repeatable), e.g. --tool-arg=-i --tool-arg='backend_type|htp'"
                                                           ".")] = None,
@@ -297,7 +299,7 @@ def run_command(
                                                             "tools (repeatable), e.g. LD_LIBRARY_PATH=/data/local/tmp/"
                                                             "qnn.")] = None,
     tool_timeout: Annotated[float, typer.Option("--tool-timeout", help="Longest one --adb tool run may take, "
-                                                "seconds.")] = 600.0,
+                                                "seconds.")] = PhoneOptions.tool_timeout_s,
 ) -> None:
     """Time artifacts and/or a PyTorch model, interleaved, and append the results to a JSON Lines file."""
     from ..bench.targets import target_for
@@ -387,9 +389,10 @@ def _run_target(target, plan, output: Path, no_save: bool, json_output: bool) ->
 
 
 #: phone options and their defaults (an option differing from its default counts as given)
-PHONE_DEFAULTS = {"device_tool": None, "device_dir": None, "cores": "big", "rounds": 5, "cool_below": 40.0,
-                  "cool_timeout": 300.0, "no_interleave": False, "max_cv": 0.10, "tool_arg": None, "device_env": None,
-                  "tool_timeout": 600.0}
+PHONE_DEFAULTS = {"device_tool": None, "device_dir": None, "cores": PhoneOptions.cores, "rounds": PhoneOptions.rounds,
+                  "cool_below": PhoneOptions.cool_below_c, "cool_timeout": PhoneOptions.cool_timeout_s,
+                  "no_interleave": False, "max_cv": PhoneOptions.max_cv, "tool_arg": None, "device_env": None,
+                  "tool_timeout": PhoneOptions.tool_timeout_s}
 
 
 def _phone_options_given(**values) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 from lsnet_deploy.bench.adb import choose_device, parse_devices
 from lsnet_deploy.bench.phone import combine_rounds, round_summary, throttling_events
 from lsnet_deploy.bench.phone_device import (choose_cores, elf_machine, parse_cpu_list, parse_state, parse_static,
-                                             soc_temperature)
+                                             runnable_machines, soc_temperature)
 from lsnet_deploy.bench.phone_parsers import (ToolOutputError, parse_benchmark_model, parse_benchmark_result,
                                               parse_executor_runner, parse_onnxruntime_perf_test)
 from lsnet_deploy.bench.phone_tools import check_tool, parse_tool_options, provider_flags, tool_for
@@ -158,7 +158,7 @@ def test_android_device_description():
     static = parse_static(sample("android_static_probe.txt"))
     assert static["properties"] == {"model": "SM-S928B", "manufacturer": "samsung", "soc_manufacturer": "QTI",
                                     "soc_model": "SM8650", "board_platform": "pineapple", "sdk": "34",
-                                    "release": "14", "abi": "arm64-v8a"}
+                                    "release": "14", "abi": "arm64-v8a", "abilist": "arm64-v8a"}
     assert static["arch"] == "aarch64" and static["online_cpus"] == list(range(8))
     assert [c["cpus"] for c in static["clusters"]] == [[0, 1], [2, 3, 4], [5, 6], [7]]
     assert static["clusters"][3] == {"policy": "policy7", "cpus": [7], "governor": "walt", "min_khz": 480000,
@@ -221,23 +221,37 @@ def _elf(machine: int) -> bytes:
 
 
 def test_tools_are_checked_for_the_device_abi(tmp_path):
+    phone = parse_static(sample("android_static_probe.txt"))                  # abilist: arm64-v8a only
+    runs_on = runnable_machines(phone)
+    assert runs_on == {"aarch64"}
     arm = tmp_path / "benchmark_model"
     arm.write_bytes(_elf(183))
     assert elf_machine(arm.read_bytes()) == "aarch64"
-    assert check_tool("benchmark_model", arm, "arm64-v8a").machine == "aarch64"
+    assert check_tool("benchmark_model", arm, "arm64-v8a", runs_on).machine == "aarch64"
     with pytest.raises(UsageError, match="built for aarch64, but the device is x86_64"):
-        check_tool("benchmark_model", arm, "x86_64")
+        check_tool("benchmark_model", arm, "x86_64", {"x86_64", "x86"})
     x86 = tmp_path / "x86"
     x86.write_bytes(_elf(62))
     with pytest.raises(UsageError, match="built for x86_64, but the device is arm64-v8a"):
-        check_tool("executor_runner", x86, "arm64-v8a")
+        check_tool("executor_runner", x86, "arm64-v8a", runs_on)
+    arm32 = tmp_path / "arm32"
+    arm32.write_bytes(b"\x7fELF\x01\x01\x01" + b"\0" * 9 + struct.pack("<HH", 2, 40) + b"\0" * 44)
+    with pytest.raises(UsageError, match="built for arm, but the device is arm64-v8a \\(it runs aarch64\\)"):
+        check_tool("executor_runner", arm32, "arm64-v8a", runs_on)             # a 64-bit-only phone
+    with_32 = parse_static(sample("android_static_probe.txt").replace("[ro.product.cpu.abilist]: [arm64-v8a]",
+                                                                       "[ro.product.cpu.abilist]: "
+                                                                       "[arm64-v8a,armeabi-v7a,armeabi]"))
+    assert runnable_machines(with_32) == {"aarch64", "arm"}
+    assert runnable_machines({"properties": {"abi": None}, "arch": "x86_64"}) == {"x86_64", "x86"}
+    assert runnable_machines({"properties": {}, "arch": None}) is None
+    assert check_tool("executor_runner", x86, None, None).notes[0].startswith("device ABI None unknown")
     text = tmp_path / "notes.txt"
     text.write_text("not a program")
     with pytest.raises(UsageError, match="not an executable"):
-        check_tool("executor_runner", text, "arm64-v8a")
+        check_tool("executor_runner", text, "arm64-v8a", runs_on)
     script = tmp_path / "wrapper.sh"
     script.write_text("#!/system/bin/sh\nexec ./benchmark_model \"$@\"\n")
-    assert check_tool("benchmark_model", script, "arm64-v8a").kind == "script"
+    assert check_tool("benchmark_model", script, "arm64-v8a", runs_on).kind == "script"
 
 
 def test_tool_options_and_suffixes(tmp_path):
