@@ -331,7 +331,10 @@ class PhoneTarget(Target):
         text = result.output
         if result.returncode != 0:
             code = result.returncode
-            how = f"crashed ({SIGNALS.get(code - 128, f'signal {code - 128}')})" if code > 128 else f"exited with {code}"
+            if code > 128:
+                how = f"crashed ({SIGNALS.get(code - 128, f'signal {code - 128}')})"
+            else:
+                how = f"exited with {code}"
             last = (text.strip().splitlines() or ["no output"])[-1][:200]
             if code == 127 or "not found" in last and code in (126, 127):
                 how = "could not be started"
@@ -463,7 +466,8 @@ class PhoneTarget(Target):
                     notes.append(f"{d.delegate} took {d.nodes_delegated} of {d.nodes_total} nodes in {d.partitions} "
                                  "partitions: the rest run on the CPU fallback")
             if phone["throttling_events"]:
-                notes.append(f"{len(phone['throttling_events'])} throttling event(s) recorded (phone.throttling_events)")
+                notes.append(f"{len(phone['throttling_events'])} throttling event(s) recorded "
+                             "(phone.throttling_events)")
             last = item.runs[-1]
             runtime = TOOL_RUNTIME[item.tool.name]
             record = {
@@ -496,9 +500,9 @@ class PhoneTarget(Target):
                 record["samples_ms"] = [round(s, 6) for r in item.runs for s in r.samples_ms]
             records.append(record)
         first = records[0]["stats"]
+        # medians where every candidate's tool printed one, else means for all: one statistic per group
+        key = "median_ms" if all(r["stats"]["median_ms"] is not None for r in records) else "mean_ms"
         for record in records:
-            key = "median_ms" if record["stats"]["median_ms"] is not None and first["median_ms"] is not None \
-                else "mean_ms"
             value = ratio(record["stats"][key], first[key])
             record["ratio_to_first"] = round(value, 4) if value is not None else None
         return records

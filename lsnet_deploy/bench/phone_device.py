@@ -48,7 +48,8 @@ PLAUSIBLE_C = (-40.0, 150.0)
 
 STATIC_SCRIPT = r"""
 echo "@@getprop"
-if command -v getprop >/dev/null 2>&1; then getprop; else echo "@@absent getprop is not on this device (not Android)"; fi
+if command -v getprop >/dev/null 2>&1; then getprop
+else echo "@@absent getprop is not on this device (not Android)"; fi
 echo "@@uname"
 uname -srm 2>&1
 echo "@@online"
@@ -56,7 +57,8 @@ cat /sys/devices/system/cpu/online 2>/dev/null || echo "@@absent /sys/devices/sy
 for p in /sys/devices/system/cpu/cpufreq/policy*; do
   [ -d "$p" ] || continue
   echo "@@policy ${p##*/}"
-  for f in related_cpus scaling_governor scaling_min_freq scaling_max_freq scaling_cur_freq cpuinfo_min_freq cpuinfo_max_freq; do
+  for f in related_cpus scaling_governor scaling_min_freq scaling_max_freq scaling_cur_freq \
+           cpuinfo_min_freq cpuinfo_max_freq; do
     [ -r "$p/$f" ] && echo "$f=$(cat "$p/$f" 2>/dev/null)"
   done
 done
@@ -78,9 +80,11 @@ for p in /sys/devices/system/cpu/cpufreq/policy*; do
   echo "scaling_max_freq=$(cat "$p/scaling_max_freq" 2>/dev/null)"
 done
 echo "@@thermalservice"
-if command -v dumpsys >/dev/null 2>&1; then dumpsys thermalservice 2>&1 | head -60; else echo "@@absent dumpsys is not on this device (not Android)"; fi
+if command -v dumpsys >/dev/null 2>&1; then dumpsys thermalservice 2>&1 | head -60
+else echo "@@absent dumpsys is not on this device (not Android)"; fi
 echo "@@battery"
-if command -v dumpsys >/dev/null 2>&1; then dumpsys battery 2>&1 | head -40; else echo "@@absent dumpsys is not on this device (not Android)"; fi
+if command -v dumpsys >/dev/null 2>&1; then dumpsys battery 2>&1 | head -40
+else echo "@@absent dumpsys is not on this device (not Android)"; fi
 for s in /sys/class/power_supply/*; do
   [ -d "$s" ] || continue
   echo "@@supply ${s##*/}"

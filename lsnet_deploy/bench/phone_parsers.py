@@ -154,7 +154,8 @@ def _memory(text: str) -> dict:
     peak = _search(rf"Overall peak memory footprint \(MB\) via periodic monitoring: ({NUMBER})", text)
     if peak:
         memory["peak"] = float(peak.group(1))
-    for key, pattern in (("init", rf"Init footprint:\s*({NUMBER}) MB"), ("overall", rf"Overall footprint:\s*({NUMBER}) MB")):
+    for key, pattern in (("init", rf"Init footprint:\s*({NUMBER}) MB"),
+                         ("overall", rf"Overall footprint:\s*({NUMBER}) MB")):
         match = _search(pattern, text)
         if match and key not in memory:
             memory[key] = float(match.group(1))
@@ -422,4 +423,5 @@ def parse_tool_output(tool: str, text: str, warmup: int = 0) -> ToolRun:
 
 
 __all__ = ["ToolRun", "Delegation", "ToolOutputError", "delegations", "parse_benchmark_model",
-           "parse_executor_runner", "parse_onnxruntime_perf_test", "parse_benchmark_result", "parse_tool_output", "PARSERS"]
+           "parse_executor_runner", "parse_onnxruntime_perf_test", "parse_benchmark_result", "parse_tool_output",
+           "PARSERS"]

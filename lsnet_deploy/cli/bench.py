@@ -192,7 +192,8 @@ def render_group(records: list[dict]) -> str:
                                   if r.get("provider") else "") + (f" {r['threads']}t" if r.get("threads") else "")
         rows.append([r["label"], runtime, r["device"], str(r["batch"]), _fmt_ms(s["median_ms"]),
                      _fmt_ms(s["mean_ms"]), _fmt_ms(s["p90_ms"]), _fmt_ms(s["p99_ms"]), _fmt_ms(s["min_ms"]),
-                     _fmt_ms(s["std_ms"]), f"{s['throughput']:.1f}" if s.get("throughput") is not None else "-", str(s["n"]),
+                     _fmt_ms(s["std_ms"]), f"{s['throughput']:.1f}" if s.get("throughput") is not None else "-",
+                     str(s["n"]),
                      f"{r['ratio_to_first']:.2f}x" if r.get("ratio_to_first") is not None else "-"])
         if accuracy:
             a = r.get("accuracy") or {}
@@ -206,7 +207,8 @@ def render_group(records: list[dict]) -> str:
             lines.append("  ".join("-" * w for w in widths))
     first = records[0]
     where = first.get("target", "local")
-    lines.append(f"Ratio: median / median of {first['first_label']} (interleaved in this run). "
+    center = "median" if all(r["stats"].get("median_ms") is not None for r in records) else "mean"
+    lines.append(f"Ratio: {center} / {center} of {first['first_label']} (interleaved in this run). "
                  f"{first.get('device_name')} on {first['machine'].get('hostname')}"
                  + ("" if where == "local" else f" via {where}") + ".")
     notes = sorted({f"{r['label']}: {n}" for r in records for n in r.get("notes", [])})
@@ -329,7 +331,8 @@ def run_command(
                 raise UsageError(f"{', '.join(phone_given)} appl{'ies' if len(phone_given) == 1 else 'y'} to the "
                                  "device's own tools (--device-tool), not to --remote-python")
         elif phone_given:
-            raise UsageError(f"{', '.join(phone_given)} {'is' if len(phone_given) == 1 else 'are'} used only with --adb")
+            verb = "is" if len(phone_given) == 1 else "are"
+            raise UsageError(f"{', '.join(phone_given)} {verb} used only with --adb")
         if adb is not None and device_tool:
             _run_on_phone(artifacts=list(artifacts or []), model=model, weights=weights, runtime=runtime,
                           provider=provider, device=device, batch=batch, imgsz=imgsz, threads=threads,

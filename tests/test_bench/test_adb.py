@@ -330,3 +330,20 @@ def test_tool_timeout_stops_the_tool(adbd, tmp_path):
     (line,) = error_lines(result)
     assert "m: benchmark_model ran longer than 1 s on adb:" in line and "was stopped" in line
     assert sorted(p.name for p in (tmp_path / "device").iterdir()) == ["cache"]
+
+
+def test_no_device_attached(adbd, tmp_path):
+    adb = shutil.which("adb")
+    subprocess.run([adb, "disconnect", adbd["serial"]], capture_output=True, check=True)
+    try:
+        result = runner.invoke(app, normalize_args([str(SMALL_PTE), "--adb", "--device-tool",
+                                                    f"executor_runner={SMALL_PTE}", "--no-save"]))
+        assert result.exit_code == 1
+        (line,) = error_lines(result)
+        assert "no Android device is attached (adb devices lists none)" in line
+    finally:
+        deadline = time.monotonic() + 10
+        while not subprocess.run([adb, "connect", adbd["serial"]], capture_output=True,
+                                 text=True).stdout.startswith(("connected", "already")):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
