@@ -347,3 +347,37 @@ def test_no_device_attached(adbd, tmp_path):
                                  text=True).stdout.startswith(("connected", "already")):
             assert time.monotonic() < deadline
             time.sleep(0.2)
+
+
+@pytest.mark.parametrize("interleave", [True, False])
+def test_candidates_are_interleaved_by_rounds(adbd, tmp_path, interleave):
+    log = tmp_path / "calls.log"
+    ort = script_tool(tmp_path / "onnxruntime_perf_test", f"""[ "$1" = --help ] && exit 0
+echo "ort $2" >> {log}
+cat <<'EOF'
+{(DATA / 'onnxruntime_perf_test_android_1.23.txt').read_text()}EOF
+""")
+    tflite = script_tool(tmp_path / "benchmark_model", f"""[ "$1" = --help ] && exit 0
+echo "tflite" >> {log}
+cat <<'EOF'
+{(DATA / 'tflite_benchmark_model_old_nxp.txt').read_text()}EOF
+""")
+    (tmp_path / "a.onnx").write_bytes(b"onnx")
+    (tmp_path / "b.tflite").write_bytes(b"tflite")
+    out = tmp_path / "r.jsonl"
+    args = [str(tmp_path / "a.onnx"), str(tmp_path / "b.tflite"), *phone_args(adbd, tmp_path), "--device-tool",
+            str(tmp_path), "--provider", "cpu,xnnpack", "--rounds", "2", "-o", str(out)]
+    result = runner.invoke(app, normalize_args(args + ([] if interleave else ["--no-interleave"])))
+    assert result.exit_code == 0, result.output
+    calls = log.read_text().split("\n")[:-1]
+    one_round = ["ort cpu", "ort xnnpack", "tflite", "tflite"]
+    assert calls == (one_round * 2 if interleave else [c for c in one_round for _ in range(2)])
+    records = read_records([out])[0]
+    assert [r["label"] for r in records] == ["a:cpu", "a:xnnpack", "b:cpu", "b:xnnpack"]
+    assert [r["provider"] for r in records] == ["cpu", "xnnpack", "cpu", "xnnpack"]
+    assert "--use_xnnpack=false" in records[2]["runtime_info"]["command"]
+    # ORT printed a median, the old benchmark_model did not: the group is compared by means
+    assert records[2]["stats"]["median_ms"] is None
+    assert records[2]["ratio_to_first"] == pytest.approx(210.028 / 98.961997, abs=1e-3)
+    assert "Ratio: mean / mean of a:cpu" in result.stdout
+    assert records[0]["settings"]["phone"]["interleave"] is interleave
