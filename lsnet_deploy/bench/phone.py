@@ -276,23 +276,25 @@ class PhoneTarget(Target):
         return items
 
     def _prepare(self, device: AdbDevice, files: DeviceFiles, items: list[PhoneCandidate], progress: Progress) -> None:
-        helped: dict[str, str] = {}
+        tool_paths: dict[Path, str] = {}                       # tool here -> its path on the device
+        inputs: dict[Path, tuple] = {}                         # artifact -> what local_input read
         for item in items:
             tool = item.tool
             item.sha256 = file_sha256(item.path)
-            if str(tool.path) not in helped:
-                digest = file_sha256(tool.path)
-                remote_name = f"{digest}-{tool.name}"
+            if tool.path not in tool_paths:
+                remote_name = f"{file_sha256(tool.path)}-{tool.name}"
                 if remote_name not in files.present():
                     progress(f"copying {tool.path.name} to {device.describe()}")
-                helped[str(tool.path)] = files.ensure(tool.path, remote_name, executable=True)
-                tool.help_text = self._help(device, helped[str(tool.path)], tool)
-            item.device_tool = helped[str(tool.path)]
+                tool_paths[tool.path] = files.ensure(tool.path, remote_name, executable=True)
+                tool.help_text = self._help(device, tool_paths[tool.path], tool)
+            item.device_tool = tool_paths[tool.path]
             model_name = f"{item.sha256}{item.path.suffix}"
             if model_name not in files.present():
                 progress(f"copying {item.path.name} to {device.describe()}")
             item.device_model = files.ensure(item.path, model_name)
-            shape, dtype, metadata, note = local_input(item.path, TOOL_RUNTIME[tool.name])
+            if item.path not in inputs:
+                inputs[item.path] = local_input(item.path, TOOL_RUNTIME[tool.name])
+            shape, dtype, metadata, note = inputs[item.path]
             item.input_shape, item.input_dtype, item.metadata = shape, dtype, metadata
             if note:
                 item.notes.append(note)
@@ -336,7 +338,7 @@ class PhoneTarget(Target):
             else:
                 how = f"exited with {code}"
             last = (text.strip().splitlines() or ["no output"])[-1][:200]
-            if code == 127 or "not found" in last and code in (126, 127):
+            if code in (126, 127):  # the shell's "cannot execute" and "not found"
                 how = "could not be started"
             raise LsnetDeployError(f"{label}: {tool} {how} on {device.describe()}: {last}")
         try:

@@ -12,7 +12,8 @@ from .report import Row
 
 
 def plot_latency(rows: list[Row], path: str | Path, title: str | None = None) -> Path:
-    """Draw median latency (bars) with p90 whiskers, grouped by model, one colour per runtime on a device.
+    """Draw median latency (bars; the mean for a phone tool that prints no median) with p90 whiskers, grouped by
+    model, one colour per runtime on a device.
 
     Args:
         rows: report rows (``report.build_report``).

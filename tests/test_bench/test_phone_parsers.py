@@ -390,3 +390,30 @@ def test_report_groups_phone_rows_by_device():
         ("QTI SM8650 (A) [A, cores fc]", "lsnet_t", 1.0), ("QTI SM8650 (A) [A, cores fc]", "mnv3", 0.8),
         ("QTI SM8650 (B) [B, cores fc]", "lsnet_t", 1.0), ("QTI SM8650 (B) [B, cores fc]", "mnv3", 0.6)]
     assert "QTI SM8650 (B)" in render_text(rows, baseline)
+
+
+def test_report_and_plot_of_tool_summaries(tmp_path):
+    pytest.importorskip("matplotlib", reason="the plot extra is not installed")
+    from lsnet_deploy.bench.plot import plot_latency
+    from lsnet_deploy.bench.report import build_report, render_markdown
+
+    runs = [parse_benchmark_model(sample("tflite_benchmark_model_old_nxp.txt")),
+            parse_benchmark_model(sample("tflite_benchmark_model_linux_qrb2210.txt"))]
+    records = []
+    for model, run in zip(("old", "new"), runs):
+        records.append({"schema": "lsnet-bench/1", "run_id": "r", "group": 0, "label": model, "model": model,
+                        "runtime": "litert", "provider": "xnnpack", "device": "cpu", "device_name": "QTI QRB2210 (rb1)",
+                        "threads": 4, "precision": "float32", "batch": 1, "input_shape": [1, 3, 224, 224],
+                        "stats": combine_rounds([run], batch=1), "source": {"kind": "artifact", "sha256": model},
+                        "phone": {"serial": "rb1", "cores": {"mask": "f"}, "pinned": True}})
+    rows, baseline = build_report(records)
+    assert [(r.model, r.stat("median_ms"), r.stat("p90_ms")) for r in rows] == [
+        ("new", pytest.approx(105.718), None), ("old", None, None)]
+    old = next(r for r in rows if r.model == "old")
+    assert old.ratio == pytest.approx(1.0) and old.is_baseline
+    new = next(r for r in rows if r.model == "new")
+    assert new.ratio == pytest.approx(105.784 / 210.028, abs=1e-6)               # by means: "old" has no median
+    table = render_markdown(rows, baseline)
+    assert "| - |" in table and "not printed by the device's benchmark tool" in table
+    plot_latency(rows, tmp_path / "phone.png")
+    assert (tmp_path / "phone.png").stat().st_size > 1000
