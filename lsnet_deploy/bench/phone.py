@@ -371,16 +371,18 @@ class PhoneTarget(Target):
                    progress: Progress) -> float | None:
         limit = self.options.cool_below_c
         start = time.monotonic()
+        when = f"before round {round_index}"
         while True:
             state = read_state(device)
-            events.extend(throttling_events(state, static, f"before round {round_index}"))
             temp = state.get("soc_temp_c")
-            if temp is None or limit <= 0 or temp <= limit:
-                return temp
             waited = time.monotonic() - start
-            if waited >= self.options.cool_timeout_s:
-                events.append({"when": f"before round {round_index}", "kind": "cool_timeout", "soc_temp_c": temp,
-                               "zone": state.get("soc_zone"), "waited_s": round(waited, 1)})
+            done = temp is None or limit <= 0 or temp <= limit
+            if not done and waited >= self.options.cool_timeout_s:
+                events.append({"when": when, "kind": "cool_timeout", "soc_temp_c": temp, "zone": state.get("soc_zone"),
+                               "waited_s": round(waited, 1)})
+                done = True
+            if done:  # the state the round starts from (polls while cooling are not events)
+                events.extend(throttling_events(state, static, when))
                 return temp
             progress(f"waiting for the SoC to cool: {temp:.1f} C > {limit:g} C ({state.get('soc_zone')})")
             time.sleep(min(COOL_POLL_S, max(self.options.cool_timeout_s - waited, 0.1)))

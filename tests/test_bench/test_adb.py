@@ -103,15 +103,16 @@ def test_device_record_of_a_linux_device(adbd):
         assert state["soc_temp_c"] is None and "thermal_zone" in state["absent"]["thermal_zones"]
 
 
-def test_python_far_end_over_adb(adbd, tiny_onnx, tmp_path, quick):
+def test_python_far_end_over_adb(adbd, tmp_path, quick):
     out = tmp_path / "r.jsonl"
     cache = tmp_path / "remote cache"
-    args = [str(tiny_onnx), *quick, "--threads", "1", "-o", str(out), "--adb", adbd["serial"], "--remote-python",
+    args = [str(DATA / "small_conv.onnx"), *quick, "--threads", "1", "-o", str(out), "--adb", adbd["serial"], "--remote-python",
             sys.executable, "--remote-cache", str(cache)]
     result = runner.invoke(app, normalize_args(args))
     assert result.exit_code == 0, result.output
-    assert "copying tiny.onnx" in result.stderr
+    assert "copying small_conv.onnx" in result.stderr
     (record,) = read_records([out])[0]
+    assert record["runtime"] == "ort" and record["input_shape"] == [1, 3, 32, 32]
     assert record["target"] == f"adb:{adbd['serial']}" and record["stats"]["n"] == 5
     assert Path(record["source"]["remote_path"]).parent == cache
     assert record["phone"]["absent"]["properties"].startswith("getprop is not")

@@ -1,7 +1,8 @@
-"""Regenerate ``small_conv.pte``: a 3x32x32 -> 10 convolution net lowered to ExecuTorch's XNNPACK
-delegate, the program the phone-runner tests time (kept small so it is committed, not exported per run).
+"""Regenerate ``small_conv.pte`` and ``small_conv.onnx``: a 3x32x32 -> 10 convolution net, lowered to
+ExecuTorch's XNNPACK delegate and exported to ONNX, which the adb tests time (kept small so they are
+committed, not exported on every run).
 
-    python tests/data/phones/make_small_pte.py
+    python tests/data/phones/make_small_models.py
 """
 
 from pathlib import Path
@@ -29,3 +30,7 @@ if __name__ == "__main__":
     target = Path(__file__).with_name("small_conv.pte")
     target.write_bytes(lowered.buffer)
     print(f"wrote {target} ({target.stat().st_size} bytes)")
+    onnx_path = target.with_suffix(".onnx")
+    torch.onnx.export(model, (torch.randn(1, 3, 32, 32),), str(onnx_path), input_names=["images"],
+                      output_names=["logits"], dynamo=False)
+    print(f"wrote {onnx_path} ({onnx_path.stat().st_size} bytes)")
