@@ -55,6 +55,7 @@ def quick() -> list[str]:
 
 ADB = shutil.which("adb")
 ADBD = shutil.which("adbd") or ("/usr/sbin/adbd" if os.path.exists("/usr/sbin/adbd") else None)
+ADB_NSENTER = shutil.which("nsenter") or "nsenter"
 ADBD_PORT = 7555            # outside 5555-5585, which the adb server scans for emulators
 FULL_DISK_KB = 192          # the tmpfs the full-disk test pushes into
 
@@ -74,7 +75,10 @@ def _adbd_missing() -> str | None:
 def adbd(tmp_path_factory):
     """A real adbd and adb server in a private network namespace, reached through a Unix socket.
 
-    adbd listens on every interface of its namespace, which holds only a loopback, so nothing outside
+    Debian's adbd takes its port from ``ADBD_PORT`` and listens on every interface (TCP and vsock); off
+    Android its ``service.adb.listen_addrs`` property cannot be set, and it asks no authorization (no
+    framework socket), so on a real interface it would give anyone on the network a root shell. Here it
+    listens on every interface of its own namespace, which holds only a loopback, so nothing outside
     this machine's tests can reach it; the adb server runs in the same namespace and the client (this
     process, lsnet-bench) talks to it through ``ADB_SERVER_SOCKET``, a socket file. The namespace also
     has its own mounts, with a small tmpfs for the full-disk test. Both daemons are stopped by pid.
@@ -129,7 +133,6 @@ def adbd(tmp_path_factory):
         log.close()
 
 
-ADB_NSENTER = shutil.which("nsenter") or "nsenter"
 PTE_RUNNER_SOURCE = REPO / "tools" / "pte_runner"
 PHONE_DATA = REPO / "tests" / "data" / "phones"
 

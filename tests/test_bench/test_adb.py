@@ -27,7 +27,7 @@ from lsnet_deploy.bench.phone import read_state, read_static
 from lsnet_deploy.bench.provenance import file_sha256
 from lsnet_deploy.bench.results import read_records
 from lsnet_deploy.cli.bench import app, normalize_args
-from lsnet_deploy.errors import LsnetDeployError
+from lsnet_deploy.errors import LsnetDeployError, UsageError
 
 runner = CliRunner()
 DATA = Path(__file__).resolve().parents[1] / "data" / "phones"
@@ -59,6 +59,15 @@ def test_shell_exit_codes_output_and_timeout(adbd):
     with pytest.raises(CommandTimeout, match="did not finish within 1 s"):
         device.shell("sleep 20", timeout=1)
     assert time.monotonic() - start < 10
+
+
+def test_device_work_dir(adbd):
+    device = AdbDevice(adbd["serial"])
+    android_tmp = os.path.isdir("/data/local/tmp")                   # the "device" is this machine
+    assert device.work_dir(None) == ("/data/local/tmp" if android_tmp else "/tmp") + "/lsnet-bench"
+    assert device.work_dir("/data/x/") == "/data/x"
+    with pytest.raises(UsageError, match="must be an absolute path on the device"):
+        device.work_dir("relative/dir")
 
 
 def test_push_once_then_cache_hits(adbd, tmp_path):
