@@ -326,12 +326,15 @@ class AdbTransport(Transport):
         self.adb = adb_executable()
 
     def command(self, remote_argv: list[str]) -> list[str]:
+        """``adb -s SERIAL shell 'quoted command line'``."""
         return [self.adb, "-s", self.serial, "shell", shlex.join(remote_argv)]
 
     def describe(self) -> str:
+        """``adb:SERIAL``."""
         return f"adb:{self.serial}"
 
     def failure(self, returncode: int, stderr: str) -> str | None:
+        """A lost or unusable device, in one line (None for the far end's own failures)."""
         text = stderr.strip()
         if text.startswith(("adb: ", "error: ")) and any(w in text for w in ("offline", "unauthorized", "not found")):
             return f"cannot reach {self.serial} over adb: {text.splitlines()[-1]}"

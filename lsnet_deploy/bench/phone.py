@@ -388,6 +388,13 @@ class PhoneTarget(Target):
             time.sleep(min(COOL_POLL_S, max(self.options.cool_timeout_s - waited, 0.1)))
 
     def run(self, plan: BenchPlan, progress: Progress = _quiet) -> Iterator[list[dict]]:
+        """Measure the plan's artifacts on the device (one group) and yield its records.
+
+        Raises:
+            UsageError: a model instead of an artifact, a missing or unfit tool, a bad --cores.
+            RuntimeUnavailableError: no usable device, or no taskset there for pinning.
+            LsnetDeployError: a push, a tool run or its output failed (the device is cleaned first).
+        """
         options = self.options
         if plan.batches and len(plan.batches) > 1 or plan.imgsz:
             raise UsageError("--batch lists and --imgsz do not apply on a phone: the tools feed each artifact its own "
@@ -540,6 +547,7 @@ class AdbRemoteTarget(RemoteTarget):
         self.name = device.describe()
 
     def run(self, plan: BenchPlan, progress: Progress = _quiet) -> Iterator[list[dict]]:
+        """``RemoteTarget.run`` with the device record read before and after each group."""
         static = read_static(self.device)
         before = read_state(self.device)
         for records in super().run(plan, progress):

@@ -334,6 +334,7 @@ class CoreChoice:
         return format(sum(1 << c for c in self.cpus), "x")
 
     def to_dict(self) -> dict:
+        """JSON-ready form (with the mask)."""
         return {"asked": self.asked, "cpus": list(self.cpus), "mask": self.mask, "why": self.why}
 
 
