@@ -391,3 +391,15 @@ cat <<'EOF'
     assert records[2]["ratio_to_first"] == pytest.approx(210.028 / 98.961997, abs=1e-3)
     assert "Ratio: mean / mean of a:cpu" in result.stdout
     assert records[0]["settings"]["phone"]["interleave"] is interleave
+
+
+def test_adb_transport_quotes_the_far_end_command(adbd):
+    from lsnet_deploy.bench.adb import AdbTransport
+
+    transport = AdbTransport(adbd["serial"])
+    argv = transport.command(["/opt/venv/bin/python", "-m", "x", "--cache-dir", "/data/it's here; $(id)"])
+    assert argv[1:4] == ["-s", adbd["serial"], "shell"]
+    assert argv[-1] == "/opt/venv/bin/python -m x --cache-dir '/data/it'\"'\"'s here; $(id)'"
+    assert transport.describe() == f"adb:{adbd['serial']}"
+    assert transport.failure(1, "adb: device offline") == f"cannot reach {adbd['serial']} over adb: adb: device offline"
+    assert transport.failure(1, "Traceback ...") is None
