@@ -56,20 +56,45 @@ def _load_torch_file(path: Path) -> object:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
-            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-            what = f" ({found.group(1)})" if found else ""
+        # only a pickle that names a callable (GLOBAL module.name) would run code; other refusals of the
+        # weights-only unpickler ("Unsupported operand 216") are bytes that are no pickle at all
+        found = re.search(r"GLOBAL ([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)\b", str(exc), re.ASCII)
+        if found:
             raise UnsafeCheckpointError(
-                f"{path} holds Python objects beyond tensors{what}; loading it would run code, so it is "
-                "refused. Re-save just the weights: torch.save(model.state_dict(), 'weights.pth')") from None
-        raise CheckpointError(f"{path} is corrupt or not a PyTorch checkpoint ({first_line(exc)})") from None
+                f"{path} holds Python objects beyond tensors ({found.group(1)}); loading it would run code, so it "
+                "is refused. Re-save just the weights: torch.save(model.state_dict(), 'weights.pth')") from None
+        operand = re.search(r"Unsupported operand \d+", str(exc))
+        raise CheckpointError(_not_a_checkpoint(path, operand.group(0) if operand else first_line(exc))) from None
     except Exception as exc:  # noqa: BLE001
         # on damaged bytes torch.load surfaces whatever its zip, pickle and struct layers hit (RuntimeError,
-        # EOFError, struct.error, zipfile.BadZipFile, UnicodeDecodeError, ...): all mean "not a checkpoint"
+        # EOFError, struct.error, zipfile.BadZipFile, UnicodeDecodeError, KeyError, IndexError's "pop from
+        # empty list", ...): all mean "not a checkpoint"
         detail = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path} is truncated, corrupt or not a PyTorch checkpoint ({detail}); download or save it again"
-        ) from None
+        raise CheckpointError(_not_a_checkpoint(path, f"{type(exc).__name__}: {detail}")) from None
+
+
+#: bytes read to tell a text file from binary data in messages
+HEAD_BYTES = 256
+
+
+def _not_a_checkpoint(path: Path, detail: str) -> str:
+    """Why a file torch.load could not read is not a checkpoint, in the user's terms (a text file is named as
+    one; anything else is damaged or another kind of file)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        head = b""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a multi-byte character cut at the end of the head is still text
+        text = head[:exc.start].decode("utf-8") if exc.start >= len(head) - 3 else None
+    if head and text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
+        first = text.strip().splitlines()[0][:40] if text.strip() else ""
+        return (f"{path} is a text file (it begins {first!r}), not a PyTorch checkpoint; pass the weights file "
+                "(.pth, .pt, .bin or .safetensors)")
+    return f"{path} is truncated, corrupt or not a PyTorch checkpoint ({detail}); download or save it again"
+
 
 
 def _load_safetensors_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

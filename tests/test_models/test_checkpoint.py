@@ -3,6 +3,7 @@
 import argparse
 import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -11,12 +12,14 @@ from safetensors.torch import save_file
 from lsnet_deploy.errors import CheckpointError, UnsafeCheckpointError, UsageError
 from lsnet_deploy.models import create_model, infer_config, load_model
 
-from ..conftest import conformance_case
+from ..conftest import CONFORMANCE, conformance_case
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    path, x, expected = conformance_case("tiny")
+    """(the reference's bare state dict file, its tensors, input, reference output) of the tiny case."""
+    _, x, expected = conformance_case("tiny")
+    path = CONFORMANCE / "tiny.pth"
     return path, torch.load(path, weights_only=True), x, expected
 
 
@@ -47,7 +50,7 @@ def test_formats_and_wrappers_load_identically(tmp_path, tiny, suffix, wrap):
 
 def test_reference_training_checkpoint_with_optimizer_and_args(tmp_path, tiny):
     _, state, x, expected = tiny
-    model = load_model(conformance_case("tiny")[0], img_size=128)
+    model = load_model(tiny[0], img_size=128)
     optimizer = torch.optim.AdamW(model.parameters())
     path = tmp_path / "checkpoint.pth"
     torch.save({"model": state, "optimizer": optimizer.state_dict(), "epoch": 299,
@@ -82,15 +85,27 @@ def test_raw_pickle_with_code_is_refused(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
-def test_corrupt_files_give_a_clear_error(tmp_path, tiny, damage):
+@pytest.mark.parametrize("damage, expected", [
+    ("truncated", "truncated, corrupt"), ("empty", "is empty"), ("random bytes", "truncated, corrupt"),
+    ("bytes naming no callable", "truncated, corrupt"),
+    ("zeros", "truncated, corrupt"), ("text", "is a text file (it begins 'not a checkpoint at all')"),
+    ("text that pops", "is a text file (it begins '0.5 0.25')"), ("json", "is a text file"),
+])
+def test_corrupt_files_give_a_clear_error(tmp_path, tiny, damage, expected):
     data = tiny[0].read_bytes()
     path = tmp_path / "bad.pth"
-    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"not a checkpoint at all",
-                      "empty": b""}[damage])
-    with pytest.raises(CheckpointError, match="(truncated|corrupt|empty)") as info:
+    # random bytes and zeros are refused by the weights-only unpickler ("Unsupported operand"): damaged data,
+    # not code; text beginning with "0" made it pop from an empty stack
+    path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "random bytes": random.Random(0).randbytes(4096),
+                      "bytes naming no callable": b"c\x01x\n\x02y\n.",
+                      "zeros": bytes(100), "text": b"not a checkpoint at all\n", "text that pops": b"0.5 0.25\n",
+                      "json": b'{"model": "lsnet_t"}'}[damage])
+    with pytest.raises(CheckpointError) as info:
         load_model(path)
-    assert "Traceback" not in str(info.value) and "\n" not in str(info.value)
+    message = str(info.value)
+    assert expected in message and not isinstance(info.value, UnsafeCheckpointError)
+    assert "would run code" not in message and "pop from empty list" not in message
+    assert "Traceback" not in message and "\n" not in message
 
 
 def test_corrupt_safetensors(tmp_path):

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from lsnet_deploy.errors import CheckpointError
 from lsnet_deploy.models.hub import is_hub_source, parse_hub_source
 
-from ..conftest import conformance_case
+from ..conftest import CONFORMANCE, conformance_case
 
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -45,8 +45,8 @@ def test_parse_sources():
 
 
 def test_timm_style_repo_loads_offline_from_the_cache(tmp_path):
-    path, x, expected = conformance_case("tiny")
-    state = torch.load(path, weights_only=True)
+    _, x, expected = conformance_case("tiny")
+    state = torch.load(CONFORMANCE / "tiny.pth", weights_only=True)
     make_cache(tmp_path, "someone/lsnet_tiny", {
         "model.safetensors": lambda p: save_file({k: v.contiguous() for k, v in state.items()}, p),
         "config.json": lambda p: p.write_text(json.dumps({"pretrained_cfg": {"input_size": [3, 128, 128]}})),
@@ -70,8 +70,7 @@ print("ok")
 
 
 def test_pytorch_model_bin_fallback_and_named_file(tmp_path):
-    path, _, _ = conformance_case("tiny")
-    state = torch.load(path, weights_only=True)
+    state = torch.load(CONFORMANCE / "tiny.pth", weights_only=True)
     make_cache(tmp_path, "someone/binrepo", {
         "pytorch_model.bin": lambda p: torch.save(state, p),
         "ckpt/epoch_10.pth": lambda p: torch.save({"model": state, "epoch": 10,
