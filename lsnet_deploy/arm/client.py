@@ -9,6 +9,7 @@ file whose last lines explain a worker that died.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import threading
@@ -67,14 +68,16 @@ class ArmWorker:
         self.info: dict = {}
         self.input: list | None = None
 
-    def _stderr_tail(self) -> str:
+    def _stderr_lines(self, start: int = 0) -> list[str]:
         try:
-            self._stderr.seek(0)
-            lines = [line.strip() for line in self._stderr.read().decode("utf-8", "replace").splitlines()
-                     if line.strip()]
+            self._stderr.seek(start)
+            return [line.strip() for line in self._stderr.read().decode("utf-8", "replace").splitlines()
+                    if line.strip()]
         except (OSError, ValueError):
-            return ""
-        return " | ".join(lines[-STDERR_TAIL_LINES:])
+            return []
+
+    def _stderr_tail(self) -> str:
+        return " | ".join(self._stderr_lines()[-STDERR_TAIL_LINES:])
 
     def request(self, header: dict, arrays=()) -> tuple[dict, list[np.ndarray]]:
         """Send one request and return the reply.
@@ -83,6 +86,7 @@ class ArmWorker:
             RuntimeUnavailableError: the worker died or answered with an error (one line).
         """
         with self._lock:
+            logged_before = os.fstat(self._stderr.fileno()).st_size
             try:
                 write_message(self.process.stdin, header, arrays)
                 reply = read_message(self.process.stdout)
@@ -97,7 +101,10 @@ class ArmWorker:
             raise RuntimeUnavailableError(f"the emulated arm64 worker died ({status})" + (f": {tail}" if tail else ""))
         header_back, arrays_back = reply
         if not header_back.get("ok"):
-            raise RuntimeUnavailableError(f"arm64 {header.get('runtime') or 'worker'}: {header_back.get('error')}")
+            # the runtimes log the cause of a failed load from C++ ("ERROR: Node number 187 ... failed to prepare")
+            logged = [line for line in self._stderr_lines(logged_before) if line.startswith("ERROR:")]
+            cause = f" ({logged[-1]})" if logged else ""
+            raise RuntimeUnavailableError(f"arm64 {header.get('runtime') or 'worker'}: {header_back.get('error')}{cause}")
         return header_back, arrays_back
 
     def load(self, runtime: str, path: str | Path, **options) -> dict:

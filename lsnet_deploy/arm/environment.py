@@ -42,6 +42,19 @@ DEBIAN_PACKAGES = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11
 #: PyPI distributions installed for aarch64 at the host's versions (the same runtime as the x86 runs),
 #: with those the runtimes import and do not bundle
 WHEELS = ("onnxruntime", "ai-edge-litert", "numpy", "flatbuffers", "ml-dtypes")
+#: Debian (bookworm) amd64 packages of the aarch64 cross compiler that builds the ExecuTorch runner
+#: (``--with-executorch``); unpacked into a folder like the sysroot, deleted after the build
+CROSS_PACKAGES = ("binutils-aarch64-linux-gnu", "cpp-12-aarch64-linux-gnu", "g++-12-aarch64-linux-gnu",
+                  "gcc-12-aarch64-linux-gnu", "gcc-12-aarch64-linux-gnu-base", "gcc-12-cross-base",
+                  "libc6-arm64-cross", "libc6-dev-arm64-cross", "libgcc-12-dev-arm64-cross",
+                  "libgcc-s1-arm64-cross", "libstdc++-12-dev-arm64-cross", "libstdc++6-arm64-cross",
+                  "linux-libc-dev-arm64-cross", "libatomic1-arm64-cross", "libasan8-arm64-cross",
+                  "libhwasan0-arm64-cross", "liblsan0-arm64-cross", "libtsan2-arm64-cross",
+                  "libubsan1-arm64-cross", "libgomp1-arm64-cross", "libitm1-arm64-cross")
+#: the ExecuTorch runtime libraries the runner links (from the executorch aarch64 wheel; none needs torch)
+EXECUTORCH_LIBRARIES = ("executorch", "executorch_backend_xnnpack", "executorch_kernels_optimized",
+                        "executorch_kernels_quantized", "executorch_threadpool")
+PTE_LIBRARY = "libpte_arm64.so"
 #: the pinned Python the sysroot provides
 PYTHON_VERSION = "3.11"
 #: platform tags of the aarch64 wheels the sysroot's glibc (2.36) can load
@@ -124,6 +137,21 @@ class ArmEnvironment:
         """The aarch64 interpreter."""
         return self.sysroot / "usr" / "bin" / f"python{PYTHON_VERSION}"
 
+    @property
+    def executorch_dir(self) -> Path:
+        """The ExecuTorch step's folder (``--with-executorch``), named by the host's executorch version."""
+        try:
+            version = metadata.version("executorch")
+        except metadata.PackageNotFoundError:
+            version = "none"
+        return self.root / f"executorch-{version}"
+
+    @property
+    def pte_library(self) -> Path | None:
+        """The aarch64 ExecuTorch runner library, or None when ``--with-executorch`` has not built it."""
+        path = self.executorch_dir / "lib" / PTE_LIBRARY
+        return path if (self.executorch_dir / MANIFEST).is_file() and path.is_file() else None
+
     def manifest(self) -> dict:
         """What was installed (Debian package versions, wheel files), as the set-up recorded it."""
         return json.loads((self.root / MANIFEST).read_text())
@@ -138,6 +166,8 @@ class ArmEnvironment:
                if not key.startswith(("PYTHON", "LD_")) and key != "VIRTUAL_ENV"}
         env.update({"PYTHONPATH": str(self.site_packages), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
                     "PYTHONUNBUFFERED": "1"})
+        if self.pte_library is not None:
+            env["LSNET_PTE_ARM64"] = str(self.pte_library)
         return env
 
 

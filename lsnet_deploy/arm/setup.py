@@ -11,6 +11,9 @@ every runtime (so the cache is complete or absent, never half-built):
    versions, unpacked into ``site/``;
 4. a smoke test under ``qemu-aarch64-static``; then ``manifest.json`` records what went in.
 
+``--with-executorch`` adds a separately cached step (``build_pte_runner``): the aarch64 ExecuTorch runner
+for ``.pte`` files, compiled with Debian's cross compiler against the executorch aarch64 wheel.
+
 Idempotent: an existing complete folder is reused at once. Exit status 0 and the folder's path on
 stdout; otherwise status 1 and one line on stderr saying what is missing.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,9 +32,11 @@ import zipfile
 from pathlib import Path
 
 from ..errors import LsnetDeployError, RuntimeUnavailableError
-from .environment import (CPU_COUNT, DEBIAN_PACKAGES, MANIFEST, PYTHON_VERSION, WHEEL_PLATFORMS, ArmEnvironment,
+from .environment import (CPU_COUNT, CROSS_PACKAGES, DEBIAN_PACKAGES, EXECUTORCH_LIBRARIES, MANIFEST, PTE_LIBRARY, PYTHON_VERSION, WHEEL_PLATFORMS, ArmEnvironment,
                           QEMU, SETUP_COMMAND, cache_root, cpuinfo_text, environment_key, find_qemu, wheel_pins)
 
+#: the aarch64 ExecuTorch runner's source (built by --with-executorch)
+PTE_SOURCE = Path(__file__).with_name("pte_arm64.cpp")
 #: what the smoke test imports in the emulated Python
 SMOKE_TEST = ("import numpy, onnxruntime; from ai_edge_litert import interpreter; "
               "from ai_edge_litert.compiled_model import CompiledModel; print(onnxruntime.__version__)")
@@ -104,6 +110,71 @@ def smoke_test(environment: ArmEnvironment) -> str:
                 env=environment.process_env()).strip()
 
 
+def build_pte_runner(environment: ArmEnvironment, log) -> Path:
+    """The ExecuTorch step: the aarch64 runner library, built against the executorch wheel at the host's version.
+
+    Downloads the executorch aarch64 wheel (its runtime libraries and headers; 18 MB) and Debian's aarch64
+    cross compiler (21 packages, 54 MB, unpacked into the staging folder), compiles ``pte_arm64.cpp``,
+    keeps the library beside the runtime libraries it links, and deletes the rest. Returns the library.
+    """
+    target = environment.executorch_dir
+    if environment.pte_library is not None:
+        return environment.pte_library
+    version = target.name.split("-", 1)[1]
+    if version == "none":
+        raise RuntimeUnavailableError('executorch is not installed here: pip install "lsnet-deploy[executorch]"')
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=environment.root))
+    try:
+        log(f"downloading the executorch {version} aarch64 wheel")
+        platforms = [arg for tag in WHEEL_PLATFORMS for arg in ("--platform", tag)]
+        _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", *platforms,
+              "--python-version", PYTHON_VERSION, "-d", str(staging), f"executorch=={version}"],
+             what="download the executorch aarch64 wheel from PyPI")
+        wheel = next(staging.glob("executorch-*.whl"))
+        wheel_dir, lib = staging / "wheel", staging / "lib"
+        lib.mkdir()
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(wheel_dir, [name for name in archive.namelist()
+                                           if name.startswith(("executorch/include/", "executorch/lib/"))])
+        shipped = wheel_dir / "executorch" / "lib"
+        for name in EXECUTORCH_LIBRARIES:
+            shutil.copy2(shipped / f"lib{name}.so", lib / f"lib{name}.so")
+        cross = staging / "cross"
+        (staging / "debs").mkdir()
+        cross.mkdir()
+        log(f"downloading Debian's aarch64 cross compiler ({len(CROSS_PACKAGES)} packages)")
+        _run(["apt-get", "download", *CROSS_PACKAGES], cwd=staging / "debs",
+             what="download Debian's aarch64 cross compiler")
+        for deb in sorted((staging / "debs").glob("*.deb")):
+            _run(["dpkg", "-x", str(deb), str(cross)], what=f"unpack {deb.name}")
+        log("compiling the aarch64 ExecuTorch runner")
+        include = wheel_dir / "executorch" / "include"
+        compiler = cross / "usr" / "bin" / "aarch64-linux-gnu-g++-12"
+        env = {**os.environ, "LD_LIBRARY_PATH": str(cross / "usr" / "lib" / "x86_64-linux-gnu")}
+        _run([str(compiler), f"--sysroot={cross}", "-B", f"{cross}/usr/lib/gcc-cross/aarch64-linux-gnu/12/",
+              "-B", f"{cross}/usr/aarch64-linux-gnu/bin/", "-std=c++17", "-O2", "-fPIC", "-shared",
+              "-DC10_USING_CUSTOM_GENERATED_MACROS", "-DET_EVENT_TRACER_ENABLED", f"-I{include}",
+              f"-I{include}/executorch/runtime/core/portable_type/c10", str(PTE_SOURCE), "-o", str(lib / PTE_LIBRARY),
+              f"-L{lib}", "-Wl,--no-as-needed", *(f"-l{name}" for name in EXECUTORCH_LIBRARIES), "-Wl,--as-needed",
+              "-Wl,-rpath,$ORIGIN"], what="compile the aarch64 ExecuTorch runner", env=env)
+        for leftover in (wheel, wheel_dir, cross, staging / "debs"):
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
+        check = f"import ctypes; ctypes.CDLL({str(lib / PTE_LIBRARY)!r}); print('ok')"
+        _run(environment.command("-c", check), what=f"load the ExecuTorch runner under {QEMU}",
+             env=environment.process_env())
+        (staging / MANIFEST).write_text(json.dumps({"executorch": version, "libraries": sorted(
+            p.name for p in lib.iterdir())}, indent=1) + "\n")
+        staging.chmod(0o755)
+        try:
+            staging.rename(target)
+        except OSError:  # built by another process meanwhile
+            if not (target / MANIFEST).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / "lib" / PTE_LIBRARY
+
+
 def ensure_environment(log=lambda message: None) -> ArmEnvironment:
     """The cached environment, built first when absent.
 
@@ -148,10 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     """Build (or find) the environment; print its folder. Exit 1 with one line when it cannot be done."""
     parser = argparse.ArgumentParser(prog=SETUP_COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--quiet", action="store_true", help="print only the folder")
+    parser.add_argument("--with-executorch", action="store_true",
+                        help="also build the aarch64 ExecuTorch runner (.pte files; 72 MB of downloads, a compile)")
     args = parser.parse_args(argv)
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
     try:
         environment = ensure_environment(log)
+        if args.with_executorch:
+            build_pte_runner(environment, log)
     except LsnetDeployError as exc:
         print(f"lsnet-deploy arm64 set-up: {exc}", file=sys.stderr)
         return 1

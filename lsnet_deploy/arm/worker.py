@@ -13,7 +13,8 @@ Wire format, both directions: a message is a header, then the arrays it announce
   says how many arrays follow (0 when absent);
 - each array: 8-byte big-endian length, then the array in NumPy's ``.npy`` format (no pickles).
 
-Requests: ``{"op": "load", "runtime": "ort" | "litert" | "executorch", "path": ..., "options": {...}}``,
+Requests: ``{"op": "load", "runtime": "ort" | "litert" | "litert-fp16" | "executorch", "path": ...,
+"options": {...}}``,
 ``{"op": "infer", "arrays": 1}`` with the input batch, ``{"op": "close"}``. Every reply has ``"ok"``;
 a failure is ``{"ok": false, "error": "<one line>"}`` and leaves the worker serving.
 """
@@ -109,8 +110,12 @@ def read_message(stream: BinaryIO) -> tuple[dict, list[np.ndarray]] | None:
 
 
 def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    """The exception as one line: its first line, and its last when LiteRT puts the cause there."""
+    lines = [line.strip().lstrip("└ ") for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+    return f"{type(exc).__name__}: {text}"
 
 
 # ---------------------------------------------------------------------------------- the runtimes (ARM side)
@@ -213,6 +218,69 @@ class LiteRTCompiledModel:
                 for buffer, (shape, dtype) in zip(self.outputs, self.output_specs)]
 
 
+class ExecuTorchModel:
+    """ExecuTorch's C++ runtime (XNNPACK delegate, optimized and quantized kernels) through the small C
+    interface of ``pte_arm64.cpp`` (beside this file), built for aarch64 against the executorch wheel's libraries
+    (its Python bindings need libtorch, whose aarch64 wheel on PyPI is a CUDA build). ``LSNET_PTE_ARM64``
+    names the library."""
+
+    MAX_RANK = 8
+    ERROR_BYTES = 512
+
+    def __init__(self, path: str, threads: int | None = None):
+        import ctypes
+
+        library = os.environ.get("LSNET_PTE_ARM64")
+        if not library or not os.path.isfile(library):
+            raise RuntimeError("the aarch64 ExecuTorch runner is not built: python -m lsnet_deploy.arm.setup "
+                               "--with-executorch")
+        self.ctypes = ctypes
+        self.lib = ctypes.CDLL(library)
+        self.lib.pte_load.restype = ctypes.c_void_p
+        self.lib.pte_load.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+        self.lib.pte_input.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int)]
+        self.lib.pte_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        self.lib.pte_output.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int64),
+                                        ctypes.POINTER(ctypes.c_float), ctypes.c_int64]
+        self.lib.pte_free.argtypes = [ctypes.c_void_p]
+        self.lib.pte_set_threads.argtypes = [ctypes.c_int]
+        self.lib.pte_set_threads(int(threads or 0))
+        error = ctypes.create_string_buffer(self.ERROR_BYTES)
+        self.handle = self.lib.pte_load(path.encode(), error, self.ERROR_BYTES)
+        if not self.handle:
+            raise RuntimeError(error.value.decode("utf-8", "replace"))
+        sizes = (ctypes.c_int64 * self.MAX_RANK)()
+        is_half = ctypes.c_int()
+        rank = self.lib.pte_input(self.handle, sizes, ctypes.byref(is_half))
+        self.input_shape = [int(sizes[i]) for i in range(rank)]
+        self.input_dtype = np.float16 if is_half.value else np.float32
+        self.input = [self.input_shape, np.dtype(self.input_dtype).name]
+        self.info = {"runtime_version": _version("executorch"), "delegate": "xnnpack", "threads": threads,
+                     "runner": "pte_arm64 (C++ runtime, no Python bindings)"}
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        ctypes = self.ctypes
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
+        if list(x.shape) != self.input_shape:
+            raise ValueError(f"the program takes input shape {self.input_shape}, got {list(x.shape)}")
+        error = ctypes.create_string_buffer(self.ERROR_BYTES)
+        count = self.lib.pte_run(self.handle, x.ctypes.data_as(ctypes.c_void_p), error, self.ERROR_BYTES)
+        if count < 0:
+            raise RuntimeError(error.value.decode("utf-8", "replace"))
+        outputs = []
+        for index in range(count):
+            sizes = (ctypes.c_int64 * self.MAX_RANK)()
+            rank = self.lib.pte_output(self.handle, index, sizes, None, 0)
+            if rank < 0:
+                raise RuntimeError(f"output {index} is not a float tensor")
+            out = np.empty([int(sizes[i]) for i in range(rank)], np.float32)
+            if self.lib.pte_output(self.handle, index, sizes,
+                                   out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), out.size) < 0:
+                raise RuntimeError(f"output {index} could not be copied")
+            outputs.append(out)
+        return outputs
+
+
 def _ordered_outputs(details: list[dict]) -> list[dict]:
     """Output details in the model's output order (litert-torch names them ``..._output_<i>_...``)."""
     import re
@@ -241,6 +309,8 @@ def _load(runtime: str, path: str, options: dict):
         return LiteRTInterpreterModel(path, threads)
     if runtime == "litert-fp16":
         return LiteRTCompiledModel(path, threads, force_fp16=True)
+    if runtime == "executorch":
+        return ExecuTorchModel(path, threads)
     raise ValueError(f"the worker runs no runtime {runtime!r}")
 
 
