@@ -19,6 +19,13 @@ FLOAT32_TOLERANCE = 1e-3
 # not noise) and refused below 80% top-1 agreement with float32, well under what healthy PTQ reaches.
 TOLERANCES = {"float32": 1e-3, "float16": 2e-2, "int8": None}
 MIN_TOP1 = {"float32": 1.0, "float16": 0.9, "int8": 0.8}
+#: what a NaN or infinite output means, by the side that has it (``ComparisonReport.nonfinite``)
+NONFINITE_CAUSES = {
+    "reference": "the PyTorch model itself outputs NaN or inf: its weights hold NaN/inf values (a diverged "
+                 "training run or a damaged file), so no artifact can follow it; fix the checkpoint",
+    "artifact": "the artifact outputs NaN or inf where PyTorch does not: a numerical overflow in this format "
+                "or precision",
+}
 
 
 @dataclass
@@ -32,16 +39,26 @@ class ComparisonReport:
     top1_agreement: float
     tolerance: float | None
     min_top1: float
+    #: ``"reference"`` or ``"artifact"`` when that side output NaN or inf (the reference first), else None
+    nonfinite: str | None = None
 
     @property
     def passed(self) -> bool:
-        """True when the error and the top-1 agreement are both within bounds."""
+        """True when every output is finite and the error and the top-1 agreement are both within bounds."""
         within = self.tolerance is None or self.max_rel <= self.tolerance
-        return within and self.top1_agreement >= self.min_top1
+        return self.nonfinite is None and within and self.top1_agreement >= self.min_top1
+
+    @property
+    def cause(self) -> str | None:
+        """Why the comparison cannot pass whatever the export does differently (NaN or inf outputs), else None."""
+        return NONFINITE_CAUSES[self.nonfinite] if self.nonfinite else None
 
     def summary(self) -> str:
         """One line for terminals."""
         verdict = "ok" if self.passed else "FAILED"
+        if self.nonfinite:
+            who = "PyTorch" if self.nonfinite == "reference" else "the artifact"
+            return f"{verdict}: {who} outputs NaN or inf on {self.samples} samples"
         tol = f" (limit {self.tolerance:g})" if self.tolerance is not None else ""
         return (f"{verdict}: max rel error {self.max_rel:.2e}{tol}, max abs {self.max_abs:.2e}, "
                 f"cosine {self.cosine:.6f}, top-1 agreement {self.top1_agreement:.0%} on {self.samples} samples")
@@ -70,6 +87,13 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, precision: str
         raise ValueError(f"output shapes differ: reference {ref.shape}, artifact {cand.shape}")
     ref2 = ref.reshape(ref.shape[0], -1) if ref.ndim > 1 else ref.reshape(1, -1)
     cand2 = cand.reshape(ref2.shape)
+    nonfinite = ("reference" if not np.isfinite(ref2).all() else "artifact" if not np.isfinite(cand2).all()
+                 else None)
+    if nonfinite:  # NaN compares false with everything: no error, cosine or argmax would mean anything
+        nan = float("nan")
+        return ComparisonReport(samples=ref2.shape[0], max_abs=nan, max_rel=nan, cosine=nan, top1_agreement=0.0,
+                                tolerance=TOLERANCES.get(precision, FLOAT32_TOLERANCE),
+                                min_top1=MIN_TOP1.get(precision, 1.0) if classifies else 0.0, nonfinite=nonfinite)
     diff = np.abs(ref2 - cand2)
     scale = max(float(np.abs(ref2).max()), 1e-12)
     denom = np.linalg.norm(ref2, axis=1) * np.linalg.norm(cand2, axis=1)
@@ -118,6 +142,11 @@ class OutputsReport:
     @property
     def tolerance(self) -> float | None:
         return self._worst().tolerance
+
+    @property
+    def cause(self) -> str | None:
+        """The first output's NaN/inf cause (``ComparisonReport.cause``), else None."""
+        return next((r.cause for r in self.reports.values() if r.cause), None)
 
     @property
     def top1_agreement(self) -> float:

@@ -196,7 +196,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint file: its float32 state dict and the training input size it records.
 
     Raises:
-        CheckpointError: missing, unreadable, corrupt or wrapper-less files.
+        CheckpointError: missing, unreadable, corrupt or wrapper-less files, or weights holding NaN / inf.
         UnsafeCheckpointError: files whose unpickling would build arbitrary objects.
     """
     path = Path(path)
@@ -223,6 +223,13 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: unknown checkpoint type {suffix!r}; use .pth, .pt, .bin or .safetensors")
     state = unwrap_state_dict(obj, str(path))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    damaged = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if damaged:
+        # every output of such a model is NaN: refuse it here, not as a "drift" of each artifact made from it
+        named = ", ".join(damaged[:3]) + (", ..." if len(damaged) > 3 else "")
+        raise CheckpointError(f"{path} holds NaN or infinite values in {len(damaged)} tensor"
+                              f"{'s' * (len(damaged) > 1)} ({named}): a diverged training run or a damaged "
+                              "file; use an earlier or intact checkpoint")
     return Checkpoint(state, size, where)
 
 
