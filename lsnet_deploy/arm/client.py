@@ -95,7 +95,10 @@ class ArmWorker:
             else:
                 broken = "it closed its pipe"
         if reply is None:
-            code = self.process.poll()
+            try:  # a closed pipe comes a moment before the exit status
+                code = self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = None
             tail = self._stderr_tail()
             status = f"exit status {code}" if code is not None else broken
             raise RuntimeUnavailableError(f"the emulated arm64 worker died ({status})" + (f": {tail}" if tail else ""))
