@@ -197,8 +197,9 @@ class Predictor:
             self.metadata = self.metadata_info.fields
             overrides = {"input_size": parse_size(imgsz), "mean": parse_stats(mean, "mean"),
                          "std": parse_stats(std, "std"), "crop_pct": crop_pct, "interpolation": interpolation}
-            self.overridden = sorted(k for k, v in overrides.items()
-                                     if v is not None and self.metadata.get(k) is not None)
+            # a value equal to the metadata's (a checkpoint loaded at --imgsz) replaces nothing
+            self.overridden = sorted(k for k, v in overrides.items() if v is not None and
+                                     self.metadata.get(k) is not None and not _same_value(v, self.metadata[k]))
             self.recipe = self._recipe(overrides)
             self._check_input_shape()
             self.batch = self._fixed_batch()
@@ -484,6 +485,14 @@ class Predictor:
 
 
 # ----------------------------------------------------------------------------------- helpers
+
+
+def _same_value(given, recorded) -> bool:
+    """A recipe value given by the user equals the metadata's (tuples and JSON lists alike)."""
+    def plain(value):
+        return [float(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    return plain(given) == plain(recorded)
 
 
 def _join(items: Sequence[str]) -> str:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 #: the export format of an artifact, by its suffix (tests check it against the exporters' own suffixes);
 #: QNN's EPContext ``.onnx`` files are told apart by content (``artifact_format``)
 FORMAT_OF_SUFFIX = {".onnx": "onnx", ".ort": "ort", ".tflite": "litert", ".pte": "executorch",
-                    ".mlpackage": "coreml", ".mlmodel": "coreml"}
+                    ".mlpackage": "coreml"}
 
 
 def artifact_format(path: str | Path) -> str:

@@ -71,6 +71,7 @@ def test_imgsz_sets_the_size_of_a_checkpoint_that_does_not_record_it(tiny_model,
     assert refused.exit_code == 2 and "pass --imgsz" in error_line(refused)
     result = CliRunner().invoke(app, [str(plain), str(photos[0]), "--imgsz", "128", "--json", "-k", "1"])
     assert result.exit_code == 0, result.output
+    assert "replaces" not in result.stderr  # the model is built at 128: nothing of its recipe is overridden
     from lsnet_deploy.predict import Predictor
 
     with Predictor(tiny_model) as reference:

@@ -1,0 +1,94 @@
+"""``lsnet-inspect``: where an exported artifact's operators run on each phone accelerator, as the
+accelerator's own tool says (partitions, operators placed, operators left to the CPU, tool and version)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import cli_errors
+
+PROG = "lsnet-inspect"
+
+
+def _accelerator_help() -> str:
+    from ..accelerators.targets import TARGETS
+
+    rows = "; ".join(f"{t.name} ({'/'.join(t.formats)})" for t in TARGETS.values())
+    return f"Accelerator to ask (repeatable; default: every one the file's format reaches): {rows}."
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Report where an exported artifact's operators run on phone accelerators (NPU, GPU, "
+                       "DSP), from each accelerator's own compiler, checker or partitioner.")
+
+
+@app.command()
+def inspect(
+    file: Annotated[Path, typer.Argument(help="An exported artifact: .onnx, .ort, .tflite, .pte, .mlpackage.")],
+    accelerator: Annotated[Optional[list[str]], typer.Option("--accelerator", "-a", help=_accelerator_help())] = None,
+    soc: Annotated[Optional[str], typer.Option("--soc", help="Snapdragon SoC for the QNN HTP probe (e.g. SM8650); "
+                                               "default: the HTP probe's own.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Ask each accelerator's tool where FILE's operators run."""
+    from ..accelerators import artifact_format, inspect_artifact
+
+    with cli_errors(PROG), _json_errors(json_output):
+        fmt = artifact_format(file)
+        reports = inspect_artifact(file, accelerator or None, soc=soc)
+    if json_output:
+        typer.echo(json.dumps({"ok": True, "file": str(file), "format": fmt,
+                               "accelerators": [r.to_dict() for r in reports]}))
+        return
+    typer.echo(f"{file} ({fmt})")
+    if not reports:
+        typer.echo("  no accelerator probe applies to this format")
+    for report in reports:
+        _print_report(report)
+
+
+def _print_report(report) -> None:
+    if report.tool == "not available":
+        typer.echo(f"  {report.accelerator}: {report.note}")
+        return
+    where = ("whole model (1 partition)" if report.whole
+             else "partitions unknown" if report.partitions is None else f"{report.partitions} partition(s)")
+    counted = (f", {report.nodes_on_accelerator}/{report.nodes_total} operators on it"
+               if report.nodes_total is not None and report.nodes_on_accelerator is not None else "")
+    typer.echo(f"  {report.accelerator}: {where}{counted}")
+    typer.echo(f"    falls back to the CPU: {report.fallback_summary()}")
+    typer.echo(f"    said by: {report.tool} {report.tool_version}".rstrip()
+               + ("" if report.verified else " (not verified here)"))
+    if report.note:
+        typer.echo(f"    note: {report.note}")
+
+
+@contextlib.contextmanager
+def _json_errors(enabled: bool):
+    """With --json, a failure still prints one JSON object on stdout (the one-line error goes to stderr too)."""
+    from ..errors import LsnetDeployError
+
+    try:
+        yield
+    except LsnetDeployError as exc:
+        if enabled:
+            typer.echo(json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code}))
+        raise
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from ..quiet import quiet_third_party_warnings
+
+    quiet_third_party_warnings()
+    app(prog_name=PROG)
+
+
+if __name__ == "__main__":
+    main()
