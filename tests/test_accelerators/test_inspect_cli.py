@@ -12,7 +12,8 @@ from lsnet_deploy.cli.inspect import app
 
 from ..conftest import REPO, error_line
 
-CANARY = REPO / "tests" / "data" / "accelerators" / "gpu_refused_ops.tflite"
+#: a 3 KB LiteRT model (committed under a suffix .gitignore does not hide)
+CANARY = REPO / "tests" / "data" / "accelerators" / "gpu_refused_ops.tflite.fixture"
 
 
 def invoke(*args):
@@ -105,14 +106,16 @@ def test_corrupt_file_is_one_line(tmp_path):
     assert result.exit_code == 2 and "not an ONNX model" in error_line(result)
 
 
-def test_missing_tool_is_reported_not_raised(monkeypatch):
+def test_missing_tool_is_reported_not_raised(monkeypatch, tmp_path):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(CANARY.read_bytes())
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as if ai-edge-litert were not installed
-    result = invoke(CANARY, "--json")
+    result = invoke(model, "--json")
     assert result.exit_code == 0, result.output
     (report,) = json.loads(result.output)["accelerators"]
     assert report["accelerator"] == "gpu" and report["partitions"] is None and not report["verified"]
     assert report["note"].startswith("not available:") and 'pip install "lsnet-deploy[litert]"' in report["note"]
-    text = invoke(CANARY)
+    text = invoke(model)
     assert "gpu: not available:" in text.output
 
 

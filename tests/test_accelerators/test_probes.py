@@ -132,7 +132,7 @@ def test_analyzer_verdict_is_marked_unverified(tflite_files):
     """The 2.3 wheel's analyzer has no GPU rules: it calls a model with STABLEHLO_SORT compatible."""
     from lsnet_deploy.accelerators.litert_gpu import analyzer_operators, analyzer_report
 
-    canary = DATA / "gpu_refused_ops.tflite"
+    canary = DATA / "gpu_refused_ops.tflite.fixture"
     ops = analyzer_operators(canary)
     assert "STABLEHLO_SORT" in ops
     report = analyzer_report(canary, ops)
@@ -147,7 +147,7 @@ def test_gpu_delegate_failure_is_one_line():
     from lsnet_deploy.accelerators.litert_gpu import compile_on_gpu
 
     try:
-        report = compile_on_gpu(DATA / "gpu_refused_ops.tflite", 12)
+        report = compile_on_gpu(DATA / "gpu_refused_ops.tflite.fixture", 12)
     except UsageError as exc:
         assert "STABLEHLO_SORT" in str(exc) and "\n" not in str(exc)
     else:
