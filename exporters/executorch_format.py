@@ -17,6 +17,14 @@ lowering: XNNPACK takes the Q/DQ groups as int8 kernels and the rest (GroupNorm 
 float for accuracy; softmax and the attention matmuls, which it has no int8 kernels for) in float inside
 the same delegate, so the whole program is still one delegate call.
 Modules in ``keep_float`` stay float (checked on the converted graph before lowering).
+
+``--accelerator vulkan`` lowers to ExecuTorch's Vulkan backend instead (phones' GPUs: Adreno, Mali,
+Xclipse): the model as prepared (SKA ``tap_slices`` by default, GroupNorm as is, which Vulkan has a
+kernel for), through ``VulkanPartitioner``; ``--half`` asks the backend for float16 textures
+(``force_fp16``), inputs and outputs stay float32. LSNet-T in that form is one Vulkan delegate call with
+no operator outside it (``onehot_conv`` left its tap sums outside). ExecuTorch's Python runtime has no
+Vulkan backend, so such a program is written and checked for delegation here but not run: the export
+says so (``cannot_validate``).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..errors import ExportError, first_line, require
+from ..errors import ExportError, UsageError, first_line, require
 from ..quiet import silenced
 from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
 from .calibration import BATCH_PERCENTILE_METHOD
@@ -79,17 +87,40 @@ def delegation_report(edge_program) -> dict:
             "outside_ops": dict(outside), "delegate_calls": calls}
 
 
-def lower_to_executorch(model: nn.Module, example: torch.Tensor, metadata: Mapping[str, str] | None = None):
-    """``torch.export`` + XNNPACK lowering; returns the edge program manager (not yet serialized).
+#: accelerators ``--format executorch`` lowers to, and the backend id ExecuTorch's runtime registers for each
+DELEGATE_BACKENDS = {"xnnpack": "XnnpackBackend", "vulkan": "VulkanBackend"}
+DEFAULT_ACCELERATOR = "xnnpack"
+
+
+def partitioner_for(accelerator: str, half: bool = False):
+    """The ExecuTorch partitioner that lowers to ``accelerator`` (``xnnpack`` or ``vulkan``).
+
+    Args:
+        half: Vulkan only: run the delegate in float16 textures (the model stays float32).
+    """
+    if accelerator == "vulkan":
+        from executorch.backends.vulkan.partitioner.vulkan_partitioner import VulkanPartitioner
+
+        return VulkanPartitioner({"force_fp16": True} if half else None)
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    return XnnpackPartitioner()
+
+
+def lower_to_executorch(model: nn.Module, example: torch.Tensor, metadata: Mapping[str, str] | None = None,
+                        partitioner=None):
+    """``torch.export`` + lowering (XNNPACK unless ``partitioner`` says otherwise); returns the edge program
+    manager (not yet serialized).
 
     ``model`` may be a PT2E-converted graph module (int8 Q/DQ nodes): XNNPACK lowers those groups to int8.
 
     Raises:
         ExportError: torch.export or the lowering failed (first line of the cause kept).
     """
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
+    partitioner = partitioner or partitioner_for(DEFAULT_ACCELERATOR)
+    backend = "Vulkan" if type(partitioner).__name__.startswith("Vulkan") else "XNNPACK"
     constant_methods = {METADATA_METHOD: json.dumps(dict(metadata))} if metadata is not None else None
     with silenced() as log:
         try:
@@ -97,10 +128,10 @@ def lower_to_executorch(model: nn.Module, example: torch.Tensor, metadata: Mappi
         except Exception as exc:
             raise ExportError(f"torch.export failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
         try:
-            return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+            return to_edge_transform_and_lower(program, partitioner=[partitioner],
                                                constant_methods=constant_methods)
         except Exception as exc:
-            raise ExportError(f"lowering to XNNPACK failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
+            raise ExportError(f"lowering to {backend} failed: {first_line(exc, log.getvalue().strip()[-300:])}") from exc
 
 
 @register_exporter
@@ -118,15 +149,40 @@ class ExecuTorchExporter(Exporter):
     int8_keep_float = True
     no_dynamic_reason = "XNNPACK plans a fixed batch; export one .pte per batch size with --batch N"
 
+    def check_options(self, options: ExportOptions) -> None:
+        super().check_options(options)
+        accelerator = accelerator_of(options)
+        if accelerator not in DELEGATE_BACKENDS:
+            raise UsageError(f"--format executorch lowers to {' or '.join(DELEGATE_BACKENDS)}, not --accelerator "
+                             f"{accelerator}")
+        if accelerator == "vulkan" and options.int8:
+            raise UsageError("--accelerator vulkan takes float32 or --half; ExecuTorch's Vulkan backend has no "
+                             "int8 path for this model (use --accelerator xnnpack for --int8)")
+
     def check_environment(self, options: ExportOptions) -> None:
         require("executorch.exir", self.extra, "to write ExecuTorch programs")
-        require("executorch.backends.xnnpack.partition.xnnpack_partitioner", self.extra, "for the XNNPACK delegate")
+        if accelerator_of(options) == "vulkan":
+            require("executorch.backends.vulkan.partitioner.vulkan_partitioner", self.extra,
+                    "for the Vulkan delegate")
+        else:
+            require("executorch.backends.xnnpack.partition.xnnpack_partitioner", self.extra,
+                    "for the XNNPACK delegate")
         if options.int8:
             require("torchao.quantization.pt2e.quantize_pt2e", self.extra, "for int8 (PT2E quantization)")
         if options.validate:
             require("executorch.runtime", self.extra, "to validate ExecuTorch programs")
 
+    def cannot_validate(self, context: ExportContext) -> str | None:
+        backend = DELEGATE_BACKENDS[accelerator_of(context.options)]
+        registered = registered_backends()
+        if backend in registered:
+            return None
+        return (f"ExecuTorch's runtime here has no {backend} (it has {', '.join(sorted(registered)) or 'none'}): "
+                "the program was lowered and its delegation checked, not run; validate it on a phone")
+
     def write(self, model, example, path: Path, context: ExportContext) -> Written:
+        if accelerator_of(context.options) == "vulkan":
+            return self.write_vulkan(model, example, path, context)
         context.progress(f"rewriting for XNNPACK (SKA {context.ska_form})")
         lowered_model = xnnpack_friendly(model, context.ska_form)
         if context.options.half:
@@ -150,6 +206,35 @@ class ExecuTorchExporter(Exporter):
         path.write_bytes(buffer)
         return Written(details={**details, "backend": "xnnpack", "metadata_method": METADATA_METHOD},
                        metadata=added)
+
+    def write_vulkan(self, model, example, path: Path, context: ExportContext) -> Written:
+        """The model as prepared, lowered whole to ExecuTorch's Vulkan backend (``--half``: fp16 textures)."""
+        context.progress("lowering to Vulkan (torch.export, to_edge_transform_and_lower, VulkanPartitioner)")
+        edge = lower_to_executorch(model, example, dict(context.metadata),
+                                   partitioner_for("vulkan", half=context.options.half))
+        details = delegation_report(edge)
+        with silenced():
+            try:
+                buffer = edge.to_executorch().buffer
+            except Exception as exc:
+                raise ExportError(f"ExecuTorch serialization failed: {first_line(exc)}") from exc
+        path.write_bytes(buffer)
+        return Written(details={**details, "backend": "vulkan", "metadata_method": METADATA_METHOD,
+                                "vulkan_float16": context.options.half})
+
+
+def accelerator_of(options: ExportOptions) -> str:
+    """The delegate ``options`` ask for (``--accelerator``; XNNPACK when not given)."""
+    return getattr(options, "accelerator", None) or DEFAULT_ACCELERATOR
+
+
+def registered_backends() -> set[str]:
+    """Backend ids ExecuTorch's Python runtime can run here (empty when the runtime is not installed)."""
+    try:
+        from executorch.runtime import Runtime
+    except ImportError:
+        return set()
+    return set(Runtime.get().backend_registry.registered_backend_names)
 
 
 #: what the ``int8_calibration`` metadata says about the quantization (``pt2e_int8.xnnpack_quantizer``)

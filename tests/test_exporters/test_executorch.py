@@ -112,3 +112,50 @@ def test_lsnet_t_is_fully_delegated(tmp_path):
     result = export_model(create_model("lsnet_t").eval(), "executorch", tmp_path / "lsnet_t.pte")
     assert result.details["ops_outside_delegate"] == 0 and result.details["delegate_calls"] == 1
     assert result.validation.passed
+
+
+@pytest.fixture(scope="module")
+def vulkan_export(tmp_path_factory):
+    """--accelerator vulkan: the tiny model lowered to ExecuTorch's Vulkan backend."""
+    pytest.importorskip("executorch.backends.vulkan.partitioner.vulkan_partitioner",
+                        reason="ExecuTorch's Vulkan partitioner is not installed")
+    path = tmp_path_factory.mktemp("vulkan") / "tiny_vulkan.pte"
+    return path, export_model(load_model(TINY), "executorch", path, ExportOptions(accelerator="vulkan"))
+
+
+def test_vulkan_export_is_one_delegate_and_says_it_was_not_run(vulkan_export):
+    from lsnet_deploy.exporters.executorch_format import registered_backends
+
+    path, result = vulkan_export
+    assert result.ska_form == "tap_slices" and result.details["backend"] == "vulkan"
+    assert (result.details["delegate_calls"], result.details["ops_outside_delegate"]) == (1, 0)
+    assert result.details["delegated_ops"] > 100
+    if "VulkanBackend" in registered_backends():
+        assert result.validation is not None and result.validation.passed
+        return
+    # no Vulkan backend in this ExecuTorch runtime: written and checked for delegation, not validated
+    assert result.validation is None and "has no VulkanBackend" in result.validation_skipped
+    assert "validate it on a phone" in result.validation_skipped
+
+
+def test_vulkan_program_loads_but_its_forward_needs_the_vulkan_backend(vulkan_export):
+    from executorch.runtime import Runtime
+
+    from lsnet_deploy.exporters.executorch_format import registered_backends
+
+    path, result = vulkan_export
+    program = Runtime.get().load_program(str(path))
+    (text,) = program.load_method(METADATA_METHOD).execute([])  # the metadata needs no backend
+    assert json.loads(text) == result.metadata and json.loads(result.metadata["accelerator"])["name"] == "vulkan"
+    if "VulkanBackend" not in registered_backends():
+        with pytest.raises(RuntimeError, match="Failed to load method forward"):
+            program.load_method("forward")
+
+
+@slow
+def test_lsnet_t_is_one_vulkan_delegate(tmp_path):
+    pytest.importorskip("executorch.backends.vulkan.partitioner.vulkan_partitioner",
+                        reason="ExecuTorch's Vulkan partitioner is not installed")
+    result = export_model(create_model("lsnet_t").eval(), "executorch", tmp_path / "lsnet_t_vulkan.pte",
+                          ExportOptions(accelerator="vulkan", validate=False))
+    assert (result.details["delegate_calls"], result.details["ops_outside_delegate"]) == (1, 0)
