@@ -125,3 +125,21 @@ def test_dynamic_shapes_are_refused():
                         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, 8, 8])])
     with pytest.raises(ValueError, match="static shapes"):
         prepare_for("coreml", model)
+
+
+@pytest.mark.slow
+def test_lsnet_t_reaches_one_partition_on_both(tmp_path):
+    from lsnet_deploy.exporters import ExportOptions, export_model
+    from lsnet_deploy.models import create_model
+
+    source = export_model(create_model("lsnet_t").eval(), "onnx", tmp_path / "lsnet_t.onnx",
+                          ExportOptions(ska="tap_slices", validate=False)).path
+    original = onnx.load(str(source))
+    x = random_input(original)
+    for accelerator, probe in PROBES.items():
+        rewritten = prepare_for(accelerator, original)
+        assert_same_outputs(rewritten, original, x)
+        path = tmp_path / f"{accelerator}.onnx"
+        onnx.save(rewritten, str(path))
+        report = probe(path)
+        assert report.whole and report.nodes_on_accelerator == report.nodes_total, report.summary()
