@@ -203,7 +203,8 @@ def parse_class_map(spec) -> dict[str, int | str]:
 
     Args:
         spec: a mapping, inline text ``aeroplane=airplane,car=automobile`` (``cat=3`` for indices), or a
-            file: a JSON object ``{"folder": class}``, or one ``folder=class`` (or ``folder class``) per line.
+            file: a JSON object ``{"folder": class}``, or one ``folder=class`` (or tab-separated) per line
+            (``n01440764=tench, Tinca tinca``: a line's class may hold commas).
 
     Raises:
         UsageError: an unreadable file, a malformed entry, or a folder given twice.
@@ -214,7 +215,7 @@ def parse_class_map(spec) -> dict[str, int | str]:
         text = str(spec)
         path = Path(text).expanduser()
         lines = [text]
-        if "=" not in text and path.is_file():
+        if path.is_file():
             try:
                 content = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
@@ -229,16 +230,18 @@ def parse_class_map(spec) -> dict[str, int | str]:
         elif "=" not in text:
             raise UsageError(f"{CLASS_MAP_FLAG} {text!r} is neither a file nor FOLDER=CLASS entries; e.g. "
                              f"{CLASS_MAP_FLAG} aeroplane=airplane,car=automobile (or cat=3 by class index)")
+        # a file holds one entry a line (labels may hold commas: 'tench, Tinca tinca'); inline entries are
+        # separated by commas
+        items = lines if path.is_file() else text.split(",")
         pairs = []
-        for line in lines:
-            for item in (line.split(",") if "=" in line else [line]):
-                item = item.strip()
-                if not item or item.startswith("#"):
-                    continue
-                folder, sep, cls = item.partition("=") if "=" in item else item.rpartition(" ")
-                if not sep or not folder.strip() or not cls.strip():
-                    raise UsageError(f"{CLASS_MAP_FLAG} entry {item!r} is not FOLDER=CLASS")
-                pairs.append((folder.strip(), cls.strip()))
+        for item in items:
+            item = item.strip()
+            if not item or item.startswith("#"):
+                continue
+            folder, sep, cls = item.partition("=") if "=" in item else item.partition("\t")
+            if not sep or not folder.strip() or not cls.strip():
+                raise UsageError(f"{CLASS_MAP_FLAG} entry {item!r} is not FOLDER=CLASS")
+            pairs.append((folder.strip(), cls.strip()))
     entries: dict[str, int | str] = {}
     for folder, cls in pairs:
         if folder in entries:

@@ -18,11 +18,9 @@ from lsnet_deploy.accuracy import (ClassMapping, agreement, evaluate, list_image
                                    resolve_class_mapping)
 from lsnet_deploy.errors import UsageError
 
-from ..conftest import error_line, invoke_export
+from ..conftest import CIFAR_TEST, error_line, invoke_export
 from .conftest import CLASSES
 
-#: the committed 1,000-picture CIFAR-10 test subset (100 per class)
-CIFAR_TEST = Path(__file__).resolve().parents[1] / "data" / "cifar10" / "test"
 PER_CLASS = 10
 
 
@@ -105,11 +103,19 @@ def test_class_map_maps_misspelt_folders_inline_and_from_files(tmp_path):
     assert inline.folders == expected and inline.rule == "class map"
     assert inline.to_dict()["class_map"] == {"aeroplane": 0, "car": 1}
     lines = tmp_path / "map.txt"
-    lines.write_text("# folder=class\naeroplane=airplane\ncar automobile\n")
+    lines.write_text("# folder=class\naeroplane=airplane\ncar\tautomobile\n")
     as_json = tmp_path / "map.json"
     as_json.write_text(json.dumps({"aeroplane": "airplane", "car": 1}))
     for spec in (lines, as_json, str(lines)):
         assert resolve_class_mapping(root, labels=CLASSES, class_map=spec).folders == expected
+
+
+def test_class_map_file_lines_keep_commas_in_labels(tmp_path):
+    labels = ["tench, Tinca tinca", "goldfish, Carassius auratus"]  # ImageNet folders are synsets
+    root = folders(tmp_path, "n01440764", "n01443537")
+    spec = tmp_path / "synsets.txt"
+    spec.write_text("n01440764=tench, Tinca tinca\nn01443537=1\n")
+    assert resolve_class_mapping(root, labels=labels, class_map=spec).folders == {"n01440764": 0, "n01443537": 1}
 
 
 def test_class_map_by_index_without_labels(tmp_path):
