@@ -119,6 +119,7 @@ def test_class_map_file_lines_keep_commas_in_labels(tmp_path):
 
 
 def test_class_map_by_index_without_labels(tmp_path):
+    assert parse_class_map(" cat = 3 , dog=5") == {"cat": 3, "dog": 5}
     mapping = resolve_class_mapping(folders(tmp_path, "cat", "dog"), num_classes=10, class_map="cat=3,dog=5")
     assert mapping.folders == {"cat": 3, "dog": 5}
     assert mapping.name_of(5) == "dog"
