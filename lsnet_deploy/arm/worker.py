@@ -255,7 +255,9 @@ class ExecuTorchModel:
         self.input_shape = [int(sizes[i]) for i in range(rank)]
         self.input_dtype = np.float16 if is_half.value else np.float32
         self.input = [self.input_shape, np.dtype(self.input_dtype).name]
-        self.info = {"runtime_version": _version("executorch"), "delegate": "xnnpack", "threads": threads,
+        # the runner sits in <cache>/executorch-<version>/lib/: the wheel's version, not installed here
+        built_for = os.path.basename(os.path.dirname(os.path.dirname(library)))
+        self.info = {"runtime_version": built_for.split("-", 1)[-1], "delegate": "xnnpack", "threads": threads,
                      "runner": "pte_arm64 (C++ runtime, no Python bindings)"}
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:

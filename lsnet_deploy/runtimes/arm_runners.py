@@ -1,0 +1,180 @@
+"""Runners of the aarch64 builds of the mobile runtimes, emulated: ``ort-arm64``, ``litert-arm64``,
+``litert-arm64-fp16``, ``executorch-arm64``.
+
+Each runs an artifact in an emulated arm64 Python (``lsnet_deploy.arm``: ``qemu-aarch64-static -cpu
+cortex-a76``, the runtime's own aarch64 wheel at the host's version), so the numbers come from the ARM
+kernels a phone runs: MLAS's NEON and dot-product kernels in ONNX Runtime, XNNPACK's ARM kernels in LiteRT
+and ExecuTorch, fp16 arithmetic included. They claim no suffix (the x86 runtimes stay the default for ``.onnx`` and
+``.tflite``): name them, as in ``lsnet-bench m.onnx --runtime ort-arm64 --data DIR``, ``lsnet-predict
+--runtime litert-arm64`` or ``Predictor(path, runtime="ort-arm64")``. Emulated time means nothing: use
+them for outputs and accuracy, never for latency.
+
+The worker process starts once per runner in ``activate`` and ends in ``deactivate`` (or with this
+process). Artifact metadata is read on the host by the x86 runtime's reader: it is the same file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import UsageError
+from .base import InputMetadata, Runner, static_dims
+from .executorch_runner import ExecuTorchRunner
+from .litert_runner import LiteRTRunner
+from .onnxruntime_runner import OnnxRuntimeRunner
+from .registry import register_runtime
+
+#: threads of an emulated runtime when none are asked for: emulated threads share the host's cores, and
+#: the outputs of these kernels do not depend on the thread count
+DEFAULT_THREADS = 1
+
+
+class ArmEmulatedRunner(Runner):
+    """An artifact run by the aarch64 build of ``native``'s runtime under qemu.
+
+    Args:
+        path: the artifact (one of ``native``'s suffixes).
+        threads: runtime threads inside the emulator (default ``DEFAULT_THREADS``).
+    """
+
+    #: the x86 runtime of the same artifacts: its suffixes and its metadata reader
+    native: ClassVar[type[Runner]] = Runner
+    #: the runtime the worker loads (``worker.py``: ``ort``, ``litert``, ``litert-fp16``)
+    worker_runtime: ClassVar[str] = ""
+    #: the suffixes are the native runtime's; they stay its default (name these runtimes to use them)
+    claims_suffixes = False
+    #: runs the artifact with the native runtime's default settings, so it can stand in for it in the
+    #: export gates (``arm_runtime_for``); False for a variant that changes the arithmetic (forced fp16)
+    stands_in_for_native: ClassVar[bool] = True
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        super().__init__()
+        self.path = Path(path)
+        self.threads = threads or DEFAULT_THREADS
+        self.worker = None
+
+    @classmethod
+    def read_metadata(cls, path: Path) -> dict[str, str] | None:
+        """The native runtime's reader: the metadata is in the file, whatever CPU runs it."""
+        return cls.native.read_metadata(path)
+
+    @classmethod
+    def resolve_device(cls, requested: str | None, provider: str | None = None) -> str:
+        """Always the emulated ARM CPU."""
+        if requested and requested != "cpu":
+            raise UsageError(f"{cls.name} runs on an emulated ARM CPU; drop --device {requested}")
+        return "cpu"
+
+    def _activate(self) -> None:
+        from ..arm.client import ArmWorker
+
+        if self.path.suffix.lower() not in self.suffixes:
+            raise UsageError(f"{self.name} runs {', '.join(self.suffixes)} files, not {self.path.name}; "
+                             f"choose the runtime of its suffix")
+        if not self.path.is_file():
+            raise UsageError(f"{self.path}: no such file")
+        worker = ArmWorker()
+        try:
+            worker.load(self.worker_runtime, self.path, threads=self.threads)
+        except BaseException:
+            worker.close()
+            raise
+        self.worker = worker
+
+    def _deactivate(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+        self.worker = None
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.worker.infer(x)[0], dtype=np.float32)
+
+    def _infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(out, dtype=np.float32) for out in self.worker.infer(x)]
+
+    def input_metadata(self) -> InputMetadata | None:
+        """The artifact's first input as the aarch64 runtime reports it."""
+        if self.worker is None or not self.worker.input:
+            return None
+        shape, dtype = self.worker.input
+        return static_dims([d if d is not None else -1 for d in shape]), dtype
+
+    def info(self) -> dict:
+        details = dict(self.worker.info) if self.worker is not None else {}
+        environment = self.worker.environment if self.worker is not None else None
+        return {"runtime": self.runtime, "arch": "aarch64", "emulated": True,
+                "emulated_cpu": environment.cpu if environment else None, **details}
+
+
+@register_runtime
+class OrtArm64Runner(ArmEmulatedRunner):
+    """ONNX Runtime's aarch64 build, CPU execution provider (MLAS's ARM kernels), emulated."""
+
+    name = "ort-arm64"
+    aliases = ("onnxruntime-arm64",)
+    suffixes = OnnxRuntimeRunner.suffixes
+    extra = OnnxRuntimeRunner.extra
+    title = "ONNX Runtime (arm64, emulated)"
+    native = OnnxRuntimeRunner
+    worker_runtime = "ort"
+
+
+@register_runtime
+class LiteRTArm64Runner(ArmEmulatedRunner):
+    """LiteRT's aarch64 interpreter with its default XNNPACK delegate, emulated (as the x86 runner runs it)."""
+
+    name = "litert-arm64"
+    aliases = ("tflite-arm64",)
+    suffixes = LiteRTRunner.suffixes
+    extra = LiteRTRunner.extra
+    title = "LiteRT (arm64, emulated)"
+    native = LiteRTRunner
+    worker_runtime = "litert"
+
+
+@register_runtime
+class LiteRTArm64Fp16Runner(ArmEmulatedRunner):
+    """LiteRT's aarch64 CompiledModel on XNNPACK with FORCE_FP16: float32 operators in fp16 arithmetic, as
+    an app that sets ``CpuOptions.xnnpack_flags`` gets on an ARMv8.2+ phone. Fixed input shape."""
+
+    name = "litert-arm64-fp16"
+    aliases = ("tflite-arm64-fp16",)
+    suffixes = LiteRTRunner.suffixes
+    extra = LiteRTRunner.extra
+    title = "LiteRT XNNPACK fp16 (arm64, emulated)"
+    native = LiteRTRunner
+    worker_runtime = "litert-fp16"
+    stands_in_for_native = False
+
+
+@register_runtime
+class ExecuTorchArm64Runner(ArmEmulatedRunner):
+    """ExecuTorch's aarch64 C++ runtime (XNNPACK delegate, optimized and quantized kernels), emulated. Needs
+    ``python -m lsnet_deploy.arm.setup --with-executorch`` (the Python bindings cannot run there)."""
+
+    name = "executorch-arm64"
+    aliases = ("et-arm64",)
+    suffixes = ExecuTorchRunner.suffixes
+    extra = ExecuTorchRunner.extra
+    title = "ExecuTorch (arm64, emulated)"
+    native = ExecuTorchRunner
+    worker_runtime = "executorch"
+
+
+def arm_runtime_for(runtime: str) -> str | None:
+    """The emulated ARM runtime that runs what ``runtime`` runs, with the same kernels' defaults (``ort`` ->
+    ``ort-arm64``, ``litert`` -> ``litert-arm64``, ``executorch`` -> ``executorch-arm64``), or None (``coreml``...).
+
+    Args:
+        runtime: a runtime name or alias.
+    """
+    from .registry import canonical_runtime, runtimes
+
+    name = canonical_runtime(runtime)
+    for cls in runtimes().values():
+        if issubclass(cls, ArmEmulatedRunner) and cls.stands_in_for_native and cls.native.name == name:
+            return cls.name
+    return None
