@@ -57,7 +57,7 @@ class AcceleratorTarget:
 
 TARGETS = {target.name: target for target in (
     AcceleratorTarget("htp", ("qnn",), ("onnx", "qnn"), "tap_slices", True,
-                      "Snapdragon NPU (Hexagon HTP) through ONNX Runtime's QNN EP; compiled and emulated here",
+                      "Snapdragon NPU (Hexagon HTP) through ONNX Runtime's QNN EP, compiled and emulated here",
                       "lsnet_deploy.accelerators.qnn_probe:probe_qnn_htp", onnx_target="qnn",
                       emulator_runtime="qnn", probe_options=("soc",), requires=("onnxruntime_qnn",), extra="qnn"),
     AcceleratorTarget("nnapi", (), ("onnx", "ort"), "tap_slices", True,
@@ -67,7 +67,7 @@ TARGETS = {target.name: target for target in (
                       "Core ML through ONNX Runtime's Core ML EP (MLProgram; partitions from ORT's mobile checker)",
                       "lsnet_deploy.accelerators.ort_mobile:probe_coreml_ep", onnx_target="onnxruntime-mobile"),
     AcceleratorTarget("gpu", (), ("litert",), None, True,
-                      "LiteRT's GPU delegate (compatibility from LiteRT's analyzer)",
+                      "LiteRT's GPU delegate (phone GPUs through OpenCL or WebGPU)",
                       "lsnet_deploy.accelerators.litert_gpu:probe_litert_gpu"),
     AcceleratorTarget("xnnpack", (), ("executorch",), None, True,
                       "ExecuTorch's XNNPACK delegate (CPU kernels tuned for ARM)",
