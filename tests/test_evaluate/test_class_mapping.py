@@ -186,11 +186,11 @@ def test_a_subset_without_labels_is_refused_not_scored_as_classes_0_and_1(cifar_
 
 
 def test_agreement_needs_the_same_pictures(cifar_model, cat_dog):
-    full = evaluate(cifar_model, cat_dog, class_map="cat=3,dog=5")
-    half = evaluate(cifar_model, cat_dog, class_map="cat=3,dog=5", limit=PER_CLASS)
-    assert agreement(full, full) == 100.0
+    more = evaluate(cifar_model, cat_dog, class_map="cat=3,dog=5", limit=6)
+    fewer = evaluate(cifar_model, cat_dog, class_map="cat=3,dog=5", limit=4)
+    assert agreement(more, more) == 100.0
     with pytest.raises(UsageError, match="different pictures"):
-        agreement(half, full)
+        agreement(fewer, more)
 
 
 # ----------------------------------------------------------------------------------- the export gate
