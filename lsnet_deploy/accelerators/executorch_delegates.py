@@ -77,13 +77,15 @@ def _probe(path: Path, accelerator: str) -> PlacementReport:
 
     backend = BACKENDS[accelerator]
     delegates, kernels = program_calls(path)
-    fallback = dict(kernels)
     others = {name: n for name, n in delegates.items() if name != backend}
-    fallback.update({f"{name} delegate call": n for name, n in others.items()})
     note = ""
     if not delegates.get(backend):
-        lowered = ", ".join(sorted(delegates)) or "no backend"
-        note = f"this program was lowered to {lowered}; export it with --accelerator {accelerator}"
+        lowered = ", ".join(f"{name} ({n} delegate call{'s' if n > 1 else ''})" for name, n in sorted(others.items()))
+        note = (f"this program runs on {lowered or 'no delegate'}, not {backend}; export it with --accelerator "
+                f"{accelerator}")
+    elif others:
+        note = "the rest runs on " + ", ".join(f"{name} ({n} delegate call{'s' if n > 1 else ''})"
+                                              for name, n in sorted(others.items()))
     return PlacementReport(accelerator=accelerator, tool="ExecuTorch program (.pte delegate calls)",
                            tool_version=version("executorch"), partitions=delegates.get(backend, 0),
-                           nodes_total=None, nodes_on_accelerator=None, fallback_ops=fallback, note=note)
+                           nodes_total=None, nodes_on_accelerator=None, fallback_ops=dict(kernels), note=note)
