@@ -23,14 +23,16 @@ def register_runtime(cls: type[Runner]) -> type[Runner]:
     Raises:
         ValueError: a name, alias or suffix that another runtime already claims.
     """
-    for key, table in [(cls.name, _NAMES), *((a, _NAMES) for a in cls.aliases), *((s, _SUFFIXES) for s in cls.suffixes)]:
+    # a runner of another runtime's files (an emulated ARM twin) runs them only when named: no suffix claim
+    claimed = cls.suffixes if getattr(cls, "claims_suffixes", True) else ()
+    for key, table in [(cls.name, _NAMES), *((a, _NAMES) for a in cls.aliases), *((s, _SUFFIXES) for s in claimed)]:
         owner = table.get(key.lower())
         if owner is not None and owner != cls.name:
             raise ValueError(f"{cls.__name__} claims {key!r}, which runtime {owner!r} already has")
     _RUNTIMES[cls.name] = cls
     for alias in (cls.name, *cls.aliases):
         _NAMES[alias.lower()] = cls.name
-    for suffix in cls.suffixes:
+    for suffix in claimed:
         _SUFFIXES[suffix.lower()] = cls.name
     return cls
 
