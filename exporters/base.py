@@ -58,6 +58,8 @@ class ExportOptions:
     #: points below the PyTorch model's
     data: Path | None = None
     max_drop: float = 1.0
+    #: explicit folder -> class entries for ``data`` (``accuracy.parse_class_map``: a file or FOLDER=CLASS,...)
+    class_map: str | None = None
     #: int8: report the per-layer sensitivity ranking (``details["int8_ranking"]``), even when all-int8 passes
     int8_ranking: bool = False
     # Core ML
@@ -89,9 +91,9 @@ class ExportOptions:
 
 # options every format understands
 COMMON_OPTIONS = frozenset({"batch", "ska", "fuse", "validate", "labels", "data", "max_drop", "int8_ranking",
-                            "accelerator", "allow_fallback"})
+                            "accelerator", "allow_fallback", "class_map"})
 OPTION_FLAGS = {"data": "--data", "max_drop": "--max-drop", "dynamic": "--dynamic", "dynamic_hw": "--dynamic-hw", "half": "--half", "int8": "--int8", "calib": "--calib",
-                "int8_ranking": "--int8-ranking",
+                "int8_ranking": "--int8-ranking", "class_map": "--class-map",
                 "opset": "--opset", "simplify": "--no-simplify", "deployment_target": "--target",
                 "image_input": "--tensor-input", "float32": "--float32", "workspace": "--workspace", "dla_core": "--dla-core",
                 "timing_cache": "--timing-cache", "max_batch": "--max-batch", "accelerator": "--accelerator",
@@ -272,10 +274,13 @@ class Exporter:
             raise UsageError("--max-drop bounds the accuracy drop measured on --data DIR; add --data")
         if not options.max_drop >= 0:
             raise UsageError(f"--max-drop is in top-1 points and must be 0 or more, got {options.max_drop}")
+        if options.class_map is not None and options.data is None:
+            raise UsageError("--class-map maps the class folders of --data DIR; add --data")
         if options.data is not None:
-            from ..accuracy import class_folders
+            from ..accuracy import resolve_class_mapping
 
-            class_folders(options.data)  # a bad --data fails before the model is even loaded
+            # a bad --data (or folders that match no label) fails before the model is even loaded
+            resolve_class_mapping(options.data, labels=options.labels, class_map=options.class_map)
 
     def check_accelerator(self, options: ExportOptions) -> "AcceleratorTarget | None":
         """The ``--accelerator`` target (None without one), after checking this format reaches it.
@@ -492,16 +497,18 @@ def validate_file(path: Path, runtime: str, context: ExportContext, what: str,
         if not other.passed:
             size = "x".join(map(str, other_size(network_of(context.reference).img_size)))
             raise ValidationError(f"{what} drifts from PyTorch at {size} ({other.summary()}); nothing was "
-                                  f"written. {hint}")
+                                  f"written. {other.cause or hint}")
     if precision == "int8":
         # labelled data gates int8 by top-1 (accuracy_gate); agreement is the gate only without labels
         report = dataclasses.replace(report, min_top1=0.0 if context.options.data is not None
                                      else INT8_MIN_AGREEMENT)
     if not report.passed:
-        problem = (f"int8 top-1 agreement with the float model is {report.top1_agreement:.1%} on "
+        problem = (f"{what} cannot be validated" if report.cause else
+                   f"int8 top-1 agreement with the float model is {report.top1_agreement:.1%} on "
                    f"{report.samples} held-out calibration images, below {INT8_MIN_AGREEMENT:.0%}"
                    if precision == "int8" else f"{what} drifts from PyTorch")
-        raise ValidationError(f"{problem} ({report.summary()}); nothing was written. {hint}")
+        # NaN/inf outputs have their own cause (verify.NONFINITE_CAUSES): another --ska form would not help
+        raise ValidationError(f"{problem} ({report.summary()}); nothing was written. {report.cause or hint}")
     return report
 
 
@@ -605,6 +612,12 @@ def export_model(model: "torch.nn.Module | Callable[[], torch.nn.Module]", fmt: 
     if options.labels is not None and len(options.labels) != network.num_classes:
         raise UsageError(f"{len(options.labels)} labels given but the model has {network.num_classes} classes; "
                          "give one label per class")
+    if options.data is not None:
+        from ..accuracy import resolve_class_mapping
+
+        # every scorer of --data shares this mapping; a folder set that does not fit fails before any work
+        resolve_class_mapping(options.data, labels=options.labels, num_classes=network.num_classes,
+                              class_map=options.class_map)
 
     start = time.perf_counter()
     ska_form = exporter.resolve_ska(options.ska, options.int8)
@@ -767,14 +780,17 @@ def accuracy_gate(path: Path, runtime: str, what: str, context: ExportContext) -
     """Top-1 of the artifact and of the user's model on ``--data``; refuse a drop beyond ``--max-drop``.
 
     Both are measured on the same pictures, each with the preprocessing its own recipe prescribes (the
-    artifact's metadata, the model's ``pretrained_cfg``: the same recipe, so the same tensors). The
-    PyTorch measurement is made once per export (the int8 search gates several artifacts).
+    artifact's metadata, the model's ``pretrained_cfg``: the same recipe, so the same tensors), and scored
+    through one class mapping (``accuracy.resolve_class_mapping``: by label name with ``--labels``, else
+    sorted folders; ``--class-map`` entries first). The PyTorch measurement is made once per export (the
+    int8 search gates several artifacts).
 
     Args:
         path: the file to run; runtime: the runtime that runs it; what: its name in messages (``onnx``).
 
     Returns:
-        ``{"pytorch": report, "artifact": report, "drop": points, "max_drop": points}`` (reports as dicts).
+        ``{"pytorch": report, "artifact": report, "drop": points, "max_drop": points, "classes": mapping}``
+        (reports and the class mapping as dicts).
 
     Raises:
         ValidationError: the artifact's top-1 is more than ``max_drop`` points below the model's.
@@ -784,9 +800,11 @@ def accuracy_gate(path: Path, runtime: str, what: str, context: ExportContext) -
     options = context.options
     context.progress(f"measuring top-1 on {options.data} (PyTorch and {what})")
     if "pytorch_accuracy" not in context.measurements:
-        context.measurements["pytorch_accuracy"] = evaluate(context.reference, options.data, per_class=False)
+        context.measurements["pytorch_accuracy"] = evaluate(context.reference, options.data, per_class=False,
+                                                            labels=options.labels, class_map=options.class_map)
     pytorch = context.measurements["pytorch_accuracy"]
-    artifact = evaluate(path, options.data, runtime=runtime, threads=VALIDATION_THREADS, per_class=False)
+    artifact = evaluate(path, options.data, runtime=runtime, threads=VALIDATION_THREADS, per_class=False,
+                        classes=pytorch.classes)
     drop = pytorch.top1 - artifact.top1
     if drop > options.max_drop:
         raise ValidationError(
@@ -794,7 +812,7 @@ def accuracy_gate(path: Path, runtime: str, what: str, context: ExportContext) -
             f"({what}, {options.precision}) on {artifact.count} images: {drop:.2f} points, more than "
             f"--max-drop {options.max_drop:g}; nothing was written. {DRIFT_HINTS[options.precision]}")
     return {"pytorch": _accuracy_fields(pytorch), "artifact": _accuracy_fields(artifact),
-            "drop": round(drop, 4), "max_drop": options.max_drop}
+            "drop": round(drop, 4), "max_drop": options.max_drop, "classes": pytorch.classes.to_dict()}
 
 
 def _accuracy_fields(report) -> dict:

@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import ExportError, UsageError, first_line, require
 from ..metadata import output_names_of
 from ..quiet import silenced
-from .base import ExportContext, ExportOptions, Exporter, Progress, Written, register_exporter
+from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
 from .half import half_precision_model
 
 if TYPE_CHECKING:
@@ -144,6 +144,10 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, context: ExportCon
         placement = target if target in ("tensorrt", "qnn") else "onnxruntime"
         proto, calibration = quantize_qdq(proto, context, placement, scopes)
         added["int8_calibration"] = json.dumps(calibration)
+    if context.accelerator is not None:
+        from .mobile_ep_passes import prepare_for
+
+        proto = prepare_for(context.accelerator.name, proto)
     set_metadata(proto, {**context.metadata, **added})
     import onnx
 

@@ -41,11 +41,14 @@ class OrtExporter(OnnxExporter):
         with tempfile.TemporaryDirectory(prefix="lsnet-ort-") as work:
             source = Path(work) / "model.onnx"
             onnx.save_model(proto, str(source))
+            # the Fixed style bakes in CPU-only fused kernels (FusedConv, FusedMatMul) that NNAPI and Core ML lack
+            style = (converter.OptimizationStyle.Fixed if context.accelerator is None
+                     else converter.OptimizationStyle.Runtime)
             with silenced() as log:
                 try:
                     converter.convert_onnx_models_to_ort(
                         source, output_dir=Path(work) / "out",
-                        optimization_styles=[converter.OptimizationStyle.Fixed])
+                        optimization_styles=[style])
                 except Exception as exc:
                     raise ExportError(f"onnxruntime's ORT converter failed: {exc}") from exc
             produced = sorted((Path(work) / "out").glob("*.ort"))

@@ -58,6 +58,10 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "weights_source": ("string", "checkpoint file name or hub id (never a local directory), or \"random-init\""),
     "labels": ("array of strings", "class names, one per logit (with --labels)"),
     "int8_calibration": ("object", "int8 only: calibration image count, method, what was quantized"),
+    "accelerator": ("object", "--accelerator / --format qnn: the accelerator targeted (name), the options picking "
+                    "its variant (soc), allow_fallback when CPU fallback was kept"),
+    "qnn": ("object", "--format qnn: SoC, QNN soc_model and htp_arch the context binary was compiled for, "
+            "onnxruntime-qnn version, context_embedded"),
     "input_kind": ("string", "Core ML: \"image\" or \"tensor\""),
     "normalized_in_model": ("boolean", "Core ML: mean/std applied inside the model (image input)"),
     "classifier": ("boolean", "Core ML: classLabel / classLabel_probs outputs (with --labels)"),

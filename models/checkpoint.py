@@ -231,24 +231,3 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
                               f"{'s' * (len(damaged) > 1)} ({named}): a diverged training run or a damaged "
                               "file; use an earlier or intact checkpoint")
     return Checkpoint(state, size, where)
-
-
-def read_cases_size(path: Path) -> tuple[int, int] | None:
-    """The input size a conformance-style ``cases.json`` beside ``path`` records for it, else None.
-
-    The file is a list of ``{"name": STEM, "constructor" | "kwargs" | "config": {"img_size": ...}}``
-    entries (optionally ``"checkpoint": FILE``), as in this project's conformance directories.
-    """
-    cases = path.parent / "cases.json"
-    try:
-        entries = json.loads(cases.read_text()) if cases.is_file() else []
-    except (OSError, ValueError, RecursionError):
-        return None
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict) or (entry.get("checkpoint") or f"{entry.get('name')}.pth") != path.name:
-            continue
-        for key in ("constructor", "kwargs", "config"):
-            args = entry.get(key)
-            if isinstance(args, dict) and (size := parse_input_size(args.get("img_size"))):
-                return size
-    return None

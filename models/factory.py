@@ -12,7 +12,7 @@ from ..errors import CheckpointError, UsageError, first_line
 from .arch import attention_grid, closest_variant, infer_config, matching_variant, size_candidates
 from .backbone import DETECTION_GRID, LSNetBackbone, check_bias_mode
 from .backbone_state import backbone_of_detector, ignored_note, is_detector_state, tables_at, without_head
-from .checkpoint import Checkpoint, file_sha256, read_cases_size, read_checkpoint
+from .checkpoint import Checkpoint, file_sha256, read_checkpoint
 from .hub import download_from_hub, is_hub_source, read_hub_config
 from .lsnet import VARIANTS, LSNet, to_2tuple, variant_config, variant_names
 from .resize import resize_attention_state
@@ -146,7 +146,8 @@ def _size_text(size: Sequence[int]) -> str:
 
 
 def _recorded_size(source: str | Path, path: Path, checkpoint: Checkpoint) -> tuple[tuple[int, int] | None, str]:
-    """The training size recorded in or beside the checkpoint, and where (in precedence order)."""
+    """The training size the checkpoint records (its own metadata or training args; a hub download's
+    config.json), and where. Nothing else beside the file is read: loading reads only what the user named."""
     if checkpoint.input_size:
         return checkpoint.input_size, checkpoint.size_source or "the checkpoint"
     if is_hub_source(source):
@@ -158,9 +159,6 @@ def _recorded_size(source: str | Path, path: Path, checkpoint: Checkpoint) -> tu
                 return (int(hub_size[1]), int(hub_size[2])), "the hub config.json"
             except (TypeError, ValueError):
                 pass
-    cases = read_cases_size(path)
-    if cases:
-        return cases, "cases.json beside it"
     return None, ""
 
 
@@ -229,7 +227,7 @@ def load_model(source: str | Path, img_size: int | Sequence[int] | None = None, 
     Raises:
         CheckpointError: unreadable, unsafe, corrupt or mismatched checkpoints (one clear message).
         UsageError: ``img_size`` is None and the checkpoint neither records its training size (reference
-            ``args.input_size``, hub ``config.json``, a ``cases.json`` beside it) nor has an attention
+            ``args.input_size``, hub ``config.json``) nor has an attention
             grid that only one common size gives.
     """
     path = _resolve(source)

@@ -25,6 +25,9 @@ needs_artist = pytest.mark.skipif(not (ARTIST / "cases.json").is_file(),
 SMALL_BACKBONE = {"embed_dim": [32, 64, 96, 128], "depth": [1, 2, 2, 3], "num_heads": [2, 2, 2, 4]}
 #: MobileNet peers beside the repository (benchmark peers, ~140 MB: never committed; tests using them skip)
 PEERS = REPO.parent / "shared" / "peers"
+#: conformance checkpoints that record their input size (the reference's tensors wrapped with their training
+#: args): loading reads only the file named, and the bare tiny state dicts fit 96 and 128 px alike
+SIZED_CHECKPOINTS = REPO / "tests" / "data" / "sized_checkpoints"
 #: the trained CIFAR-10 fixtures of benchmarks/train_cifar10.py (float16 checkpoints, a card beside each)
 TRAINED_FIXTURES = DATA / "fixtures"
 TRAINED = ("cifar_small", "cifar_lsnet_t")
@@ -48,9 +51,12 @@ def pytest_configure(config):
 
 
 def conformance_case(name: str) -> tuple[Path, torch.Tensor, torch.Tensor]:
-    """(checkpoint path, input, reference output) of a conformance case."""
+    """(checkpoint path, input, reference output) of a conformance case. The checkpoint records its input
+    size (``SIZED_CHECKPOINTS``) where the bare state dict does not tell it; ``CONFORMANCE / f"{name}.pth"``
+    is the reference's bare state dict."""
     io = torch.load(CONFORMANCE / f"{name}.io.pt", weights_only=True)
-    return CONFORMANCE / f"{name}.pth", io["input"], io["output"]
+    sized = SIZED_CHECKPOINTS / f"{name}.pth"
+    return sized if sized.is_file() else CONFORMANCE / f"{name}.pth", io["input"], io["output"]
 
 
 def trained_checkpoint(name: str) -> Path:
@@ -104,8 +110,8 @@ def conformance_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Path:
-    """The conformance ``tiny`` checkpoint (128x128, 10 classes, every block type)."""
-    return CONFORMANCE / "tiny.pth"
+    """The conformance ``tiny`` checkpoint (128x128, 10 classes, every block type), recording its size."""
+    return conformance_case("tiny")[0]
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,8 @@ class PlacementReport:
 
     def summary(self) -> str:
         """One line for the export summary and ``lsnet-inspect``."""
-        where = "whole model" if self.whole else f"{self.partitions} partition(s)"
+        where = ("whole model" if self.whole else "partitions unknown" if self.partitions is None
+                 else f"{self.partitions} partition(s)")
         counted = (f", {self.nodes_on_accelerator}/{self.nodes_total} nodes"
                    if self.nodes_total is not None and self.nodes_on_accelerator is not None else "")
         text = f"{self.accelerator}: {where}{counted}; falls back: {self.fallback_summary()} [{self.tool} {self.tool_version}]"

@@ -12,6 +12,7 @@ caller can write them before the next group starts.
 from __future__ import annotations
 
 import contextlib
+import sys
 import tempfile
 import time
 import uuid
@@ -382,26 +383,58 @@ def accuracy_reference(plan: BenchPlan) -> str | None:
     return next((c.weights for c in plan.candidates if c.weights), None)
 
 
-def measure_accuracy(items: list[Prepared], records: list[dict], plan: BenchPlan, progress: Progress = _quiet) -> None:
-    """Top-1 / top-5 of every candidate on ``plan.data``, each through its own runtime and preprocessing,
-    added to its record as ``accuracy`` (with ``agreement`` against the checkpoint when one is known)."""
-    from ..accuracy import evaluate
+def accuracy_classes(items: list[Prepared], plan: BenchPlan):
+    """The one class mapping of ``plan.data`` every candidate (and the checkpoint) is scored through: by
+    the labels a candidate carries, else sorted folders, ``--class-map`` entries first. Resolved once the
+    candidates are loaded, before any timing, so a folder set that does not fit fails early.
+
+    Raises:
+        UsageError: as ``accuracy.resolve_class_mapping``, or candidates carrying different labels.
+    """
+    from ..accuracy import resolve_class_mapping, shared_labels
+
+    labels = shared_labels([_accuracy_source(item) for item in items])
+    counts = {shape[-1] for shape in (item.output_shape for item in items) if shape and len(shape) == 2}
+    return resolve_class_mapping(plan.data, labels=labels, class_map=plan.class_map,
+                                 num_classes=counts.pop() if len(counts) == 1 else None)
+
+
+def _accuracy_source(item: Prepared):
+    return item.artifact if item.artifact is not None else item.runner.model
+
+
+def measure_accuracy(items: list[Prepared], records: list[dict], plan: BenchPlan, classes,
+                     progress: Progress = _quiet) -> None:
+    """Top-1 / top-5 of every candidate on ``plan.data``, each through its own runtime and preprocessing
+    and scored through ``classes`` (``accuracy_classes``), added to its record as ``accuracy`` (with
+    ``agreement`` against the checkpoint when one is known: the checkpoint is evaluated once, at
+    ``--imgsz``, and each candidate's top-1 compared with its)."""
+    from ..accuracy import agreement, evaluate
+
+    def measured(source, label: str, **options):
+        streams = sys.stdout, sys.stderr  # silenced() captures the runtimes' chatter, not our progress
+
+        def report_progress(done: int, total: int) -> None:
+            if done == total or done % 500 < 50:
+                with contextlib.redirect_stdout(streams[0]), contextlib.redirect_stderr(streams[1]):
+                    progress(f"accuracy of {label}: {done}/{total} images")
+
+        progress(f"accuracy of {label} on {plan.data}")
+        with silenced():
+            return evaluate(source, plan.data, limit=plan.data_limit, progress=report_progress, per_class=False,
+                            classes=classes, **options)
 
     reference = accuracy_reference(plan)
+    reference_report = (measured(reference, f"{Path(reference).name} (reference)", imgsz=plan.imgsz,
+                                 threads=plan.threads) if reference else None)
     for item, record in zip(items, records):
-        def report_progress(done: int, total: int, label=item.spec.label) -> None:
-            if done == total or done % 500 < 50:
-                progress(f"accuracy of {label}: {done}/{total} images")
-
-        source = item.artifact if item.artifact is not None else item.runner.model
         options = {"runtime": item.spec.runtime, "threads": plan.threads} if item.artifact is not None else {}
-        with silenced():
-            report = evaluate(source, plan.data, limit=plan.data_limit, progress=report_progress,
-                              reference=reference, per_class=False, **options)
+        report = measured(_accuracy_source(item), item.spec.label, **options)
         record["accuracy"] = {"top1": round(report.top1, 4), "top5": round(report.top5, 4), "count": report.count,
-                              "unreadable": report.unreadable, "agreement": report.agreement,
+                              "unreadable": report.unreadable,
+                              "agreement": agreement(report, reference_report) if reference_report else None,
                               "agreement_with": Path(reference).name if reference else None,
-                              "data": str(plan.data), "limit": plan.data_limit}
+                              "data": str(plan.data), "limit": plan.data_limit, "classes": classes.to_dict()}
 
 
 def run_plan(plan: BenchPlan, progress: Progress = _quiet) -> Iterator[list[dict]]:
@@ -431,11 +464,12 @@ def run_plan(plan: BenchPlan, progress: Progress = _quiet) -> Iterator[list[dict
                 items.append(item)
             for item in items:
                 first_inference(item)
+            classes = accuracy_classes(items, plan) if plan.data is not None else None
             timing = plan.timing
             progress(f"timing {len(items)} candidate{'s' * (len(items) > 1)} interleaved, batch "
                      f"{items[0].input.shape[0]}: warm-up {timing.warmup_iters} iterations/{timing.warmup_time:g} s, "
                      f"then at least {timing.min_iters} iterations and {timing.min_time:g} s each")
             records = measure_group(items, plan, run_id, index)
             if plan.data is not None:
-                measure_accuracy(items, records, plan, progress)
+                measure_accuracy(items, records, plan, classes, progress)
         yield records

@@ -72,6 +72,7 @@ class BenchPlan:
         data: an ImageFolder of labelled pictures: each candidate's top-1 / top-5 is measured there too,
             through its own runtime and preprocessing (None: latency only).
         data_limit: evaluate this many pictures, spread evenly over the folder (None: all).
+        class_map: explicit folder -> class entries for ``data`` (``accuracy.parse_class_map``).
     """
 
     candidates: list[CandidateSpec]
@@ -89,6 +90,7 @@ class BenchPlan:
     seed: int = 0
     data: Path | None = None
     data_limit: int | None = None
+    class_map: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form."""

@@ -20,6 +20,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..accuracy import CLASS_MAP_HELP
 from ..bench.phone import PhoneOptions
 from ..runtimes import artifact_suffixes, runtimes
 from .common import cli_errors, err, parse_imgsz
@@ -211,6 +212,9 @@ def render_group(records: list[dict]) -> str:
     lines.append(f"Ratio: {center} / {center} of {first['first_label']} (interleaved in this run). "
                  f"{first.get('device_name')} on {first['machine'].get('hostname')}"
                  + ("" if where == "local" else f" via {where}") + ".")
+    mapping = next((r["accuracy"]["classes"] for r in records if (r.get("accuracy") or {}).get("classes")), None)
+    if mapping:
+        lines.append(f"Classes on --data {mapping['summary']}.")
     notes = sorted({f"{r['label']}: {n}" for r in records for n in r.get("notes", [])})
     lines += [f"note: {n}" for n in notes]
     return "\n".join(lines)
@@ -260,6 +264,7 @@ def run_command(
                                                  "(agreement with --weights when given).")] = None,
     data_limit: Annotated[Optional[int], typer.Option("--data-limit", help="Evaluate this many pictures of --data, "
                                                       "spread evenly (default: all).")] = None,
+    class_map: Annotated[Optional[str], typer.Option("--class-map", help=CLASS_MAP_HELP)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print each result as a JSON line on stdout instead "
                                               "of tables.")] = False,
     host: Annotated[Optional[str], typer.Option("--host", help="Run on another machine over ssh (user@host, an "
@@ -348,15 +353,19 @@ def run_command(
             raise UsageError("--data-limit is used only with --data")
         if data_limit is not None and data_limit < 1:
             raise UsageError(f"--data-limit must be at least 1, got {data_limit}")
+        if class_map is not None and data is None:
+            raise UsageError("--class-map maps the class folders of --data DIR; add --data")
         if data is not None:
-            from ..accuracy import class_folders
+            from ..accuracy import class_folders, parse_class_map
 
-            class_folders(data)  # a bad folder fails before anything is timed
+            class_folders(data)  # a bad folder (or --class-map) fails before anything is timed
+            if class_map is not None:
+                parse_class_map(class_map)
         specs = build_candidates(list(artifacts or []), model, weights, runtime, provider)
         plan = build_plan(specs, device=device, batch=batch, imgsz=imgsz, threads=threads, precision=precision,
                           ska=ska, warmup=warmup, warmup_time=warmup_time, iters=iters, min_time=min_time,
                           protocol=protocol, spinning=spinning, keep_samples=keep_samples)
-        plan = dataclasses.replace(plan, data=data, data_limit=data_limit)
+        plan = dataclasses.replace(plan, data=data, data_limit=data_limit, class_map=class_map)
         if not no_save and output.is_dir():
             raise UsageError(f"--output {output} is a directory; give a file name")
         if plan.protocol == "paper" and plan.protocol_overrides:
@@ -508,9 +517,11 @@ def normalize_args(args: list[str]) -> list[str]:
 def main() -> None:
     """Console-script entry point."""
     from ..quiet import quiet_third_party_warnings
+    from .common import torch_extra_errors
 
     quiet_third_party_warnings()
-    app(args=normalize_args(sys.argv[1:]), prog_name=PROG)
+    with torch_extra_errors(PROG):
+        app(args=normalize_args(sys.argv[1:]), prog_name=PROG)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..accuracy import CLASS_MAP_HELP
 from .common import cli_errors, err, human_size, parse_imgsz, resolve_model
 
 PROG = "lsnet-export"
@@ -130,6 +131,7 @@ def export(
     data: Annotated[Optional[Path], typer.Option("--data", help="ImageFolder of labelled pictures: the artifact's "
                                                  "top-1 there is measured against PyTorch's and gated by --max-drop.")] = None,
     max_drop: Annotated[float, typer.Option("--max-drop", help="Largest top-1 drop (points) allowed on --data.")] = 1.0,
+    class_map: Annotated[Optional[str], typer.Option("--class-map", help=CLASS_MAP_HELP)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON result object on stdout.")] = False,
     task: Annotated[str, typer.Option("--task", help=TASK_HELP)] = "classification",
     out_indices: Annotated[str, typer.Option("--out-indices", help="With --task features: the stages to output "
@@ -161,7 +163,7 @@ def export(
         options = ExportOptions(batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, half=half, int8=int8, calib=calib, opset=opset,
                                 simplify=not no_simplify, ska=ska, fuse=not no_fuse, validate=not no_validate,
                                 labels=read_labels(labels) if labels is not None else None,
-                                data=data, max_drop=max_drop, int8_ranking=int8_ranking,
+                                data=data, max_drop=max_drop, class_map=class_map, int8_ranking=int8_ranking,
                                 deployment_target=target, image_input=not tensor_input, float32=float32,
                                 workspace=workspace,
                                 dla_core=dla_core, timing_cache=timing_cache, max_batch=max_batch,
@@ -242,6 +244,8 @@ def _print_summary(result) -> None:
         lines.append(f"  accuracy    top-1 {artifact['top1']:.2f}% (PyTorch {torch_acc['top1']:.2f}%, drop "
                      f"{accuracy['drop']:.2f} <= {accuracy['max_drop']:g}), top-5 {artifact['top5']:.2f}% on "
                      f"{artifact['count']} images")
+        if "classes" in accuracy:
+            lines.append(f"  classes on  --data {accuracy['classes']['summary']}")
     if result.precision == "int8" and "int8_float_layers" in result.details:
         kept = result.details["int8_float_layers"]
         kept_as = result.details.get("int8_kept_as", "float")
@@ -271,9 +275,11 @@ def _print_summary(result) -> None:
 def main() -> None:
     """Console-script entry point."""
     from ..quiet import quiet_third_party_warnings
+    from .common import torch_extra_errors
 
     quiet_third_party_warnings()
-    app(prog_name=PROG)
+    with torch_extra_errors(PROG):
+        app(prog_name=PROG)
 
 
 if __name__ == "__main__":

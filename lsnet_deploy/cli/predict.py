@@ -175,9 +175,11 @@ class JsonPrinter:
 def main() -> None:
     """Console-script entry point."""
     from ..quiet import quiet_third_party_warnings
+    from .common import torch_extra_errors
 
     quiet_third_party_warnings()
-    app(prog_name=PROG)
+    with torch_extra_errors(PROG):
+        app(prog_name=PROG)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from . import coreml_runner  # noqa: F401,E402  (registers coreml)
 from . import tensorrt_runner  # noqa: F401,E402  (registers tensorrt)
 from . import litert_runner  # noqa: F401,E402  (registers litert)
 from . import qnn_runner  # noqa: F401,E402  (registers qnn)
+from . import arm_runners  # noqa: F401,E402  (registers ort-arm64, litert-arm64, litert-arm64-fp16, executorch-arm64)
 
 __all__ = ["InputMetadata", "Runner", "artifact_suffixes", "canonical_runtime", "file_suffix", "get_runtime", "register_runtime",
            "runner_for", "runtime_for_path", "runtime_for_suffix", "runtimes"]

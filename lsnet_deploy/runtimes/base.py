@@ -33,6 +33,9 @@ class Runner(abc.ABC):
     aliases: ClassVar[tuple[str, ...]] = ()
     #: artifact file types this runtime runs, lower case with the dot; empty for runtimes of models
     suffixes: ClassVar[tuple[str, ...]] = ()
+    #: False: the runtime runs its suffixes only when named (``--runtime ort-arm64``) and another runtime stays
+    #: their default (the emulated ARM builds of ``runtimes/arm_runners.py``)
+    claims_suffixes: ClassVar[bool] = True
     #: the lsnet-deploy extra that installs the runtime (``pip install "lsnet-deploy[EXTRA]"``)
     extra: ClassVar[str | None] = None
     #: the runtime's name in prose, for help texts

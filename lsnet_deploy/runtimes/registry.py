@@ -24,7 +24,7 @@ def register_runtime(cls: type[Runner]) -> type[Runner]:
         ValueError: a name, alias or suffix that another runtime already claims.
     """
     # a runner of another runtime's files (an emulated ARM twin) runs them only when named: no suffix claim
-    claimed = cls.suffixes if getattr(cls, "claims_suffixes", True) else ()
+    claimed = cls.suffixes if cls.claims_suffixes else ()
     for key, table in [(cls.name, _NAMES), *((a, _NAMES) for a in cls.aliases), *((s, _SUFFIXES) for s in claimed)]:
         owner = table.get(key.lower())
         if owner is not None and owner != cls.name:

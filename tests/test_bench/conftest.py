@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "data" / "conformance" / "tiny.pth"
+TINY = REPO / "tests" / "data" / "sized_checkpoints" / "tiny.pth"  # records its input size (128)
 PEERS = REPO.parent / "shared" / "peers"
 
 

@@ -362,12 +362,12 @@ def test_no_device_attached(adbd, tmp_path):
 @pytest.mark.parametrize("interleave", [True, False])
 def test_candidates_are_interleaved_by_rounds(adbd, tmp_path, interleave):
     log = tmp_path / "calls.log"
-    ort = script_tool(tmp_path / "onnxruntime_perf_test", f"""[ "$1" = --help ] && exit 0
+    script_tool(tmp_path / "onnxruntime_perf_test", f"""[ "$1" = --help ] && exit 0
 echo "ort $2" >> {log}
 cat <<'EOF'
 {(DATA / 'onnxruntime_perf_test_android_1.23.txt').read_text()}EOF
 """)
-    tflite = script_tool(tmp_path / "benchmark_model", f"""[ "$1" = --help ] && exit 0
+    script_tool(tmp_path / "benchmark_model", f"""[ "$1" = --help ] && exit 0
 echo "tflite" >> {log}
 cat <<'EOF'
 {(DATA / 'tflite_benchmark_model_old_nxp.txt').read_text()}EOF

@@ -195,14 +195,6 @@ def test_agreement_needs_the_same_pictures(cifar_model, cat_dog):
 
 # ----------------------------------------------------------------------------------- the export gate
 
-from lsnet_deploy.exporters import ExportOptions  # noqa: E402
-
-needs_gate_diff = pytest.mark.skipif(
-    "class_map" not in ExportOptions.__dataclass_fields__,
-    reason="exporters/base.py does not have issue 25's --class-map change yet (the lead applies it)")
-
-
-@needs_gate_diff
 def test_export_gate_scores_pytorch_and_artifact_by_name(tmp_path, fixture_checkpoint, cat_dog):
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(CLASSES) + "\n")
@@ -215,7 +207,6 @@ def test_export_gate_scores_pytorch_and_artifact_by_name(tmp_path, fixture_check
     assert abs(accuracy["drop"]) <= 100 / accuracy["pytorch"]["count"] + 1e-9
 
 
-@needs_gate_diff
 def test_export_refuses_misspelt_or_unlabelled_subsets_before_any_work(tmp_path, fixture_checkpoint):
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(CLASSES) + "\n")
@@ -233,13 +224,6 @@ def test_export_refuses_misspelt_or_unlabelled_subsets_before_any_work(tmp_path,
 
 # ----------------------------------------------------------------------------------- lsnet-bench --data
 
-from lsnet_deploy.bench.plan import BenchPlan  # noqa: E402
-
-needs_bench_diff = pytest.mark.skipif(
-    "class_map" not in BenchPlan.__dataclass_fields__,
-    reason="lsnet_deploy/bench and cli/bench.py do not have issue 25's class-mapping change yet (the lead applies it)")
-
-
 def bench(*args):
     from lsnet_deploy.cli.bench import app, normalize_args
     from typer.testing import CliRunner
@@ -248,7 +232,6 @@ def bench(*args):
     return CliRunner().invoke(app, normalize_args([str(a) for a in args] + quick))
 
 
-@needs_bench_diff
 def test_bench_scores_a_sizeless_checkpoint_and_an_artifact_through_one_mapping(tmp_path, cifar_model, cat_dog):
     import torch
 
@@ -269,7 +252,6 @@ def test_bench_scores_a_sizeless_checkpoint_and_an_artifact_through_one_mapping(
     assert "reference" in result.output  # the checkpoint is evaluated once, as the reference, and says so
 
 
-@needs_bench_diff
 def test_bench_refuses_an_unlabelled_subset_before_timing(tmp_path, cifar_model, cat_dog):
     from lsnet_deploy.exporters import ExportOptions, export_model
 

@@ -53,6 +53,5 @@ def test_an_nn_module_with_nan_weights_is_not_called_a_drift(tmp_path, cifar_mod
         export_model(model, "onnx", tmp_path / "x.onnx", ExportOptions())
     message = str(info.value)
     assert "PyTorch outputs NaN or inf" in message and "cosine 1.000000" not in message
-    if "class_map" in ExportOptions.__dataclass_fields__:  # exporters/base.py with issue 25's change
-        assert "fix the checkpoint" in message and "--ska" not in message
+    assert "fix the checkpoint" in message and "--ska" not in message
     assert not (tmp_path / "x.onnx").exists()

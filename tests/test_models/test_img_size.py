@@ -2,6 +2,8 @@
 
 import argparse
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -125,7 +127,16 @@ def test_a_published_architecture_assumes_224_and_says_so(tmp_path):
     assert load_model(path, img_size=288).load_notes == ["attention bias resampled from 224x224 to 288x288"]
 
 
-def test_conformance_checkpoints_load_at_the_size_their_cases_json_records(conformance_dir):
-    for name in ("tiny", "tiny_distill", "lsnet_t"):
-        model = load_model(conformance_dir / f"{name}.pth")
-        assert model.img_size == ((224, 224) if name == "lsnet_t" else (128, 128))
+def test_nothing_beside_a_checkpoint_sets_its_size(conformance_dir, tmp_path):
+    import shutil
+
+    # a conformance-style cases.json beside the file used to set 128 silently; loading reads only the file
+    shutil.copy(conformance_dir / "tiny.pth", tmp_path / "tiny.pth")
+    shutil.copy(conformance_dir / "cases.json", tmp_path / "cases.json")
+    with pytest.raises(UsageError, match="fits 96 or 128; pass --imgsz"):
+        load_model(tmp_path / "tiny.pth")
+    assert load_model(tmp_path / "tiny.pth", img_size=128).img_size == (128, 128)
+    assert load_model(SIZED_TINY).img_size == (128, 128)  # recorded in its training args
+    cli = subprocess.run([sys.executable, "-m", "lsnet_deploy", "-w", str(tmp_path / "tiny.pth"),
+                          "-o", str(tmp_path / "tiny.onnx")], capture_output=True, text=True)
+    assert cli.returncode == 2 and "pass --imgsz" in cli.stderr and not (tmp_path / "tiny.onnx").exists()

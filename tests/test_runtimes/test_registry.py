@@ -13,7 +13,8 @@ from lsnet_deploy.runtimes import (Runner, artifact_suffixes, canonical_runtime,
 
 def test_every_runtime_declares_its_facts():
     registered = runtimes()
-    assert list(registered) == ["torch", "ort", "executorch", "coreml", "tensorrt", "litert", "qnn"]
+    assert list(registered) == ["torch", "ort", "executorch", "coreml", "tensorrt", "litert", "qnn", "ort-arm64",
+                                "litert-arm64", "litert-arm64-fp16", "executorch-arm64"]
     for name, cls in registered.items():
         assert issubclass(cls, Runner) and cls.name == name and cls.title
         assert isinstance(cls.suffixes, tuple) and all(s.startswith(".") and s == s.lower() for s in cls.suffixes)

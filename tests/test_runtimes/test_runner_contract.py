@@ -21,7 +21,10 @@ from ..conftest import conformance_case
 
 #: float32 artifacts agree with PyTorch to this fraction of the largest logit (the export gate's bound)
 RELATIVE_TOLERANCE = 1e-3
-FILE_RUNTIMES = [name for name, cls in runtimes().items() if cls.suffixes]
+#: runtimes that compute float models in float16 (the Snapdragon HTP): the float16 export gate's bound
+HALF_PRECISION_TOLERANCE = {"qnn": 2e-2}
+#: the default runtime of each file type (the emulated ARM twins run them only when named: tests/test_arm)
+FILE_RUNTIMES = [name for name, cls in runtimes().items() if cls.suffixes and cls.claims_suffixes]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,8 @@ def test_runner_contract(name, tiny, tmp_path):
         assert [d for d in shape if d is not None] == [d for d, s in zip(x.shape, shape) if s is not None]
         out = runner.infer(x)
         assert out.dtype == np.float32 and out.shape == y.shape
-        np.testing.assert_allclose(out, y, rtol=0, atol=RELATIVE_TOLERANCE * float(np.abs(y).max()))
+        tolerance = HALF_PRECISION_TOLERANCE.get(name, RELATIVE_TOLERANCE)
+        np.testing.assert_allclose(out, y, rtol=0, atol=tolerance * float(np.abs(y).max()))
         assert [o.shape for o in runner.infer_outputs(x)] == [y.shape]
     finally:
         runner.deactivate()
