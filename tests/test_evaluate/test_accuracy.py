@@ -12,19 +12,25 @@ from ..conftest import TRAINED, TRAINED_MIN_TOP1
 ONNX_SUBSET = 1000  # images (evenly spread over the sorted test set) for the artifact check
 
 
+#: correct top-1 / top-5 of each fixture on the committed 1,000 test pictures (first measured 2026-12-03; the
+#: cards record the whole 5,000-picture test set, which is not committed)
+SUBSET_CORRECT = {"cifar_small": (851, 991), "cifar_lsnet_t": (755, 985)}
+#: how far the 1,000-picture top-1 may sit from the card's 5,000-picture one (about two standard errors)
+SUBSET_SAMPLING_POINTS = 2.5
+
+
 @pytest.mark.slow
 def test_fixture_top1_reproduces_exactly(trained, cifar_test_dir):
     recorded = trained.card["eval"]
     report = evaluate(trained.model, cifar_test_dir, batch_size=recorded["batch_size"],
                       threads=recorded["eval_threads"])
-    assert report.count == recorded["count"] == 5000
+    assert report.count == 1000 and recorded["count"] == 5000
     assert report.unreadable == 0
-    assert report.correct == recorded["correct_top1"]
-    assert report.top1 == pytest.approx(recorded["top1"], abs=1e-9)
-    assert report.top5 == pytest.approx(recorded["top5"], abs=1e-9)
+    assert (report.correct, report.correct_top5) == SUBSET_CORRECT[trained.name]
+    assert abs(report.top1 - recorded["top1"]) <= SUBSET_SAMPLING_POINTS
     assert report.top1 > TRAINED_MIN_TOP1  # a trained model, far above the 10% of chance
     assert set(report.per_class) == {p.name for p in cifar_test_dir.iterdir() if p.is_dir()}
-    assert all(row["count"] == 500 for row in report.per_class.values())
+    assert all(row["count"] == 100 for row in report.per_class.values())
 
 
 def test_fixture_checkpoint_keeps_training_format(trained):

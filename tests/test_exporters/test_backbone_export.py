@@ -119,7 +119,7 @@ def test_artist_classifier_exports_logits_and_embedding(tmp_path):
     from lsnet_deploy import Predictor
 
     io = torch.load(ARTIST / "artist_small.io.pt", weights_only=True)
-    model = ClassifierOutputs(load_model(ARTIST / "artist_small.pth"), ("logits", "embedding"))
+    model = ClassifierOutputs(load_model(ARTIST / "artist_small.pth", img_size=128), ("logits", "embedding"))
     result = export_model(model, "onnx", tmp_path / "artist.onnx", ExportOptions(batch=2))
     assert list(result.validation.reports) == ["logits", "embedding"]
     names, (logits, embedding) = _run_onnx(result.path, io["input"].numpy())

@@ -140,7 +140,7 @@ def test_freezing_the_grid_for_export_keeps_the_outputs(mode):
 @needs_artist
 @pytest.mark.parametrize("fused", [False, True], ids=["built", "fused"])
 def test_artist_model_reproduces_logits_and_embedding(fused):
-    model = load_model(ARTIST / "artist_small.pth")
+    model = load_model(ARTIST / "artist_small.pth", img_size=128)
     io = torch.load(ARTIST / "artist_small.io.pt", weights_only=True)
     assert set(model.state_dict()) == set(torch.load(ARTIST / "artist_small.pth", weights_only=True))
     assert model.feature_dim == 48 and model.num_classes == 7
