@@ -8,6 +8,7 @@ its traceback.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from typing import Iterator
 
@@ -40,6 +41,17 @@ def cli_errors(prog: str) -> Iterator[None]:
     except KeyboardInterrupt:
         err(f"{prog}: interrupted")
         raise typer.Exit(130) from None
+
+
+@contextlib.contextmanager
+def json_errors(enabled: bool) -> Iterator[None]:
+    """With --json, a failure still prints one JSON object on stdout (the one-line error goes to stderr too)."""
+    try:
+        yield
+    except LsnetDeployError as exc:
+        if enabled:
+            typer.echo(json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code}))
+        raise
 
 
 @contextlib.contextmanager

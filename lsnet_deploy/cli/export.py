@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..accuracy import CLASS_MAP_HELP
-from .common import cli_errors, err, human_size, parse_imgsz, resolve_model
+from .common import cli_errors, err, human_size, json_errors, parse_imgsz, resolve_model
 
 PROG = "lsnet-export"
 
@@ -150,7 +149,7 @@ def export(
     from ..metadata import read_labels
     from ..models.outputs import ClassifierOutputs, parse_outputs
 
-    with cli_errors(PROG), _json_errors(json_output):
+    with cli_errors(PROG), json_errors(json_output):
         size = parse_imgsz(imgsz)
         if batch < 1:
             raise UsageError(f"--batch must be a positive integer, got {batch}")
@@ -194,19 +193,6 @@ def export(
         typer.echo(json.dumps({"ok": True, **result.to_dict()}))
         return
     _print_summary(result)
-
-
-@contextlib.contextmanager
-def _json_errors(enabled: bool):
-    """With --json, a failure still prints one JSON object on stdout (the one-line error goes to stderr too)."""
-    from ..errors import LsnetDeployError
-
-    try:
-        yield
-    except LsnetDeployError as exc:
-        if enabled:
-            typer.echo(json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code}))
-        raise
 
 
 #: layers of the --int8-ranking shown in the summary (--json has them all)

@@ -3,14 +3,13 @@ accelerator's own tool says (partitions, operators placed, operators left to the
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .common import cli_errors
+from .common import cli_errors, json_errors
 
 PROG = "lsnet-inspect"
 
@@ -39,7 +38,7 @@ def inspect(
     """Ask each accelerator's tool where FILE's operators run."""
     from ..accelerators import artifact_format, inspect_artifact
 
-    with cli_errors(PROG), _json_errors(json_output):
+    with cli_errors(PROG), json_errors(json_output):
         fmt = artifact_format(file)
         reports = inspect_artifact(file, accelerator or None, soc=soc)
     if json_output:
@@ -67,19 +66,6 @@ def _print_report(report) -> None:
                + ("" if report.verified else " (not verified here)"))
     if report.note:
         typer.echo(f"    note: {report.note}")
-
-
-@contextlib.contextmanager
-def _json_errors(enabled: bool):
-    """With --json, a failure still prints one JSON object on stdout (the one-line error goes to stderr too)."""
-    from ..errors import LsnetDeployError
-
-    try:
-        yield
-    except LsnetDeployError as exc:
-        if enabled:
-            typer.echo(json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code}))
-        raise
 
 
 def main() -> None:
