@@ -70,8 +70,25 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
 
 
+class OrtSessionIO:
+    """What every runner over an ``onnxruntime.InferenceSession`` (``self.session``, fed by ``self.input_name``)
+    does the same way: run it, return float32 outputs, drop it."""
+
+    session = None
+    input_name: str = ""
+
+    def _deactivate(self) -> None:
+        self.session = None
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run(None, {self.input_name: x})[0], dtype=np.float32)
+
+    def _infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(out, dtype=np.float32) for out in self.session.run(None, {self.input_name: x})]
+
+
 @register_runtime
-class OnnxRuntimeRunner(Runner):
+class OnnxRuntimeRunner(OrtSessionIO, Runner):
     """Runs an ONNX (or ORT-format) model with ONNX Runtime.
 
     Args:
@@ -147,15 +164,6 @@ class OnnxRuntimeRunner(Runner):
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise RuntimeUnavailableError(f"ONNX Runtime cannot load {self.path}: {first_line(exc)}") from None
         self.input_name = self.session.get_inputs()[0].name
-
-    def _deactivate(self) -> None:
-        self.session = None
-
-    def _infer(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {self.input_name: x})[0], dtype=np.float32)
-
-    def _infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
-        return [np.asarray(out, dtype=np.float32) for out in self.session.run(None, {self.input_name: x})]
 
     def input_metadata(self) -> InputMetadata | None:
         """The session's first input: symbolic dimensions as None, ``tensor(float)`` as ``float32``."""

@@ -17,10 +17,10 @@ import mmap
 import threading
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import RuntimeUnavailableError, first_line, require
 from .base import InputMetadata, Runner, static_dims
+from .onnxruntime_runner import OrtSessionIO
 from .registry import register_runtime
 
 EP_NAME = "QNNExecutionProvider"
@@ -177,7 +177,7 @@ def soc_of(metadata: dict[str, str], requested: str | None = None):
 
 
 @register_runtime
-class QnnRunner(Runner):
+class QnnRunner(OrtSessionIO, Runner):
     """Runs an ONNX model on the Hexagon HTP through ONNX Runtime's QNN execution provider.
 
     Args:
@@ -245,15 +245,6 @@ class QnnRunner(Runner):
             raise RuntimeUnavailableError(f"the QNN execution provider cannot load {self.path} for "
                                           f"{self.soc.name} ({self.soc.arch}): {first_line(exc)}{hint}") from None
         self.input_name = self.session.get_inputs()[0].name
-
-    def _deactivate(self) -> None:
-        self.session = None
-
-    def _infer(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {self.input_name: x})[0], dtype=np.float32)
-
-    def _infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
-        return [np.asarray(out, dtype=np.float32) for out in self.session.run(None, {self.input_name: x})]
 
     def input_metadata(self) -> InputMetadata | None:
         """The session's first input (float32 in every precision)."""
