@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "data" / "sized_checkpoints" / "tiny.pth"  # records its input size (128)
-PEERS = REPO.parent / "shared" / "peers"
+from ..conftest import PEERS, REPO, SIZED_CHECKPOINTS
+
+TINY = SIZED_CHECKPOINTS / "tiny.pth"  # records its input size (128)
 
 
 @pytest.fixture(scope="session")
