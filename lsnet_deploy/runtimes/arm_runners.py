@@ -164,17 +164,72 @@ class ExecuTorchArm64Runner(ArmEmulatedRunner):
     worker_runtime = "executorch"
 
 
-def arm_runtime_for(runtime: str) -> str | None:
-    """The emulated ARM runtime that runs what ``runtime`` runs, with the same kernels' defaults (``ort`` ->
-    ``ort-arm64``, ``litert`` -> ``litert-arm64``, ``executorch`` -> ``executorch-arm64``), or None (``coreml``...).
+#: the precisions an export can have (``ExportOptions.precision``)
+PRECISIONS = ("float32", "float16", "int8")
+
+
+def arm_runtime_for(runtime: str, precision: str = "float32") -> str | None:
+    """The emulated ARM runtime that runs what ``runtime`` runs with the kernels a phone's app gets by
+    default (``ort`` -> ``ort-arm64``, ``litert`` -> ``litert-arm64``, ``executorch`` -> ``executorch-arm64``),
+    or None where there is none (``coreml``, ``tensorrt``...).
+
+    The precision does not change the choice today: a ``--half`` ``.tflite`` maps to ``litert-arm64`` (the
+    default XNNPACK delegate, which dequantizes its float16 weights and computes in float32 on ARM too), not
+    to ``litert-arm64-fp16`` (XNNPACK's FORCE_FP16, an app's opt-in that refuses LSNet's attention products
+    of two activations: docs/arm.md). ``.onnx`` and ``.pte`` float16 artifacts compute in fp16 on ARM by
+    themselves. It is an argument so that a precision-specific runner can be chosen here, in one place.
 
     Args:
         runtime: a runtime name or alias.
-    """
-    from .registry import canonical_runtime, runtimes
+        precision: the artifact's precision, ``float32``, ``float16`` or ``int8``.
 
+    Raises:
+        UsageError: unknown runtime or precision.
+    """
+    from .registry import canonical_runtime
+
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     name = canonical_runtime(runtime)
-    for cls in runtimes().values():
-        if issubclass(cls, ArmEmulatedRunner) and cls.stands_in_for_native and cls.native.name == name:
+    for cls in _arm_runner_classes():
+        if cls.stands_in_for_native and cls.native.name == name:
             return cls.name
     return None
+
+
+def arm_kernels_description() -> str:
+    """One line naming the kernels an ARM gate ran on, for the export record: ``arm64 cortex-a76 (qemu)``."""
+    from ..arm.environment import CPU
+
+    return f"arm64 {CPU} (qemu)"
+
+
+def require_arm_runtime(runtime: str, precision: str = "float32") -> str:
+    """``arm_runtime_for``, checked: the ARM runtime's name, once its emulated environment is there.
+
+    Raises:
+        UsageError: no ARM build of ``runtime``, no emulator, or no cached environment (for ``.pte``: no
+            ExecuTorch step), in one line naming ``python -m lsnet_deploy.arm.setup``.
+    """
+    from ..arm.environment import SETUP_COMMAND, find_environment
+    from ..errors import RuntimeUnavailableError
+
+    arm = arm_runtime_for(runtime, precision)
+    if arm is None:
+        choices = sorted({cls.native.name for cls in _arm_runner_classes() if cls.stands_in_for_native})
+        raise UsageError(f"{runtime} has no ARM build to validate on; --validate-on arm works for the "
+                         f"{', '.join(choices)} runtimes' formats (use --validate-on host)")
+    try:
+        environment = find_environment()
+    except RuntimeUnavailableError as exc:
+        raise UsageError(f"--validate-on arm needs the emulated arm64 environment: {exc}") from None
+    if arm == ExecuTorchArm64Runner.name and environment.pte_library is None:
+        raise UsageError(f"{arm} needs the ExecuTorch step of the arm64 environment: "
+                         f"`{SETUP_COMMAND} --with-executorch`")
+    return arm
+
+
+def _arm_runner_classes() -> list[type[ArmEmulatedRunner]]:
+    from .registry import runtimes
+
+    return [cls for cls in runtimes().values() if issubclass(cls, ArmEmulatedRunner)]
