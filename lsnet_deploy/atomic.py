@@ -17,23 +17,71 @@ from typing import Iterator
 from .errors import UsageError
 
 
+def ensure_writable(path: str | Path, option: str = "--output", artifact_is_directory: bool = False) -> Path:
+    """Check, before any work, that ``path`` can be written; raise one UsageError line if not.
+
+    The folder that will hold ``path`` must exist, be a folder, and take a new file: a one-byte probe
+    file is created and removed there, so a read-only mount, a full disk and a pseudo file system such as
+    ``/proc`` are refused as well as a folder whose permissions forbid writing (which root ignores).
+    Nothing is created at ``path`` itself, and nothing is left behind.
+
+    Args:
+        path: the file (or, with ``artifact_is_directory``, the package directory) that will be written.
+        option: the option that named ``path``, used in the message (``--output``, ``--plot``).
+        artifact_is_directory: the artifact is itself a directory (a Core ML package), so an existing
+            directory at ``path`` is a previous artifact to replace, not a mistake.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        UsageError: the path cannot be written; the message names why and what to do.
+    """
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not str(path).strip():
+        raise UsageError(f"{option} is empty; give a file name")
+    if not parent.exists():
+        raise UsageError(f"{option} {target}: folder {parent} does not exist; create it or choose another {option}")
+    if not parent.is_dir():
+        raise UsageError(f"{option} {target}: {parent} is not a directory; choose another {option}")
+    if target.is_dir() and not artifact_is_directory:
+        raise UsageError(f"{option} {target} is a directory; give a file name")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        why = " (a read-only file system)" if os.statvfs(parent).f_flag & os.ST_RDONLY else ""
+        raise UsageError(f"{option} {target}: folder {parent} is not writable{why}; choose another {option}")
+    if target.exists() and not target.is_dir() and not os.access(target, os.W_OK):
+        raise UsageError(f"{option} {target} is not writable; choose another {option}")
+    _probe_write(parent, target, option)
+    return target
+
+
+def _probe_write(parent: Path, target: Path, option: str) -> None:
+    """Create, write one byte to and remove a hidden file in ``parent``: the only sure test of writability."""
+    probe = None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".lsnet-write-probe-", dir=parent)
+        try:
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"{option} {target}: cannot create a file in {parent} ({reason}); choose another {option}") from None
+    finally:
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+
+
 def check_writable_dir(target: Path, artifact_is_directory: bool = False) -> None:
-    """Raise UsageError unless the directory that will hold ``target`` exists and is writable.
+    """Raise UsageError unless the directory that will hold ``target`` can take it (see ``ensure_writable``).
 
     Args:
         target: the artifact path.
-        artifact_is_directory: the artifact is itself a directory (a Core ML package), so an existing
-            directory at ``target`` is a previous artifact to replace, not a mistake.
+        artifact_is_directory: the artifact is itself a directory (a Core ML package).
     """
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.exists():
-        raise UsageError(f"output directory {parent} does not exist; create it or choose another --output")
-    if not parent.is_dir():
-        raise UsageError(f"{parent} is not a directory; choose another --output")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"output directory {parent} is not writable; choose another --output")
-    if target.is_dir() and not artifact_is_directory:
-        raise UsageError(f"{target} is a directory; give a file name with --output")
+    ensure_writable(target, "--output", artifact_is_directory=artifact_is_directory)
 
 
 def remove_path(path: Path) -> None:
