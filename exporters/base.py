@@ -53,6 +53,9 @@ class ExportOptions:
     ska: str = "auto"
     fuse: bool = True
     validate: bool = True
+    #: where the artifact is validated and ``--data``-gated: ``host`` (this machine's runtime) or ``arm``
+    #: (the aarch64 build of the format's runtime, emulated: ``runtimes.arm_runners``)
+    validate_on: str = "host"
     labels: list[str] | None = None
     #: an ImageFolder of labelled pictures: the artifact's top-1 there may drop by at most ``max_drop``
     #: points below the PyTorch model's
@@ -90,14 +93,17 @@ class ExportOptions:
 
 
 # options every format understands
-COMMON_OPTIONS = frozenset({"batch", "ska", "fuse", "validate", "labels", "data", "max_drop", "int8_ranking",
+COMMON_OPTIONS = frozenset({"batch", "ska", "fuse", "validate", "validate_on", "labels", "data", "max_drop", "int8_ranking",
                             "accelerator", "allow_fallback", "class_map"})
 OPTION_FLAGS = {"data": "--data", "max_drop": "--max-drop", "dynamic": "--dynamic", "dynamic_hw": "--dynamic-hw", "half": "--half", "int8": "--int8", "calib": "--calib",
                 "int8_ranking": "--int8-ranking", "class_map": "--class-map",
                 "opset": "--opset", "simplify": "--no-simplify", "deployment_target": "--target",
                 "image_input": "--tensor-input", "float32": "--float32", "workspace": "--workspace", "dla_core": "--dla-core",
                 "timing_cache": "--timing-cache", "max_batch": "--max-batch", "accelerator": "--accelerator",
-                "allow_fallback": "--allow-fallback", "soc": "--soc"}
+                "allow_fallback": "--allow-fallback", "soc": "--soc", "validate_on": "--validate-on"}
+
+#: the ``--validate-on`` choices: this machine's runtime, or the ARM build of it (emulated)
+VALIDATE_ON = ("host", "arm")
 
 
 #: why a format refuses --dynamic-hw (formats whose ``supported_options`` lack ``dynamic_hw``)
@@ -399,6 +405,7 @@ def check_export(fmt: str, options: ExportOptions) -> Exporter:
     exporter.check_options(options)
     if options.batch < 1:
         raise UsageError(f"--batch must be at least 1, got {options.batch}")
+    validation_runtime(exporter, options)  # a format with no ARM build fails before its extras are even checked
     exporter.check_environment(options)
     target = exporter.check_accelerator(exporter.effective_options(options))
     if target is not None:
@@ -411,6 +418,48 @@ def check_export(fmt: str, options: ExportOptions) -> Exporter:
 
         get_soc(options.soc)  # an unknown SoC fails before any work
     return exporter
+
+
+def validation_runtime(exporter: Exporter, options: ExportOptions) -> str:
+    """The runtime that validates and ``--data``-gates this export: the format's own (``--validate-on host``),
+    or the emulated aarch64 build of it (``--validate-on arm``: ``runtimes.arm_runners``).
+
+    Raises:
+        UsageError: an unknown ``--validate-on``, ``arm`` with ``--no-validate``, a format whose runtime has no
+            ARM build (Core ML, TensorRT, QNN), or no emulated arm64 environment set up here.
+    """
+    if options.validate_on not in VALIDATE_ON:
+        raise UsageError(f"unknown --validate-on {options.validate_on!r}; choose {' or '.join(VALIDATE_ON)}")
+    if options.validate_on == "host":
+        return exporter.runtime
+    if not options.validate:
+        raise UsageError("--validate-on arm picks where the artifact is validated; drop --no-validate")
+    from ..runtimes.arm_runners import arm_runtime_for, require_arm_runtime
+
+    if arm_runtime_for(exporter.runtime) is None:
+        raise UsageError(f"--format {exporter.name} has no ARM build of its runtime ({exporter.runtime}) to validate "
+                         f"on; --validate-on arm takes {', '.join(arm_formats())} (use --validate-on host)")
+    return require_arm_runtime(exporter.runtime, options.precision)
+
+
+def arm_formats() -> list[str]:
+    """The formats whose runtime has an emulated ARM build (``--validate-on arm``)."""
+    from ..runtimes.arm_runners import arm_runtime_for
+
+    return [name for name, cls in _REGISTRY.items() if arm_runtime_for(cls.runtime) is not None]
+
+
+def kernels_of(runtime: str) -> str:
+    """The kernels a validation on ``runtime`` ran on, for the record: ``arm64 cortex-a76 (qemu)`` for an
+    emulated ARM runtime, else this machine's architecture (``x86_64 host``)."""
+    import platform
+
+    from ..runtimes import get_runtime
+    from ..runtimes.arm_runners import ArmEmulatedRunner, arm_kernels_description
+
+    if issubclass(get_runtime(runtime), ArmEmulatedRunner):
+        return arm_kernels_description()
+    return f"{platform.machine()} host"
 
 
 def prepare_model(model: torch.nn.Module, ska_form: str, fuse: bool,
@@ -750,11 +799,17 @@ def check_artifact(exporter: Exporter, written: Written, tmp: Path, context: Exp
     options = context.options
     report = None
     reason = exporter.cannot_validate(context)
-    if options.validate and reason is None:
-        context.progress(f"validating against PyTorch ({exporter.runtime})")
-        report = validate_file(written.validate_path or tmp, exporter.runtime, context, f"{exporter.name} artifact",
-                               hint=exporter.drift_hint(options))
+    runtime = validation_runtime(exporter, options)
     details = dict(written.details)
+    # the ARM build's name goes into messages, so a refusal says which kernels missed
+    name = exporter.name if runtime == exporter.runtime else f"{exporter.name} on {runtime}"
+    if reason is None and (options.validate or options.data is not None):
+        details["validated_on"] = {"runtime": runtime, "kernels": kernels_of(runtime)}
+    if options.validate and reason is None:
+        context.progress(f"validating against PyTorch ({runtime})")
+        report = validate_file(written.validate_path or tmp, runtime, context,
+                               f"{exporter.name} artifact" + ("" if name == exporter.name else f" on {runtime}"),
+                               hint=exporter.drift_hint(options))
     target = context.accelerator
     emulator = target.emulator_runtime if target is not None else None
     if emulator == exporter.runtime:
@@ -770,8 +825,8 @@ def check_artifact(exporter: Exporter, written: Written, tmp: Path, context: Exp
         details["accelerator_validation"] = emulated.to_dict()
     if options.data is not None:
         details["accuracy"] = ({"skipped": reason} if reason is not None
-                               else accuracy_gate(written.validate_path or tmp, emulator or exporter.runtime,
-                                                  exporter.name if emulator is None else f"{exporter.name} on "
+                               else accuracy_gate(written.validate_path or tmp, emulator or runtime,
+                                                  name if emulator is None else f"{exporter.name} on "
                                                   f"{target.name}", context))
     return report, details
 

@@ -44,6 +44,14 @@ def _soc_help() -> str:
             f"Default {DEFAULT_SOC}.")
 
 
+def _validate_on_help() -> str:
+    from ..exporters.base import arm_formats
+
+    return ("Where the artifact is validated and --data-gated: host (this machine's runtime, default) or arm (the "
+            "aarch64 build of the format's runtime under qemu, Cortex-A76 kernels as on a phone; formats "
+            f"{', '.join(arm_formats())}; set up once with python -m lsnet_deploy.arm.setup).")
+
+
 ALLOW_FALLBACK_HELP = ("With --accelerator: keep an artifact the accelerator cannot take whole (the operators "
                        "it leaves run on the CPU, listed in the summary) instead of refusing it.")
 
@@ -119,6 +127,7 @@ def export(
     no_simplify: Annotated[bool, typer.Option("--no-simplify", help="Skip onnxsim and the ONNX Runtime graph rewrites.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output path (default <model><suffix> here).")] = None,
     no_validate: Annotated[bool, typer.Option("--no-validate", help="Skip the comparison with PyTorch.")] = False,
+    validate_on: Annotated[str, typer.Option("--validate-on", help=_validate_on_help())] = "host",
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Class names: one per line, or a JSON list.")] = None,
     target: Annotated[Optional[str], typer.Option("--target", help="Core ML minimum deployment target (default iOS16).")] = None,
     tensor_input: Annotated[bool, typer.Option("--tensor-input", help="Core ML: plain tensor input instead of an image.")] = False,
@@ -161,6 +170,7 @@ def export(
             raise UsageError(str(exc)) from None
         options = ExportOptions(batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, half=half, int8=int8, calib=calib, opset=opset,
                                 simplify=not no_simplify, ska=ska, fuse=not no_fuse, validate=not no_validate,
+                                validate_on=validate_on,
                                 labels=read_labels(labels) if labels is not None else None,
                                 data=data, max_drop=max_drop, class_map=class_map, int8_ranking=int8_ranking,
                                 deployment_target=target, image_input=not tensor_input, float32=float32,
@@ -222,6 +232,9 @@ def _print_summary(result) -> None:
         lines.append(f"  validation  {result.validation.summary()}")
     else:
         lines.append(f"  validation  skipped: {result.validation_skipped}")
+    validated_on = result.details.get("validated_on")
+    if validated_on:
+        lines.append(f"  gated on    {validated_on['runtime']}, {validated_on['kernels']}")
     accuracy = result.details.get("accuracy")
     if accuracy and "skipped" in accuracy:
         lines.append(f"  accuracy    not measured: {accuracy['skipped']}")
