@@ -37,6 +37,10 @@ class MissingDependencyError(LsnetDeployError, ImportError):
         super().__init__(f"{package} is not installed{what}: pip install \"lsnet-deploy[{extra}]\"")
 
 
+class OutputWriteError(LsnetDeployError):
+    """An output that failed while being written (a disk that filled up); nothing partial is left."""
+
+
 class ExportError(LsnetDeployError):
     """An export that failed; nothing is left at the output path."""
 

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..atomic import normal_modes
+from ..atomic import ensure_writable, normal_modes
 from ..errors import UsageError, require
 from .report import Row
 
@@ -35,9 +35,7 @@ def plot_latency(rows: list[Row], path: str | Path, title: str | None = None) ->
 
     if not rows:
         raise UsageError("no benchmark results to plot")
-    path = Path(path)
-    if not path.parent.exists():
-        raise UsageError(f"directory {path.parent} does not exist; choose another --plot path")
+    path = ensure_writable(path, "--plot")
 
     # a bar group per model, labelled with what was measured (file names with suffix, precision)
     artifacts: dict[tuple, list[str]] = {}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import UsageError
+from ..errors import OutputWriteError, UsageError
 
 SCHEMA = "lsnet-bench/1"
 #: statistics every record must carry to be reported
@@ -45,15 +45,19 @@ def append_records(path: str | Path, records: Iterable[dict]) -> int:
 
     Raises:
         UsageError: the file cannot be opened for appending.
+        OutputWriteError: a write failed (a full disk): the file is put back as it was (removed if this
+            call created it), so no empty or half-written results file is left.
     """
     path = Path(path)
     lines = [json.dumps(record, sort_keys=False, allow_nan=False) + "\n" for record in records]
     if not lines:
         return 0
+    existed = path.exists()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
         raise UsageError(f"cannot write results to {path}: {exc.strerror}; choose another --output") from None
+    size = os.fstat(fd).st_size
     try:
         prefix = "\n" if _ends_mid_line(path) else ""
         for i, line in enumerate(lines):
@@ -62,9 +66,24 @@ def append_records(path: str | Path, records: Iterable[dict]) -> int:
             while written < len(data):  # a short write on a regular file is rare but legal
                 written += os.write(fd, data[written:])
         os.fsync(fd)
+    except OSError as exc:
+        _restore(path, fd, size, existed)
+        raise OutputWriteError(f"cannot write results to {path}: {exc.strerror or exc}; free some space or choose "
+                               "another --output (the file is as it was before)") from None
     finally:
         os.close(fd)
     return len(lines)
+
+
+def _restore(path: Path, fd: int, size: int, existed: bool) -> None:
+    """Undo a failed append: cut the file back to ``size``, or remove it if the append created it."""
+    try:
+        if existed:
+            os.ftruncate(fd, size)
+        else:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def _ends_mid_line(path: Path) -> bool:

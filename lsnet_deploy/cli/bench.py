@@ -21,6 +21,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..accuracy import CLASS_MAP_HELP
+from ..atomic import ensure_writable
 from ..bench.phone import PhoneOptions
 from ..runtimes import artifact_suffixes, runtimes
 from .common import cli_errors, err, parse_imgsz
@@ -338,6 +339,8 @@ def run_command(
         elif phone_given:
             verb = "is" if len(phone_given) == 1 else "are"
             raise UsageError(f"{', '.join(phone_given)} {verb} used only with --adb")
+        if not no_save:
+            ensure_writable(output, "--output")  # before anything is built or timed
         if adb is not None and device_tool:
             _run_on_phone(artifacts=list(artifacts or []), model=model, weights=weights, runtime=runtime,
                           provider=provider, device=device, batch=batch, imgsz=imgsz, threads=threads,
@@ -366,8 +369,6 @@ def run_command(
                           ska=ska, warmup=warmup, warmup_time=warmup_time, iters=iters, min_time=min_time,
                           protocol=protocol, spinning=spinning, keep_samples=keep_samples)
         plan = dataclasses.replace(plan, data=data, data_limit=data_limit, class_map=class_map)
-        if not no_save and output.is_dir():
-            raise UsageError(f"--output {output} is a directory; give a file name")
         if plan.protocol == "paper" and plan.protocol_overrides:
             err(f"{PROG}: note: paper protocol with your {', '.join(plan.protocol_overrides)} (recorded)")
         if adb is not None:
@@ -388,13 +389,13 @@ def _run_target(target, plan, output: Path, no_save: bool, json_output: bool) ->
 
     saved = 0
     for records in target.run(plan, lambda message: err(f"{PROG}: {message} ...")):
-        if not no_save:
-            saved += append_records(output, records)
-        if json_output:
+        if json_output:  # shown before saving: a disk that fills up does not lose what was measured
             for record in records:
                 typer.echo(json.dumps(record))
         else:
             typer.echo(render_group(records))
+        if not no_save:
+            saved += append_records(output, records)
     if not no_save:
         err(f"{PROG}: appended {saved} result{'s' * (saved != 1)} to {output} "
             f"(lsnet-bench report {output})")
@@ -441,8 +442,6 @@ def _run_on_phone(*, artifacts, model, weights, runtime, provider, device, batch
         for prov in providers:
             label = spec.label + (f":{prov}" if prov and len(providers) > 1 else "")
             expanded.append(dataclasses.replace(spec, label=label, provider=prov))
-    if not no_save and output.is_dir():
-        raise UsageError(f"--output {output} is a directory; give a file name")
     phone = PhoneOptions(**{**options, "tools": parse_tool_options(options["tools"]),
                             "iters": iters or PhoneOptions.iters, "warmup": PhoneOptions.warmup if warmup is None
                             else warmup})
@@ -473,6 +472,9 @@ def report_command(
     with cli_errors(PROG):
         if fmt not in ("text", "markdown", "md"):
             raise UsageError(f"--format {fmt!r}: choose text or markdown")
+        for path, option in ((output, "--output"), (plot, "--plot")):
+            if path is not None:
+                ensure_writable(path, option)
         records, skipped = read_records(files)
         for line in skipped:
             err(f"{PROG}: warning: {line}")

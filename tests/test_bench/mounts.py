@@ -44,8 +44,9 @@ def tmpfs(where: Path, size_kb: int = 64, read_only: bool = False) -> Iterator[P
 
 
 @contextlib.contextmanager
-def full_disk(where: Path, size_kb: int = 64) -> Iterator[Path]:
-    """A tmpfs on ``where`` filled to the last byte (one hidden filler file)."""
+def full_disk(where: Path, size_kb: int = 64, free_pages: int = 0) -> Iterator[Path]:
+    """A tmpfs on ``where`` filled by one hidden filler file, to the last byte or with ``free_pages``
+    4 KiB pages left free (room for a small probe, not for much more)."""
     with tmpfs(where, size_kb) as root:
         fd = os.open(root / ".filler", os.O_WRONLY | os.O_CREAT, 0o600)
         try:
@@ -53,6 +54,8 @@ def full_disk(where: Path, size_kb: int = 64) -> Iterator[Path]:
                 with contextlib.suppress(OSError):
                     while True:
                         os.write(fd, b"\0" * block)
+            if free_pages:
+                os.ftruncate(fd, max(0, os.fstat(fd).st_size // 4096 - free_pages) * 4096)
         finally:
             os.close(fd)
         yield root
