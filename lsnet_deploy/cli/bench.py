@@ -24,7 +24,7 @@ from ..accuracy import CLASS_MAP_HELP
 from ..atomic import ensure_writable
 from ..bench.phone import PhoneOptions
 from ..runtimes import artifact_suffixes, runtimes
-from .common import cli_errors, err, parse_imgsz
+from .common import JsonParseErrors, cli_errors, err, json_errors, parse_imgsz
 
 PROG = "lsnet-bench"
 COMMANDS = ("run", "report")
@@ -221,7 +221,7 @@ def render_group(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-@app.command("run")
+@app.command("run", cls=JsonParseErrors)
 def run_command(
     artifacts: Annotated[Optional[list[Path]], typer.Argument(help=ARTIFACTS_HELP,
                                                               show_default=False, metavar="ARTIFACT")] = None,
@@ -313,7 +313,7 @@ def run_command(
     from ..bench.targets import target_for
     from ..errors import UsageError
 
-    with cli_errors(PROG):
+    with cli_errors(PROG), json_errors(json_output):
         if ssh_option and not host:
             raise UsageError("--ssh-option is used only with --host")
         if data is not None and host:

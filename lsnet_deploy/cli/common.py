@@ -13,6 +13,7 @@ import os
 from typing import Iterator
 
 import typer
+from typer.core import TyperCommand
 
 from ..errors import LsnetDeployError, MissingDependencyError, UsageError
 
@@ -43,6 +44,14 @@ def cli_errors(prog: str) -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+JSON_OPTION = "--json"
+
+
+def json_error(message: str, exit_code: int) -> None:
+    """Print the JSON object a failed ``--json`` command gives on stdout."""
+    typer.echo(json.dumps({"ok": False, "error": message, "exit_code": exit_code}))
+
+
 @contextlib.contextmanager
 def json_errors(enabled: bool) -> Iterator[None]:
     """With --json, a failure still prints one JSON object on stdout (the one-line error goes to stderr too)."""
@@ -50,8 +59,33 @@ def json_errors(enabled: bool) -> Iterator[None]:
         yield
     except LsnetDeployError as exc:
         if enabled:
-            typer.echo(json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code}))
+            json_error(str(exc), exc.exit_code)
         raise
+
+
+def _click_usage_errors() -> tuple[type[Exception], ...]:
+    """Click's UsageError classes: recent typer ships its own copy of click, older typer uses click itself."""
+    found = {cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError"}
+    with contextlib.suppress(ImportError):
+        import click
+
+        found.add(click.UsageError)
+    return tuple(found)
+
+
+class JsonParseErrors(TyperCommand):
+    """A command whose command-line errors (an unknown option, a bad value, a missing argument) also print
+    the ``--json`` error object on stdout when ``--json`` is among its arguments, as its own failures do
+    (``json_errors``): a script reading stdout always gets JSON. Use as ``@app.command(cls=JsonParseErrors)``."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        wants_json = JSON_OPTION in args[:args.index("--")] if "--" in args else JSON_OPTION in args
+        try:
+            return super().parse_args(ctx, args)
+        except _click_usage_errors() as exc:
+            if wants_json:
+                json_error(exc.format_message(), exc.exit_code)
+            raise
 
 
 @contextlib.contextmanager
