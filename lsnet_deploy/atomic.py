@@ -3,6 +3,12 @@
 An existing file (or ``.mlpackage`` directory) at the target survives any failure, and no temporary
 file is left behind. Finished artifacts get the modes a plain ``open()`` / ``mkdir`` would give them
 (``0666`` / ``0777`` less the umask), not the private ``0600`` / ``0700`` of ``mkstemp`` / ``mkdtemp``.
+
+Ctrl-C and the rename: while an artifact (and its side files) moves into place, SIGINT is caught and held,
+so an interrupt lands either before the rename (the artifact is not there: nothing is left, the command
+exits 130) or after it (the artifact is complete). Inside ``finish_after_output`` (the command-line tools'
+scope) an interrupt that arrives once an artifact is in place is held until the scope ends, so the command
+reports what it wrote and exits as it would have; elsewhere it is raised right after the rename.
 """
 
 from __future__ import annotations
@@ -10,7 +16,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -162,13 +171,86 @@ def staged_output(target: Path, extra_suffixes: tuple[str, ...] = ()) -> Iterato
     try:
         yield tmp
         normal_modes(tmp)
-        replace_path(tmp, target)
         for suffix in extra_suffixes:
             side = Path(f"{tmp}{suffix}")
             if side.exists():
                 normal_modes(side)
-                replace_path(side, Path(f"{target}{suffix}"))
+        with _interrupts_held(target):
+            replace_path(tmp, target)
+            for suffix in extra_suffixes:
+                side = Path(f"{tmp}{suffix}")
+                if side.exists():
+                    replace_path(side, Path(f"{target}{suffix}"))
     finally:
         remove_path(tmp)
         for suffix in extra_suffixes:
             remove_path(Path(f"{tmp}{suffix}"))
+
+
+@dataclass
+class OutputScope:
+    """What ``finish_after_output`` saw: the artifacts put in place, and whether a Ctrl-C was held."""
+
+    written: list[Path] = field(default_factory=list)
+    interrupted: bool = False
+
+
+_scopes: list[OutputScope] = []
+#: while SIGINT is held: "previous" (the handler to restore) and "interrupted" (a Ctrl-C came meanwhile)
+_held: dict = {}
+
+
+def _hold(_signum, _frame) -> None:
+    _held["interrupted"] = True
+
+
+@contextlib.contextmanager
+def _interrupts_held(target: Path) -> Iterator[None]:
+    """Hold SIGINT while ``target`` moves into place. If the move fails, a held Ctrl-C is raised at once; if
+    it succeeds, it is raised right after, unless a ``finish_after_output`` scope keeps holding it until the
+    command has reported (so the exit code says the artifact is there)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        for scope in _scopes:
+            scope.written.append(target)
+        return
+    holding = "previous" in _held  # a scope already holds it, since an earlier artifact
+    if not holding:
+        _held.update(previous=signal.signal(signal.SIGINT, _hold), interrupted=False)
+    moved = False
+    try:
+        yield
+        moved = True
+        for scope in _scopes:
+            scope.written.append(target)
+    finally:
+        if not holding and not (moved and _scopes):
+            _release()
+
+
+def _release() -> None:
+    """Restore the SIGINT handler and deliver a held Ctrl-C to it."""
+    signal.signal(signal.SIGINT, _held.pop("previous"))
+    if _held.pop("interrupted", False):
+        signal.raise_signal(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def finish_after_output() -> Iterator[OutputScope]:
+    """A command's scope for Ctrl-C: once an artifact is completely written and renamed into place, an
+    interrupt no longer stops the command (it reports what it wrote and exits with its own code); before
+    that, Ctrl-C raises KeyboardInterrupt as usual and the staged files are removed.
+
+    Yields:
+        An OutputScope: ``written`` lists the artifacts put in place; ``interrupted`` (set when the
+        scope ends) whether a Ctrl-C was held after one was in place (the caller says so).
+    """
+    scope = OutputScope()
+    _scopes.append(scope)
+    try:
+        yield scope
+    finally:
+        _scopes.remove(scope)
+        if not _scopes and "previous" in _held:
+            signal.signal(signal.SIGINT, _held.pop("previous"))  # the Ctrl-C was for this command: not raised
+            scope.interrupted = _held.pop("interrupted", False)

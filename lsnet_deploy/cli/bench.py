@@ -519,10 +519,10 @@ def normalize_args(args: list[str]) -> list[str]:
 def main() -> None:
     """Console-script entry point."""
     from ..quiet import quiet_third_party_warnings
-    from .common import torch_extra_errors
+    from .common import whole_command
 
     quiet_third_party_warnings()
-    with torch_extra_errors(PROG):
+    with whole_command(PROG):
         app(args=normalize_args(sys.argv[1:]), prog_name=PROG)
 
 

@@ -15,6 +15,7 @@ from typing import Iterator
 import typer
 from typer.core import TyperCommand
 
+from ..atomic import finish_after_output
 from ..errors import LsnetDeployError, MissingDependencyError, UsageError
 
 DEBUG_ENV = "LSNET_DEPLOY_DEBUG"
@@ -89,13 +90,30 @@ class JsonParseErrors(TyperCommand):
 
 
 @contextlib.contextmanager
-def torch_extra_errors(prog: str) -> Iterator[None]:
-    """Around a whole command (help texts included): a torch-free install (``lsnet-deploy[runtime]``) that
-    reaches code needing PyTorch gets one line naming the extra, not a traceback."""
+def whole_command(prog: str) -> Iterator[None]:
+    """Around a whole command in ``main()`` (help texts included).
+
+    - A torch-free install (``lsnet-deploy[runtime]``) that reaches code needing PyTorch gets one line
+      naming the extra, not a traceback.
+    - Ctrl-C and the exit code agree: an interrupt before the artifact is in place exits 130 with nothing
+      left (``cli_errors``); one after it was completely written and renamed into place lets the command
+      finish (its summary, its ``--json`` object, its exit code) and says the interrupt came too late.
+    """
+    outputs = None
     try:
-        yield
-    except ModuleNotFoundError as exc:
-        _missing_torch_extra(prog, exc)
+        with finish_after_output() as outputs:
+            try:
+                yield
+            except ModuleNotFoundError as exc:
+                _missing_torch_extra(prog, exc)
+    finally:
+        if outputs is not None and outputs.interrupted:
+            written = ", ".join(str(path) for path in outputs.written)
+            err(f"{prog}: interrupted after {written} was completely written; it is kept and valid")
+
+
+#: the earlier name of ``whole_command``
+torch_extra_errors = whole_command
 
 
 def _missing_torch_extra(prog: str, exc: ModuleNotFoundError):
