@@ -11,7 +11,6 @@ can call them.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import tempfile
@@ -21,29 +20,14 @@ from typing import Callable
 from lsnet_deploy.errors import LsnetDeployError
 
 
-class _Scratch:
-    """One temporary directory per campaign; every input is written into a fresh sub-directory."""
-
-    def __init__(self):
-        self.root = Path(tempfile.mkdtemp(prefix="lsnet-fuzz-"))
-        self.count = 0
-        atexit.register(shutil.rmtree, self.root, True)
-
-    def fresh(self) -> Path:
-        self.count += 1
-        folder = self.root / str(self.count)
-        folder.mkdir()
-        return folder
+#: a folder for the inputs' scratch folders (the tests give their tmp_path); default: the system's temp dir
+SCRATCH_ENV = "LSNET_FUZZ_TMP"
 
 
-_SCRATCH: _Scratch | None = None
-
-
-def _scratch() -> _Scratch:
-    global _SCRATCH
-    if _SCRATCH is None:
-        _SCRATCH = _Scratch()
-    return _SCRATCH
+def _fresh_folder() -> Path:
+    """A new empty folder for one input. Each input's folder is removed when it is done, crash or not:
+    libFuzzer ends its process with ``_exit``, so nothing registered with atexit would ever run."""
+    return Path(tempfile.mkdtemp(prefix="lsnet-fuzz-", dir=os.environ.get(SCRATCH_ENV) or None))
 
 
 def _listing(folder: Path) -> set[str]:
@@ -61,17 +45,17 @@ def allowed(call: Callable[[], object]) -> object:
 
 def _checked(files: dict[str, bytes], call: Callable[[Path], object]) -> None:
     """Write ``files`` into a fresh folder, run ``call`` on it, and enforce the rules."""
-    folder = _scratch().fresh()
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    cwd_before = _listing(Path.cwd())
-    call(folder)
-    after = _listing(folder)
-    assert after == set(files), f"the reader wrote {sorted(after - set(files))} beside its input"
-    assert _listing(Path.cwd()) == cwd_before, "the reader wrote into the working directory"
-    for name in files:
-        os.unlink(folder / name)
-    folder.rmdir()
+    folder = _fresh_folder()
+    try:
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+        cwd_before = _listing(Path.cwd())
+        call(folder)
+        after = _listing(folder)
+        assert after == set(files), f"the reader wrote {sorted(after - set(files))} beside its input"
+        assert _listing(Path.cwd()) == cwd_before, "the reader wrote into the working directory"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------- targets

@@ -8,15 +8,17 @@ are still checked. Longer campaigns: ``tests/test_fuzz/run_fuzz.py`` (see its do
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from .targets import CORPUS, TARGETS
+from .targets import CORPUS, SCRATCH_ENV, TARGETS
 
 HERE = Path(__file__).resolve().parent
 SEEDS = HERE.parents[0] / "data" / "fuzz_corpus"
@@ -24,6 +26,22 @@ RUNS = {"checkpoint": 600, "checkpoint_model": 300, "metadata": 400, "labels": 1
 SEED = 1
 PER_INPUT_TIMEOUT_S = 10
 HAS_ATHERIS = importlib.util.find_spec("atheris") is not None
+
+
+def _system_scratch() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("lsnet-fuzz-*"))
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch) -> Path:
+    """The targets' scratch folders go under tmp_path, each removed after its input; none lands in /tmp."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setenv(SCRATCH_ENV, str(folder))
+    before = _system_scratch()
+    yield folder
+    assert not list(folder.iterdir()), "an input's scratch folder was left behind"
+    assert _system_scratch() <= before, "a scratch folder was left in the system's temp dir"
 
 
 def _corpus_copy(target: str, tmp_path: Path) -> Path:
@@ -57,7 +75,7 @@ def test_seed_corpus_is_committed_and_small(target):
 
 @pytest.mark.skipif(not HAS_ATHERIS, reason="atheris is not installed: the mutation replay below runs instead")
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_bounded_atheris_run(target, tmp_path):
+def test_bounded_atheris_run(target, tmp_path, scratch):
     corpus = _corpus_copy(target, tmp_path)
     crashes = tmp_path / "crashes"
     crashes.mkdir()
@@ -66,7 +84,8 @@ def test_bounded_atheris_run(target, tmp_path):
     command = [sys.executable, str(HERE / "run_fuzz.py"), target, str(corpus), f"-runs={RUNS[target]}",
                f"-seed={SEED}", f"-timeout={PER_INPUT_TIMEOUT_S}", "-rss_limit_mb=4096",
                f"-artifact_prefix={crashes}/"]
-    result = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, SCRATCH_ENV: str(scratch)})
     found = sorted(p.name for p in crashes.iterdir())
     assert result.returncode == 0 and not found, f"{found}\n{result.stderr[-4000:]}"
     assert f"Done {RUNS[target]} runs" in result.stderr
@@ -75,7 +94,7 @@ def test_bounded_atheris_run(target, tmp_path):
 
 @pytest.mark.skipif(HAS_ATHERIS, reason="covered by the coverage-guided run")
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_bounded_mutation_replay(target):
+def test_bounded_mutation_replay(target, scratch):
     rng = random.Random(SEED)
     seeds = [p.read_bytes() for p in sorted((SEEDS / CORPUS[target]).iterdir()) if p.is_file()]
     for data in seeds:
@@ -84,7 +103,7 @@ def test_bounded_mutation_replay(target):
         TARGETS[target](_mutate(rng.choice(seeds), rng))
 
 
-def test_regressions_found_by_fuzzing_stay_fixed():
+def test_regressions_found_by_fuzzing_stay_fixed(scratch):
     """Inputs the fuzzer found that once escaped the project's errors."""
     for target, data in REGRESSIONS:
         TARGETS[target](data)
@@ -104,5 +123,5 @@ KNOWN_BUGS = [
 
 
 @pytest.mark.parametrize("target, data", KNOWN_BUGS)
-def test_deeply_nested_json_is_a_project_error(target, data):
+def test_deeply_nested_json_is_a_project_error(target, data, scratch):
     TARGETS[target](data)
