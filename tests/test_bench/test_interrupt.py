@@ -91,9 +91,11 @@ def test_ctrl_c_before_the_rename_exits_130_and_leaves_nothing(tmp_path):
 def test_a_real_export_interrupted_midway_agrees_with_its_exit_code(tmp_path):
     """lsnet-export, Ctrl-C from outside while it validates: either 130 and no file, or 0 and a whole one."""
     output = tmp_path / "tiny.onnx"
+    scratch = tmp_path.parent / f"{tmp_path.name}-tmp"  # the export's own temp files, away from /tmp
+    scratch.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "lsnet_deploy.cli.export", "-w", str(SIZED_CHECKPOINTS / "tiny.pth"),
                              "-o", str(output)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
+                            env={**os.environ, "TMPDIR": str(scratch)}, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
     try:
         deadline = time.monotonic() + 120
         seen = ""

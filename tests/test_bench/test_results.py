@@ -67,7 +67,10 @@ def test_a_killed_run_keeps_what_it_recorded(tiny_onnx, tmp_path, sig, exit_code
     out = tmp_path / "killed.jsonl"
     cmd = [sys.executable, "-m", "lsnet_deploy.cli.bench", "run", str(tiny_onnx), "--batch", "1,1,1,1,1,1,1,1",
            "--warmup", "1", "--warmup-time", "0", "--iters", "3", "--min-time", "0.4", "-o", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    scratch = tmp_path / "tmp"  # a SIGKILL leaves the run's work folder: keep it under tmp_path, not /tmp
+    scratch.mkdir()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+                            env={**os.environ, "TMPDIR": str(scratch)})
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
