@@ -11,6 +11,16 @@ from ..errors import UsageError, require
 from .report import Row
 
 
+#: bars spanning this factor or more (slowest / fastest) are drawn on a log axis, so short bars stay visible
+LOG_AXIS_SPAN = 10.0
+
+
+def axis_scale(values: list[float]) -> str:
+    """``"log"`` when the positive ``values`` span ``LOG_AXIS_SPAN`` times or more, else ``"linear"``."""
+    positive = [v for v in values if v is not None and v > 0]
+    return "log" if positive and max(positive) / min(positive) >= LOG_AXIS_SPAN else "linear"
+
+
 def plot_latency(rows: list[Row], path: str | Path, title: str | None = None) -> Path:
     """Draw median latency (bars; the mean for a phone tool that prints no median) with p90 whiskers, grouped by
     model, one colour per runtime on a device.
@@ -19,6 +29,8 @@ def plot_latency(rows: list[Row], path: str | Path, title: str | None = None) ->
         rows: report rows (``report.build_report``).
         path: the PNG (or any format matplotlib knows from the suffix) to write, atomically.
         title: chart title (default describes what is shown).
+
+    The axis is logarithmic when the bars span ``LOG_AXIS_SPAN`` times or more (``axis_scale``).
 
     Returns:
         The written path.
@@ -51,6 +63,7 @@ def plot_latency(rows: list[Row], path: str | Path, title: str | None = None) ->
     def series_name(row: Row) -> str:
         return f"{row.runtime} on {row.device}"
 
+    scale = axis_scale([row.stat(row.center_stat) for row in rows])
     models = list(dict.fromkeys(model_name(r) for r in rows))
     series = list(dict.fromkeys(series_name(r) for r in rows))
     height = 0.8 / len(series)
@@ -71,7 +84,8 @@ def plot_latency(rows: list[Row], path: str | Path, title: str | None = None) ->
         ax.bar_label(bars, labels=[f"{m:.2f}" for m in medians], padding=4, fontsize=8)
     ax.set_yticks(range(len(models)), models, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("latency per batch (ms): median, whisker to p90")
+    ax.set_xscale(scale)
+    ax.set_xlabel("latency per batch (ms): median, whisker to p90" + (", log scale" if scale == "log" else ""))
     ax.set_title(title or "lsnet-bench: latency per runtime and device (lower is faster)")
     ax.legend(fontsize=8, loc="best")
     ax.grid(axis="x", alpha=0.3)

@@ -7,11 +7,15 @@ file names agree too), so a row never averages two artifacts and its label never
 of the command line.
 
 Records from any number of files and machines merge into one table. Several records of the same row
-(repeated runs) are combined by their median. Each row is compared with a baseline row that differs
-only in the baseline's dimension (another model, runtime, precision or device). When both rows were
-measured interleaved in the same run, the ratio is the median of the per-run ratios (drift cancels);
-otherwise it is the ratio of medians from different runs and is marked ``*``, because the machine may
-have changed between them.
+(repeated runs) are combined by their median. By default each row is compared with the first candidate
+of the run that measured it (what ``lsnet-bench A B`` prints): the median of the per-run ratios, drift
+cancelling because the two were timed interleaved. With ``--baseline DIMENSION=VALUE`` each row is
+compared with the row that differs only in that dimension (another model, runtime, precision or device;
+for runtime, precision and device, a row of the same architecture when the file names differ, as
+``m.onnx`` and ``m.int8.onnx`` do). When both rows were measured interleaved in the same run the ratio
+is paired as above; otherwise it is the ratio of medians from different runs and is marked ``*``,
+because the machine may have changed between them. Accuracy measured with ``--data`` (top-1 and the
+agreement with the checkpoint) is kept as columns.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from dataclasses import dataclass, field
 from ..errors import UsageError
 
 DIMENSIONS = ("device", "runtime", "model", "precision")
+#: the default comparison: each row against the first candidate of the run that measured it
+PER_RUN = "run"
 UNPAIRED_MARK = "*"
 
 
@@ -146,6 +152,8 @@ class Row:
     ratio: float | None = None
     paired: bool = True
     is_baseline: bool = False
+    #: the model of the row this one's ratio is against (per-run comparison)
+    versus: str = ""
 
     @property
     def device(self) -> str:
@@ -182,6 +190,19 @@ class Row:
         values = [r["stats"].get(name) for r in self.records]
         return statistics.median(values) if values and all(v is not None for v in values) else None
 
+    def accuracy(self, name: str) -> float | None:
+        """The median over this row's records of one ``--data`` figure (``top1``, ``top5``, ``agreement``);
+        None when no record measured it."""
+        values = [(r.get("accuracy") or {}).get(name) for r in self.records]
+        values = [v for v in values if isinstance(v, (int, float))]
+        return statistics.median(values) if values else None
+
+    @property
+    def architecture(self) -> str | None:
+        """The architecture its records name (one), else None."""
+        names = {r.get("architecture") for r in self.records}
+        return names.pop() if len(names) == 1 and None not in names else None
+
     @property
     def center_stat(self) -> str:
         """``median_ms``, or ``mean_ms`` for rows whose tool printed no median."""
@@ -202,6 +223,11 @@ class Baseline:
 
     dimension: str
     value: str
+
+    @property
+    def per_run(self) -> bool:
+        """Each row against the first candidate of its own run (the default)."""
+        return self.dimension == PER_RUN
 
     @classmethod
     def parse(cls, text: str, rows: list[Row]) -> "Baseline":
@@ -256,13 +282,24 @@ def _paired_ratio(row: Row, base: Row) -> float | None:
     return statistics.median(ratios) if ratios else None
 
 
-def apply_baseline(rows: list[Row], baseline: Baseline) -> None:
-    """Set each row's ratio against the baseline row that differs from it only in the baseline's dimension."""
+def apply_baseline(rows: list[Row], baseline: Baseline, records: list[dict] | None = None) -> None:
+    """Set each row's ratio against its baseline row: the first candidate of its run (``PER_RUN``), or the
+    row that differs from it only in the baseline's dimension.
+
+    Args:
+        rows: the report's rows.
+        baseline: what to compare with.
+        records: the records in the files' order (``PER_RUN`` takes a run's first record when none has a
+            position); default: the rows' records.
+    """
+    if baseline.per_run:
+        _apply_per_run(rows, records if records is not None else [r for row in rows for r in row.records])
+        return
     index = _KEY_INDEX[baseline.dimension]
     by_key = {row.key: row for row in rows}
     for row in rows:
         base_key = row.key[:index] + (baseline.value,) + row.key[index + 1:]
-        base = by_key.get(base_key)
+        base = by_key.get(base_key) or _same_architecture(row, rows, baseline)
         row.is_baseline = row.key == base_key
         if base is None:
             row.ratio, row.paired = None, True
@@ -275,15 +312,74 @@ def apply_baseline(rows: list[Row], baseline: Baseline) -> None:
             row.ratio, row.paired = row.stat(key) / base.stat(key), False
 
 
-def default_baseline(records: list[dict], rows: list[Row]) -> Baseline | None:
-    """The model of the first candidate of the first run (what ``lsnet-bench A B`` compares against)."""
-    if not records:
+def _same_architecture(row: Row, rows: list[Row], baseline: Baseline) -> Row | None:
+    """For a runtime, precision or device baseline: the one baseline row of the same architecture, batch,
+    input and other dimensions, when the file names differ (``m.onnx`` against ``m.int8.onnx``)."""
+    if baseline.dimension == "model" or row.architecture is None:
         return None
-    return Baseline("model", row_key(records[0], model_names(records))[2])
+    index, model = _KEY_INDEX[baseline.dimension], _KEY_INDEX["model"]
+    fixed = [i for i in range(len(row.key)) if i not in (index, model)]
+    found = [other for other in rows if other.key[index] == baseline.value
+             and all(other.key[i] == row.key[i] for i in fixed) and other.architecture == row.architecture]
+    return found[0] if len(found) == 1 else None
+
+
+def _run_of(record: dict) -> tuple | None:
+    run = record.get("run_id")
+    return None if run is None else (run, record.get("group"))
+
+
+def _apply_per_run(rows: list[Row], records: list[dict]) -> None:
+    """Each row against the first candidate of the run that measured it (its record at position 0, else the
+    run's first record in the files' order): a paired ratio, as the run printed it."""
+    row_of = {id(r): row for row in rows for r in row.records}
+    firsts: dict[tuple, tuple[int, int, dict]] = {}
+    for order, record in enumerate(records):
+        run = _run_of(record)
+        if run is None or id(record) not in row_of:
+            continue
+        position = record.get("position") if isinstance(record.get("position"), int) else 1 << 30
+        if run not in firsts or (position, order) < firsts[run][:2]:
+            firsts[run] = (position, order, record)
+    for row in rows:
+        ratios, versus = [], []
+        for record in row.records:
+            first = firsts.get(_run_of(record), (0, 0, None))[2]
+            if first is None:
+                continue
+            base = row_of[id(first)]
+            key = _shared_center(row, base)
+            if record["stats"].get(key) is not None and first["stats"].get(key):
+                ratios.append(record["stats"][key] / first["stats"][key])
+                versus.append(base.model)
+        row.ratio = statistics.median(ratios) if ratios else None
+        row.paired = True
+        row.versus = ", ".join(dict.fromkeys(versus))
+        row.is_baseline = all(firsts.get(_run_of(r), (0, 0, None))[2] is r for r in row.records)
+
+
+def default_baseline(records: list[dict], rows: list[Row]) -> Baseline | None:
+    """The first candidate of each run (what ``lsnet-bench A B`` compares against)."""
+    return Baseline(PER_RUN, "first candidate") if records else None
 
 
 COLUMNS = ("Device", "Runtime", "Model", "Artifact", "Precision", "Batch", "Input", "Median ms", "p90 ms", "p99 ms",
            "Min ms", "Std ms", "img/s", "Ratio", "Runs")
+#: shown when a row's ratio is against another run's first candidate than the others'
+VERSUS_COLUMN = "vs"
+#: shown when any row was measured with --data: (column, accuracy field)
+ACCURACY_COLUMNS = (("Top-1 %", "top1"), ("Top-5 %", "top5"), ("Agree %", "agreement"))
+
+
+def _columns(rows: list[Row]) -> list[str]:
+    """COLUMNS, with the ``vs`` column when the rows' ratios are against different rows, and the accuracy
+    columns when any row measured accuracy."""
+    columns = list(COLUMNS)
+    if len({row.versus for row in rows if row.versus}) > 1:
+        columns.insert(columns.index("Ratio") + 1, VERSUS_COLUMN)
+    if any(row.accuracy("top1") is not None for row in rows):
+        columns += [name for name, _ in ACCURACY_COLUMNS]
+    return columns
 
 
 def _fmt(value: float | None) -> str:
@@ -296,16 +392,23 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3f}"
 
 
-def _cells(row: Row) -> list[str]:
+def _cells(row: Row, columns: list[str]) -> list[str]:
     if row.ratio is None:
         ratio = "-"
     else:
         ratio = f"{row.ratio:.2f}x" + ("" if row.paired else UNPAIRED_MARK)
-    return [row.device, row.runtime, row.model + (" (paper)" if "paper" in row.protocols else ""), row.artifact,
-            row.precision,
-            str(row.batch), row.input, _fmt(row.stat("median_ms")), _fmt(row.stat("p90_ms")),
-            _fmt(row.stat("p99_ms")), _fmt(row.stat("min_ms")), _fmt(row.stat("std_ms")),
-            _fmt_rate(row.stat("throughput")), ratio, str(row.runs)]
+    cells = [row.device, row.runtime, row.model + (" (paper)" if "paper" in row.protocols else ""), row.artifact,
+             row.precision,
+             str(row.batch), row.input, _fmt(row.stat("median_ms")), _fmt(row.stat("p90_ms")),
+             _fmt(row.stat("p99_ms")), _fmt(row.stat("min_ms")), _fmt(row.stat("std_ms")),
+             _fmt_rate(row.stat("throughput")), ratio, str(row.runs)]
+    if VERSUS_COLUMN in columns:
+        cells.insert(columns.index(VERSUS_COLUMN), row.versus or "-")
+    for name, field_name in ACCURACY_COLUMNS:
+        if name in columns:
+            value = row.accuracy(field_name)
+            cells.append("-" if value is None else f"{value:.2f}")
+    return cells
 
 
 def _fmt_rate(value: float | None) -> str:
@@ -314,10 +417,20 @@ def _fmt_rate(value: float | None) -> str:
 
 def _footer(rows: list[Row], baseline: Baseline | None) -> list[str]:
     lines = []
-    if baseline:
+    if baseline and baseline.per_run:
+        versus = sorted({row.versus for row in rows if row.versus})
+        against = f" ({versus[0]})" if len(versus) == 1 else " (column vs)" if versus else ""
+        lines.append(f"Ratio: median latency / that of the first candidate of the same run{against}, timed "
+                     "interleaved with it (below 1 is faster); --baseline compares across runs.")
+    elif baseline:
         lines.append(f"Ratio: median latency / median latency of {baseline.dimension} {baseline.value} in the same "
                      f"{', '.join(d for d in DIMENSIONS if d != baseline.dimension)}, batch and input "
                      "(below 1 is faster).")
+    if any(row.accuracy("top1") is not None for row in rows):
+        data = sorted({f"{(r.get('accuracy') or {}).get('data')} ({(r.get('accuracy') or {}).get('count')} images)"
+                       for row in rows for r in row.records if r.get("accuracy")})
+        lines.append(f"Top-1/Top-5 %: on --data {'; '.join(data)}. Agree %: top-1 agreement with the checkpoint "
+                     "(--weights) on the same images.")
     if any(r.stat(k) is None for r in rows for k in ("median_ms", "p90_ms", "p99_ms", "min_ms", "std_ms")):
         lines.append("- not printed by the device's benchmark tool (its summary has no such statistic)"
                      + ("; rows without a median are compared by their mean." if any(r.stat("median_ms") is None
@@ -330,9 +443,10 @@ def _footer(rows: list[Row], baseline: Baseline | None) -> list[str]:
 
 def render_text(rows: list[Row], baseline: Baseline | None) -> str:
     """A fixed-width table for the terminal."""
-    table = [list(COLUMNS)] + [_cells(r) for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-    numeric = set(range(COLUMNS.index("Batch"), len(COLUMNS)))
+    columns = _columns(rows)
+    table = [columns] + [_cells(r, columns) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    numeric = {i for i, name in enumerate(columns) if i >= columns.index("Batch") and name != VERSUS_COLUMN}
     lines = []
     for n, line in enumerate(table):
         cells = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))]
@@ -347,10 +461,12 @@ def render_markdown(rows: list[Row], baseline: Baseline | None) -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
 
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if i < COLUMNS.index("Batch") else "---:" for i in range(len(COLUMNS))) + "|"]
+    columns = _columns(rows)
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if i < columns.index("Batch") or name == VERSUS_COLUMN else "---:"
+                            for i, name in enumerate(columns)) + "|"]
     for row in rows:
-        cells = [esc(c) for c in _cells(row)]
+        cells = [esc(c) for c in _cells(row, columns)]
         if row.is_baseline:
             cells[2] = f"**{cells[2]}**"
         lines.append("| " + " | ".join(cells) + " |")
@@ -369,5 +485,5 @@ def build_report(records: list[dict], baseline: str | None = None) -> tuple[list
     rows = group_rows(records)
     chosen = Baseline.parse(baseline, rows) if baseline else default_baseline(records, rows)
     if chosen is not None:
-        apply_baseline(rows, chosen)
+        apply_baseline(rows, chosen, records)
     return rows, chosen

@@ -456,8 +456,10 @@ def report_command(
     files: Annotated[list[Path], typer.Argument(help="Results files (JSON Lines) from any machines.",
                                                 show_default=False, metavar="FILE")],
     baseline: Annotated[Optional[str], typer.Option("--baseline", help="Rows to compare with: model=NAME, "
-                                                    "runtime=NAME, precision=NAME, device=TEXT, or a bare value "
-                                                    "(default: the first model benchmarked).")] = None,
+                                                    "runtime=NAME, precision=NAME, device=TEXT, or a bare value; "
+                                                    "rows of one architecture pair up across file names (m.onnx, "
+                                                    "m.int8.onnx). Default: each row against the first candidate "
+                                                    "of its own run.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or markdown.")] = "text",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the table to this file instead "
                                                    "of stdout.")] = None,

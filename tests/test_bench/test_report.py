@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lsnet_deploy.bench.report import Baseline, build_report, group_rows, render_markdown, render_text
+from lsnet_deploy.bench.report import PER_RUN, Baseline, build_report, group_rows, render_markdown, render_text
 from lsnet_deploy.bench.results import append_records, read_records
 from lsnet_deploy.cli.bench import app, normalize_args
 from lsnet_deploy.errors import UsageError
@@ -42,7 +42,7 @@ def fake_machine(records, hostname: str, scale: float, run_id: str) -> list[dict
 
 def test_rows_and_paired_ratios(measured):
     rows, baseline = build_report(measured)
-    assert baseline == Baseline("model", "tiny")
+    assert baseline == Baseline(PER_RUN, "first candidate")
     assert [r.model for r in rows] == ["tiny", "tiny_copy"]
     first, second = rows
     assert first.is_baseline and first.ratio == 1.0 and first.paired
@@ -211,3 +211,99 @@ def test_the_chart_and_staged_artifacts_get_normal_file_modes(measured, tmp_path
         assert stat.S_IMODE(chart.stat().st_mode) == 0o640
     finally:
         os.umask(old)
+
+
+# ------------------------------------------------------------------------------------------- friction
+
+
+def _as(record: dict, model: str, runtime: str, precision: str = "float32", scale: float = 1.0, **extra) -> dict:
+    """``record`` as another candidate of its run: another model, runtime or precision, ``scale`` times slower."""
+    out = copy.deepcopy(record)
+    out.update(model=model, label=model, runtime=runtime, precision=precision, **extra)
+    out["source"].update(file=f"{model}.x", sha256=model * 8)
+    for key in ("median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms"):
+        out["stats"][key] *= scale
+    return out
+
+
+def test_every_row_of_a_run_gets_a_ratio_against_its_first_candidate(measured):
+    first = measured[0]
+    run = [first, _as(first, "tiny_lite", "litert", scale=2.0, position=1),
+           _as(first, "tiny_pte", "executorch", scale=0.5, position=2)]
+    rows, baseline = build_report(run)
+    ratios = {r.model: r.ratio for r in rows}
+    assert ratios == pytest.approx({"tiny": 1.0, "tiny_lite": 2.0, "tiny_pte": 0.5}, rel=1e-9)
+    assert [r.model for r in rows if r.is_baseline] == ["tiny"]
+    text = render_text(rows, baseline)
+    assert "first candidate of the same run (tiny)" in text and " - " not in text.splitlines()[3]
+    # a second run with another first candidate: the vs column says which row each ratio is against
+    other = [_as(first, "mnv3", "ort", run_id="second", position=0, scale=4.0),
+             _as(first, "tiny_pte", "executorch", run_id="second", position=1, scale=2.0)]
+    rows, baseline = build_report(run + other)
+    text = render_text(rows, baseline)
+    assert " vs " in text.splitlines()[0] and "(column vs)" in text
+    pte = next(r for r in rows if r.model == "tiny_pte")
+    assert pte.versus == "tiny, mnv3" and pte.ratio == pytest.approx((0.5 + 0.5) / 2)
+
+
+def test_precision_baseline_pairs_artifacts_of_one_architecture(measured):
+    first = measured[0]
+    assert first.get("architecture")
+    run = [first, _as(first, "tiny.int8", first["runtime"], "int8", scale=0.5, position=1),
+           _as(first, "tiny_fp16", first["runtime"], "float16", scale=0.8, position=2)]
+    rows, baseline = build_report(run, baseline="precision=float32")
+    assert baseline == Baseline("precision", "float32")
+    assert {r.model: r.ratio for r in rows} == pytest.approx({"tiny": 1.0, "tiny.int8": 0.5, "tiny_fp16": 0.8})
+    assert all(r.paired for r in rows)
+    # another architecture never pairs
+    foreign = _as(first, "resnet.int8", first["runtime"], "int8", position=3, architecture="resnet18")
+    rows, _ = build_report(run + [foreign], baseline="precision=float32")
+    assert next(r for r in rows if r.model == "resnet.int8").ratio is None
+
+
+def test_accuracy_columns_are_kept(measured):
+    first = copy.deepcopy(measured[0])
+    first["accuracy"] = {"top1": 81.5, "top5": 98.0, "count": 200, "agreement": 100.0, "data": "cifar", "limit": None}
+    second = _as(first, "tiny.int8", first["runtime"], "int8", position=1)
+    second["accuracy"].update(top1=80.25, agreement=97.5)
+    rows, baseline = build_report([first, second])
+    for render in (render_text, render_markdown):
+        text = render(rows, baseline)
+        assert "Top-1 %" in text and "Agree %" in text and "81.50" in text and "80.25" in text and "97.50" in text
+        assert "on --data cifar (200 images)" in text
+    assert "Top-1" not in render_text(*build_report(measured))  # no --data, no accuracy columns
+
+
+def test_report_command_baseline_and_accuracy(measured, tmp_path):
+    first = copy.deepcopy(measured[0])
+    first["accuracy"] = {"top1": 81.5, "top5": 98.0, "count": 200, "agreement": 100.0, "data": "cifar"}
+    results = tmp_path / "r.jsonl"
+    append_records(results, [first, _as(first, "tiny.int8", first["runtime"], "int8", scale=0.5, position=1)])
+    result = runner.invoke(app, ["report", str(results), "--baseline", "precision=float32"])
+    assert result.exit_code == 0, result.output
+    assert "0.50x" in result.stdout and "Top-1 %" in result.stdout
+
+
+def test_axis_scale():
+    from lsnet_deploy.bench.plot import axis_scale
+
+    assert axis_scale([1.2, 2.0, 618.0]) == "log"
+    assert axis_scale([1.0, 9.9]) == "linear" and axis_scale([1.0, 10.0]) == "log"
+    assert axis_scale([]) == "linear" and axis_scale([None, 0.0, 5.0]) == "linear"
+
+
+def test_a_chart_spanning_10x_uses_a_log_axis(measured, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="matplotlib (the plot extra) is not installed")
+    from matplotlib import pyplot as plt
+
+    from lsnet_deploy.bench.plot import plot_latency
+
+    drawn = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (drawn.append(fig.axes[0].get_xscale()), close(fig)))
+    first = measured[0]
+    wide = [first, _as(first, "slow", first["runtime"], position=1, scale=618.0 / first["stats"]["median_ms"])]
+    plot_latency(build_report(wide)[0], tmp_path / "wide.png")
+    plot_latency(build_report(measured)[0], tmp_path / "narrow.png")
+    assert drawn == ["log", "linear"]
+    assert (tmp_path / "wide.png").stat().st_size > 1000
