@@ -344,6 +344,7 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
                 write_message(replies, {"ok": True})
                 return
             if op == "load":
+                model = None  # a failed load leaves no model (not the previous one) to answer infer
                 model = _load(header["runtime"], header["path"], header.get("options") or {})
                 write_message(replies, {"ok": True, "info": {**model.info, **machine()}, "input": model.input})
             elif op == "infer":

@@ -15,6 +15,7 @@ process). Artifact metadata is read on the host by the x86 runtime's reader: it 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -38,6 +39,9 @@ class ArmEmulatedRunner(Runner):
     Args:
         path: the artifact (one of ``native``'s suffixes).
         threads: runtime threads inside the emulator (default ``DEFAULT_THREADS``).
+        worker: an emulated worker to load the artifact into instead of starting one (``ArmWorker``): it
+            stays running when the runner is deactivated, for the next artifact (starting one costs 5-45 s
+            of emulation). Its owner closes it.
     """
 
     #: the x86 runtime of the same artifacts: its suffixes and its metadata reader
@@ -50,10 +54,11 @@ class ArmEmulatedRunner(Runner):
     #: export gates (``arm_runtime_for``); False for a variant that changes the arithmetic (forced fp16)
     stands_in_for_native: ClassVar[bool] = True
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, worker=None):
         super().__init__()
         self.path = Path(path)
         self.threads = threads or DEFAULT_THREADS
+        self.shared_worker = worker
         self.worker = None
 
     @classmethod
@@ -76,16 +81,17 @@ class ArmEmulatedRunner(Runner):
                              f"choose the runtime of its suffix")
         if not self.path.is_file():
             raise UsageError(f"{self.path}: no such file")
-        worker = ArmWorker()
+        worker = self.shared_worker or ArmWorker()
         try:
             worker.load(self.worker_runtime, self.path, threads=self.threads)
         except BaseException:
-            worker.close()
+            if worker is not self.shared_worker:
+                worker.close()
             raise
         self.worker = worker
 
     def _deactivate(self) -> None:
-        if self.worker is not None:
+        if self.worker is not None and self.worker is not self.shared_worker:
             self.worker.close()
         self.worker = None
 
@@ -109,59 +115,57 @@ class ArmEmulatedRunner(Runner):
                 "emulated_cpu": environment.cpu if environment else None, **details}
 
 
-@register_runtime
-class OrtArm64Runner(ArmEmulatedRunner):
-    """ONNX Runtime's aarch64 build, CPU execution provider (MLAS's ARM kernels), emulated."""
+@dataclass(frozen=True)
+class ArmBuild:
+    """One emulated ARM runtime: a row of ``ARM_BUILDS``, made into a registered ``ArmEmulatedRunner``.
 
-    name = "ort-arm64"
-    aliases = ("onnxruntime-arm64",)
-    suffixes = OnnxRuntimeRunner.suffixes
-    extra = OnnxRuntimeRunner.extra
-    title = "ONNX Runtime (arm64, emulated)"
-    native = OnnxRuntimeRunner
-    worker_runtime = "ort"
+    Attributes:
+        name: the runtime's name (``--runtime``).
+        alias: its other name.
+        native: the x86 runner of the same artifacts.
+        worker_runtime: what the worker loads (``worker.py``).
+        title: the name in help texts and reports.
+        summary: the class docstring: what runs.
+        stands_in_for_native: see ``ArmEmulatedRunner.stands_in_for_native``.
+    """
 
-
-@register_runtime
-class LiteRTArm64Runner(ArmEmulatedRunner):
-    """LiteRT's aarch64 interpreter with its default XNNPACK delegate, emulated (as the x86 runner runs it)."""
-
-    name = "litert-arm64"
-    aliases = ("tflite-arm64",)
-    suffixes = LiteRTRunner.suffixes
-    extra = LiteRTRunner.extra
-    title = "LiteRT (arm64, emulated)"
-    native = LiteRTRunner
-    worker_runtime = "litert"
+    name: str
+    alias: str
+    native: type[Runner]
+    worker_runtime: str
+    title: str
+    summary: str
+    stands_in_for_native: bool = True
 
 
-@register_runtime
-class LiteRTArm64Fp16Runner(ArmEmulatedRunner):
-    """LiteRT's aarch64 CompiledModel on XNNPACK with FORCE_FP16: float32 operators in fp16 arithmetic, as
-    an app that sets ``CpuOptions.xnnpack_flags`` gets on an ARMv8.2+ phone. Fixed input shape."""
+ARM_BUILDS = (
+    ArmBuild("ort-arm64", "onnxruntime-arm64", OnnxRuntimeRunner, "ort", "ONNX Runtime (arm64, emulated)",
+             "ONNX Runtime's aarch64 build, CPU execution provider (MLAS's ARM kernels), emulated."),
+    ArmBuild("litert-arm64", "tflite-arm64", LiteRTRunner, "litert", "LiteRT (arm64, emulated)",
+             "LiteRT's aarch64 interpreter with its default XNNPACK delegate, emulated (as the x86 runner runs it)."),
+    ArmBuild("litert-arm64-fp16", "tflite-arm64-fp16", LiteRTRunner, "litert-fp16",
+             "LiteRT XNNPACK fp16 (arm64, emulated)",
+             "LiteRT's aarch64 CompiledModel on XNNPACK with FORCE_FP16: float32 operators in fp16 arithmetic, as an "
+             "app that sets ``CpuOptions.xnnpack_flags`` gets on an ARMv8.2+ phone. Fixed input shape.",
+             stands_in_for_native=False),
+    ArmBuild("executorch-arm64", "et-arm64", ExecuTorchRunner, "executorch", "ExecuTorch (arm64, emulated)",
+             "ExecuTorch's aarch64 C++ runtime (XNNPACK delegate, optimized and quantized kernels), emulated. Needs "
+             "``python -m lsnet_deploy.arm.setup --with-executorch`` (the Python bindings cannot run there)."),
+)
 
-    name = "litert-arm64-fp16"
-    aliases = ("tflite-arm64-fp16",)
-    suffixes = LiteRTRunner.suffixes
-    extra = LiteRTRunner.extra
-    title = "LiteRT XNNPACK fp16 (arm64, emulated)"
-    native = LiteRTRunner
-    worker_runtime = "litert-fp16"
-    stands_in_for_native = False
+
+def _runner_class(build: ArmBuild) -> type[ArmEmulatedRunner]:
+    """The registered runner class of one row of ``ARM_BUILDS``."""
+    attributes = {"name": build.name, "aliases": (build.alias,), "suffixes": build.native.suffixes,
+                  "extra": build.native.extra, "title": build.title, "native": build.native,
+                  "worker_runtime": build.worker_runtime, "stands_in_for_native": build.stands_in_for_native,
+                  "__doc__": build.summary, "__module__": __name__}
+    class_name = "".join(part.capitalize() for part in build.name.split("-")) + "Runner"
+    return register_runtime(type(class_name, (ArmEmulatedRunner,), attributes))
 
 
-@register_runtime
-class ExecuTorchArm64Runner(ArmEmulatedRunner):
-    """ExecuTorch's aarch64 C++ runtime (XNNPACK delegate, optimized and quantized kernels), emulated. Needs
-    ``python -m lsnet_deploy.arm.setup --with-executorch`` (the Python bindings cannot run there)."""
-
-    name = "executorch-arm64"
-    aliases = ("et-arm64",)
-    suffixes = ExecuTorchRunner.suffixes
-    extra = ExecuTorchRunner.extra
-    title = "ExecuTorch (arm64, emulated)"
-    native = ExecuTorchRunner
-    worker_runtime = "executorch"
+#: runtime name -> its runner class, in ``ARM_BUILDS``' order
+ARM_RUNNERS: dict[str, type[ArmEmulatedRunner]] = {build.name: _runner_class(build) for build in ARM_BUILDS}
 
 
 #: the precisions an export can have (``ExportOptions.precision``)
@@ -191,7 +195,7 @@ def arm_runtime_for(runtime: str, precision: str = "float32") -> str | None:
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     name = canonical_runtime(runtime)
-    for cls in _arm_runner_classes():
+    for cls in ARM_RUNNERS.values():
         if cls.stands_in_for_native and cls.native.name == name:
             return cls.name
     return None
@@ -216,20 +220,15 @@ def require_arm_runtime(runtime: str, precision: str = "float32") -> str:
 
     arm = arm_runtime_for(runtime, precision)
     if arm is None:
-        choices = sorted({cls.native.name for cls in _arm_runner_classes() if cls.stands_in_for_native})
+        choices = sorted({cls.native.name for cls in ARM_RUNNERS.values() if cls.stands_in_for_native})
         raise UsageError(f"{runtime} has no ARM build to validate on; --validate-on arm works for the "
                          f"{', '.join(choices)} runtimes' formats (use --validate-on host)")
     try:
         environment = find_environment()
     except RuntimeUnavailableError as exc:
         raise UsageError(f"--validate-on arm needs the emulated arm64 environment: {exc}") from None
-    if arm == ExecuTorchArm64Runner.name and environment.pte_library is None:
+    if ARM_RUNNERS[arm].worker_runtime == "executorch" and environment.pte_library is None:
         raise UsageError(f"{arm} needs the ExecuTorch step of the arm64 environment: "
                          f"`{SETUP_COMMAND} --with-executorch`")
     return arm
 
-
-def _arm_runner_classes() -> list[type[ArmEmulatedRunner]]:
-    from .registry import runtimes
-
-    return [cls for cls in runtimes().values() if issubclass(cls, ArmEmulatedRunner)]

@@ -91,7 +91,10 @@ def test_worker_loads_infers_and_keeps_serving_after_an_error(tiny_onnx):
             worker.infer(np.ones((2, 5, 4, 4), np.float32))  # wrong channel count: the runtime's error
         with pytest.raises(RuntimeUnavailableError, match="no runtime 'coreml'"):
             worker.load("coreml", tiny_onnx)
-        np.testing.assert_allclose(worker.infer(x)[0], y, rtol=0, atol=0)  # still serving
+        with pytest.raises(RuntimeUnavailableError, match="no model loaded"):  # not the one loaded before
+            worker.infer(x)
+        worker.load("ort", tiny_onnx, threads=1)  # still serving, artifact after artifact (a shared worker)
+        np.testing.assert_allclose(worker.infer(x)[0], y, rtol=0, atol=0)
     finally:
         worker.close()
     assert not worker.alive
