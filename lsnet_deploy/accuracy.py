@@ -1,7 +1,7 @@
 """Accuracy of a model or an exported artifact on an ImageFolder of labelled pictures.
 
 ``evaluate(model_or_artifact, data_dir)`` runs every picture through ``Predictor`` (the artifact's own
-preprocessing recipe, or the PyTorch model's ``pretrained_cfg``) and returns an ``EvaluationReport``
+preprocessing recipe, or the PyTorch model's ``recipe``) and returns an ``EvaluationReport``
 with top-1 / top-5 accuracy, the pictures that could not be read, optional per-class accuracy and the
 top-1 agreement with a reference model.
 
@@ -23,10 +23,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .constants import IMAGE_SUFFIXES
+from .constants import IMAGE_SUFFIXES, is_checkpoint_source
 from .errors import UsageError, did_you_mean, first_line
-
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
 
 
 @dataclass
@@ -271,7 +269,7 @@ def shared_labels(sources: Sequence) -> list[str] | None:
     found: list[tuple[str, list[str]]] = []
     for source in sources:
         if isinstance(source, (str, Path)):
-            if Path(source).suffix.lower() in CHECKPOINT_SUFFIXES or not Path(source).exists():
+            if is_checkpoint_source(str(source)) or not Path(source).exists():
                 continue
             try:
                 labels = read_artifact_metadata(source).fields.get("labels")
@@ -421,35 +419,13 @@ def list_images(data_dir: str | Path, *, limit: int | None = None, labels: Seque
     return samples
 
 
-def _checkpoint_input_size(path: Path) -> int | tuple[int, int] | None:
-    """``args.input_size`` of a reference-format training checkpoint (None when it has none)."""
-    import argparse
-
-    import torch
-
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # unreadable here: the Predictor reports the checkpoint's problem in its own words
-        return None
-    size = getattr(obj.get("args"), "input_size", None) if isinstance(obj, dict) else None
-    if isinstance(size, int) and size > 0:
-        return size
-    if isinstance(size, (list, tuple)) and len(size) in (2, 3) and all(isinstance(s, int) for s in size):
-        return tuple(size[-2:])
-    return None
-
-
 def _open_predictor(model_or_artifact, options: dict):
     from .predict import Predictor
 
     options = dict(options)
-    if isinstance(model_or_artifact, (str, Path)):
-        path = Path(model_or_artifact)
-        if path.suffix.lower() in CHECKPOINT_SUFFIXES and options.get("imgsz") is None and path.is_file():
-            # the weights alone cannot tell 96 from 128 px (same last-stage grid): the training args can
-            options["imgsz"] = _checkpoint_input_size(path)
-    elif options.get("labels") is None and getattr(model_or_artifact, "labels", None):
+    # a checkpoint brings its training input size and recipe itself (load_model reads its training args)
+    if not isinstance(model_or_artifact, (str, Path)) and options.get("labels") is None \
+            and getattr(model_or_artifact, "labels", None):
         options["labels"] = list(model_or_artifact.labels)
     return Predictor(model_or_artifact, **options)
 
@@ -467,9 +443,9 @@ def evaluate(model_or_artifact, data_dir: str | Path, *, batch_size: int = 50, l
     """Top-1 / top-5 accuracy of a model or artifact on an ImageFolder.
 
     Args:
-        model_or_artifact: an ``nn.Module`` (run in PyTorch with its ``pretrained_cfg`` preprocessing), an
-            exported artifact or a checkpoint path (run by ``Predictor`` with the recipe of its metadata;
-            a training checkpoint's ``args.input_size`` sets the input size).
+        model_or_artifact: an ``nn.Module`` (run in PyTorch with its own recipe, ``recipe.recipe_of``), an
+            exported artifact (run by ``Predictor`` with the recipe of its metadata) or a checkpoint path
+            (loaded at the input size and with the recipe its training args record).
         data_dir: ImageFolder: one sub-folder of pictures per class (see ``resolve_class_mapping``).
         batch_size: pictures per inference call.
         limit: evaluate N pictures spread evenly over the sorted list (deterministic); None: all.

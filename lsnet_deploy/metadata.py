@@ -9,11 +9,12 @@ the map from any artifact.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Sequence
 
 from . import __version__
+from .constants import is_hub_source
+from .recipe import recipe_of
 
 #: the version of the key set below; bumped when a key changes meaning or type
 SCHEMA_VERSION = 2
@@ -43,12 +44,13 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "input_layout": ("string", "\"NCHW\""),
     "channel_order": ("string", "\"RGB\""),
     "pixel_scale": ("number", "multiply 8-bit pixels by this before mean/std (1/255)"),
-    "mean": ("array of numbers", "per-channel mean subtracted after scaling"),
+    "mean": ("array of numbers", "per-channel mean subtracted after scaling (the model's recipe: the checkpoint's "
+                                 "training args, the user's --mean, or timm's ImageNet mean)"),
     "std": ("array of numbers", "per-channel std divided by after the mean"),
-    "interpolation": ("string", "resize filter (bicubic)"),
+    "interpolation": ("string", "resize filter: bicubic, bilinear, nearest, lanczos, box or hamming"),
     "crop_pct": ("number", "centre-crop fraction of the resized image"),
-    "resize_size": ("array of integers", "short side resized to these H, W before the crop (floor(size / crop_pct))"),
-    "crop_mode": ("string", "\"center\""),
+    "resize_size": ("array of integers", "resized to cover these H, W before the crop (floor(size / crop_pct))"),
+    "crop_mode": ("string", "\"center\" (aspect kept, short side resized) or \"squash\" (both sides resized)"),
     "num_classes": ("integer", "number of logits"),
     "batch": ("integer or string", "fixed batch size, or \"dynamic\""),
     "ska_form": ("string", "SKA formulation inside the artifact"),
@@ -73,17 +75,12 @@ _JSON_TYPES = {"integer": (int,), "number": (int, float), "string": (str,), "boo
                "integer or string": (int, str)}
 
 
-def resize_size(img_size: tuple[int, int], crop_pct: float) -> tuple[int, int]:
-    """Resize target before the centre crop, as timm computes it (``floor(size / crop_pct)``)."""
-    return tuple(int(math.floor(s / crop_pct)) for s in img_size)
-
-
 def public_source(source: str | None) -> str:
     """A checkpoint source fit to ship inside an app: a hub id as is, a local path reduced to its file name."""
     if not source:
         return "random-init"
     text = str(source)
-    if text.startswith(("hf-hub:", "hf_hub:")):
+    if is_hub_source(text):
         return text
     return Path(text).name
 
@@ -167,8 +164,8 @@ def build_metadata(model, *, ska_form: str, fused: bool, precision: str, batch: 
     """Assemble the metadata of an exported LSNet (keys and types: ``SCHEMA``).
 
     Args:
-        model: the LSNet being exported, or inside the exported module (its config, pretrained_cfg and
-            checkpoint attributes are read).
+        model: the LSNet being exported, or inside the exported module (its config, preprocessing recipe
+            (``recipe.recipe_of``) and checkpoint attributes are read).
         ska_form: the SKA formulation in the artifact.
         fused: whether re-parameterizable branches were fused.
         precision: ``float32``, ``float16`` or ``int8``.
@@ -180,7 +177,7 @@ def build_metadata(model, *, ska_form: str, fused: bool, precision: str, batch: 
     Returns:
         A string-to-string map; every value is JSON (strings too: ``"\"RGB\""``).
     """
-    cfg = model.pretrained_cfg
+    recipe = recipe_of(model)
     img_size = tuple(model.img_size)
     fields = {
         "schema": SCHEMA_VERSION,
@@ -196,12 +193,8 @@ def build_metadata(model, *, ska_form: str, fused: bool, precision: str, batch: 
         "input_layout": "NCHW",
         "channel_order": "RGB",
         "pixel_scale": 1 / 255,
-        "mean": list(cfg["mean"]),
-        "std": list(cfg["std"]),
-        "interpolation": cfg["interpolation"],
-        "crop_pct": cfg["crop_pct"],
-        "resize_size": list(resize_size(img_size, cfg["crop_pct"])),
-        "crop_mode": "center",
+        **recipe.recipe_fields(),
+        "resize_size": list(recipe.resize_for(img_size)),
         "num_classes": model.num_classes,
         "batch": batch,
         "ska_form": ska_form,

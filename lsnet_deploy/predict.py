@@ -23,14 +23,13 @@ from typing import Iterable, Iterator, Literal, Sequence
 import numpy as np
 
 from .artifact_metadata import ArtifactMetadata, read_artifact_metadata, sidecar_path
+from .constants import is_checkpoint_source
 from .errors import LsnetDeployError, UsageError, first_line
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, missing_fields, preprocess_one
+from .preprocess import Preprocessing, missing_fields, preprocess_one
+from .recipe import given_fields
 
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-HUB_PREFIXES = ("hf-hub:", "hf_hub:")
 #: chunk size for artifacts with a dynamic batch dimension (and PyTorch models)
 DEFAULT_DYNAMIC_BATCH = 8
-NAMED_STATS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
 #: how users pass each required recipe field: (command-line flag, Predictor keyword)
 MISSING_FLAGS = {"input_size": ("--imgsz", "imgsz="), "mean": ("--mean", "mean="), "std": ("--std", "std=")}
 #: what ``predict`` does with a picture it cannot read
@@ -118,34 +117,6 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return order, np.take_along_axis(scores, order, axis=1)
 
 
-def parse_stats(value, name: str) -> tuple[float, float, float] | None:
-    """Mean/std given as 3 numbers, one number (all channels) or ``imagenet``; None passes through.
-
-    Raises:
-        UsageError: wrong count, not numbers, or values that look like 0-255 pixel units.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        key = value.strip().lower()
-        if key in NAMED_STATS:
-            return NAMED_STATS[key][0 if name == "mean" else 1]
-        parts = [p for p in key.replace(",", " ").split() if p]
-        try:
-            value = [float(p) for p in parts]
-        except ValueError:
-            raise UsageError(f"--{name} {value!r} is not a list of numbers; use e.g. 0.485,0.456,0.406 or imagenet") from None
-    values = [float(v) for v in (value if isinstance(value, (list, tuple, np.ndarray)) else [value])]
-    if len(values) == 1:
-        values *= 3
-    if len(values) != 3:
-        raise UsageError(f"--{name} needs 1 or 3 values (one per channel), got {len(values)}")
-    if max(abs(v) for v in values) > 1.0 + 1e-6:
-        raise UsageError(f"--{name} {values} looks like 0-255 pixel units; give it on the 0-1 scale "
-                         "(divide by 255), as timm and the artifact metadata do")
-    return tuple(values)
-
-
 def parse_size(value) -> tuple[int, int] | None:
     """``224`` or ``(H, W)`` -> (H, W); None passes through."""
     if value is None:
@@ -170,8 +141,9 @@ class Predictor:
             suffix.
         threads: intra-op threads of the runtime (None: the runtime's default).
         labels: class names, or a labels file (one per line / JSON); replaces the artifact's labels.
-        imgsz, mean, std, crop_pct, interpolation: replace the metadata's recipe; ``imgsz``, ``mean`` and
-            ``std`` are required for artifacts without metadata (mean/std also accept ``"imagenet"``).
+        imgsz, mean, std, crop_pct, interpolation, crop_mode: replace the metadata's recipe; ``imgsz``,
+            ``mean`` and ``std`` are required for artifacts without metadata (mean/std also accept
+            ``"imagenet"``). A checkpoint or model brings its own recipe (``lsnet_deploy.recipe``).
         batch_size: images per inference call for dynamic-batch artifacts (default 8); a fixed-batch
             artifact always runs its own batch, padding the last one.
         exif_transpose: apply the EXIF orientation of photos.
@@ -185,18 +157,20 @@ class Predictor:
 
     def __init__(self, artifact, runtime: str | None = None, *, threads: int | None = None,
                  labels: Sequence[str] | str | Path | None = None, imgsz=None, mean=None, std=None,
-                 crop_pct: float | None = None, interpolation: str | None = None, batch_size: int | None = None,
+                 crop_pct: float | None = None, interpolation: str | None = None, crop_mode: str | None = None,
+                 batch_size: int | None = None,
                  exif_transpose: bool = True, fast_decode: bool = False, **runner_options):
         self.exif_transpose = exif_transpose
         self.fast_decode = fast_decode
-        self.runner, self.artifact, meta = _open_runner(artifact, runtime, threads, runner_options,
-                                                        parse_size(imgsz))
+        self.runner, self.artifact, meta, self.recipe_origin = _open_runner(artifact, runtime, threads,
+                                                                            runner_options, parse_size(imgsz))
         try:
             self.runtime = self.runner.runtime
             self.metadata_info = meta if meta is not None else read_artifact_metadata(self.artifact, self.runner)
             self.metadata = self.metadata_info.fields
-            overrides = {"input_size": parse_size(imgsz), "mean": parse_stats(mean, "mean"),
-                         "std": parse_stats(std, "std"), "crop_pct": crop_pct, "interpolation": interpolation}
+            overrides = {"input_size": parse_size(imgsz),
+                         **given_fields(mean=mean, std=std, interpolation=interpolation, crop_pct=crop_pct,
+                                        crop_mode=crop_mode)}
             # a value equal to the metadata's (a checkpoint loaded at --imgsz) replaces nothing
             self.overridden = sorted(k for k, v in overrides.items() if v is not None and
                                      self.metadata.get(k) is not None and not _same_value(v, self.metadata[k]))
@@ -536,18 +510,13 @@ def _source(item) -> str | None:
     return str(item) if isinstance(item, (str, Path)) else None
 
 
-def _is_checkpoint(artifact) -> bool:
-    text = str(artifact)
-    return text.startswith(HUB_PREFIXES) or Path(text).suffix.lower() in CHECKPOINT_SUFFIXES
-
-
 def _open_runner(artifact, runtime: str | None, threads: int | None, options: dict,
                  imgsz: tuple[int, int] | None = None):
-    """(active runner, artifact, metadata or None) for a file, a checkpoint or an nn.Module; a checkpoint
-    is loaded at ``imgsz`` (None: the size it records)."""
+    """(active runner, artifact, metadata or None, where a model's recipe came from or None) for a file, a
+    checkpoint or an nn.Module; a checkpoint is loaded at ``imgsz`` (None: the size it records)."""
     from .runtimes import canonical_runtime, runner_for
 
-    if not isinstance(artifact, (str, Path)) or _is_checkpoint(artifact):
+    if not isinstance(artifact, (str, Path)) or is_checkpoint_source(str(artifact)):
         if runtime is not None and canonical_runtime(runtime) != "torch":
             raise UsageError(f"{_name(artifact)} is a PyTorch model; export it to run it with {runtime}")
         return _open_torch(artifact, threads, imgsz)
@@ -556,11 +525,12 @@ def _open_runner(artifact, runtime: str | None, threads: int | None, options: di
         raise UsageError(f"{path}: no such file")
     runner = runner_for(path, runtime, threads=threads, **options)
     runner.activate()
-    return runner, path, None
+    return runner, path, None, None
 
 
 def _open_torch(artifact, threads: int | None, imgsz: tuple[int, int] | None = None):
     from .metadata import build_metadata
+    from .recipe import recipe_origin
     from .runtimes.torch_runner import TorchRunner
 
     if isinstance(artifact, (str, Path)):
@@ -576,11 +546,12 @@ def _open_torch(artifact, threads: int | None, imgsz: tuple[int, int] | None = N
                              fused=bool(getattr(network, "fused", False)), precision="float32", batch="dynamic",
                              outputs=outputs)
         meta = ArtifactMetadata(_decoded(raw), raw, "model pretrained_cfg")
+        origin = recipe_origin(network)
     except AttributeError:  # not an LSNet: the caller passes the recipe
-        meta = ArtifactMetadata()
+        meta, origin = ArtifactMetadata(), None
     runner = TorchRunner(model.eval(), threads=threads)
     runner.activate()
-    return runner, artifact, meta
+    return runner, artifact, meta, origin
 
 
 def _with_embedding(model):

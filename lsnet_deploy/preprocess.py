@@ -17,72 +17,52 @@ is scaled to 8 bits instead of saturating. Alpha is dropped (not composited), as
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .errors import UsageError
 from .constants import IMAGENET_MEAN, IMAGENET_STD
+from .errors import UsageError
+from .recipe import CROP_MODES, INTERPOLATIONS, RECIPE_FIELDS, Recipe
 
-INTERPOLATIONS = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "nearest": "NEAREST", "lanczos": "LANCZOS",
-                  "box": "BOX", "hamming": "HAMMING"}
-CROP_MODES = ("center", "squash")
 CHANNEL_ORDERS = ("RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
+#: the decoded metadata key of each ``Preprocessing`` field where the two names differ
+METADATA_NAMES = {"layout": "input_layout"}
 
-
-def _closest(value: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(value, list(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else f" (choose from {', '.join(choices)})"
+__all__ = ["Preprocessing", "Recipe", "INTERPOLATIONS", "CROP_MODES", "IMAGENET_MEAN", "IMAGENET_STD",
+           "load_rgb", "preprocess", "preprocess_one", "resize_and_crop", "normalize", "missing_fields"]
 
 
 @dataclass(frozen=True)
-class Preprocessing:
-    """The recipe to turn a picture into the model's input tensor.
+class Preprocessing(Recipe):
+    """The whole path from a picture to the model's input tensor: the model's ``Recipe`` (mean, std,
+    interpolation, crop_pct, crop_mode; keyword-only, defaults in one place) at an input size, in a pixel
+    format.
 
     Attributes:
         input_size: (H, W) of the model input.
-        mean, std: per-channel statistics, in the model's channel order, on the scaled (0..1) pixels.
-        crop_pct: fraction of the resized image kept by the centre crop (0.9 for LSNet).
-        interpolation: Pillow filter name (``bicubic``, ``bilinear``, ``lanczos``, ...).
-        crop_mode: ``center`` (aspect kept, centre crop) or ``squash`` (both sides resized, then cropped).
         channel_order: ``RGB`` or ``BGR``.
         pixel_scale: factor from 8-bit values to the range mean/std refer to (1/255).
         layout: ``NCHW`` or ``NHWC``.
     """
 
     input_size: tuple[int, int]
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    crop_pct: float = 0.9
-    interpolation: str = "bicubic"
-    crop_mode: str = "center"
     channel_order: str = "RGB"
     pixel_scale: float = 1 / 255
     layout: str = "NCHW"
 
     def __post_init__(self):
-        size = tuple(int(s) for s in self.input_size)
+        super().__post_init__()
+        try:
+            size = tuple(int(s) for s in self.input_size)
+        except (TypeError, ValueError):
+            raise UsageError(f"input size {self.input_size!r} must be two positive integers (H, W)") from None
         if len(size) != 2 or min(size) < 1:
             raise UsageError(f"input size {self.input_size} must be two positive integers (H, W)")
-        mean, std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
-        if len(mean) != 3 or len(std) != 3:
-            raise UsageError(f"mean and std need 3 values (one per channel), got {len(mean)} and {len(std)}")
-        if min(std) <= 0:
-            raise UsageError(f"std values must be positive, got {std}")
-        if not 0 < float(self.crop_pct) <= 4:
-            raise UsageError(f"crop_pct must be in (0, 4], got {self.crop_pct}")
-        interpolation = str(self.interpolation).lower()
-        if interpolation not in INTERPOLATIONS:
-            raise UsageError(f"unknown interpolation {self.interpolation!r}{_closest(interpolation, INTERPOLATIONS)}")
-        crop_mode = str(self.crop_mode).lower()
-        if crop_mode not in CROP_MODES:
-            raise UsageError(f"crop_mode {self.crop_mode!r} is not supported{_closest(crop_mode, CROP_MODES)}")
         order, layout = str(self.channel_order).upper(), str(self.layout).upper()
         if order not in CHANNEL_ORDERS:
             raise UsageError(f"channel order {self.channel_order!r} is not supported (RGB or BGR)")
@@ -90,10 +70,14 @@ class Preprocessing:
             raise UsageError(f"input layout {self.layout!r} is not supported (NCHW or NHWC)")
         if not float(self.pixel_scale) > 0:
             raise UsageError(f"pixel_scale must be positive, got {self.pixel_scale}")
-        for name, value in (("input_size", size), ("mean", mean), ("std", std), ("crop_pct", float(self.crop_pct)),
-                            ("interpolation", interpolation), ("crop_mode", crop_mode), ("channel_order", order),
-                            ("layout", layout), ("pixel_scale", float(self.pixel_scale))):
+        for name, value in (("input_size", size), ("channel_order", order), ("layout", layout),
+                            ("pixel_scale", float(self.pixel_scale))):
             object.__setattr__(self, name, value)
+
+    @classmethod
+    def for_model(cls, recipe: Recipe, input_size) -> "Preprocessing":
+        """A model's recipe at its input size (RGB, 1/255, NCHW)."""
+        return cls(input_size, **{name: getattr(recipe, name) for name in RECIPE_FIELDS})
 
     @classmethod
     def from_metadata(cls, meta: dict, **overrides) -> "Preprocessing":
@@ -101,7 +85,7 @@ class Preprocessing:
 
         Args:
             meta: decoded metadata; ``input_size``, ``mean`` and ``std`` are required (here or in overrides),
-                the other fields default to LSNet's recipe.
+                the other fields default to timm's ImageNet eval recipe (``Recipe``'s defaults).
             **overrides: recipe fields that replace the metadata's (None values are ignored).
 
         Raises:
@@ -112,12 +96,8 @@ class Preprocessing:
         if missing:
             raise UsageError(f"no preprocessing metadata for {', '.join(missing)}; pass "
                              + ", ".join(FIELD_FLAGS[m] for m in missing))
-        fields = {
-            "input_size": meta.get("input_size"), "mean": meta.get("mean"), "std": meta.get("std"),
-            "crop_pct": meta.get("crop_pct"), "interpolation": meta.get("interpolation"),
-            "crop_mode": meta.get("crop_mode"), "channel_order": meta.get("channel_order"),
-            "pixel_scale": meta.get("pixel_scale"), "layout": meta.get("input_layout"),
-        }
+        names = (*RECIPE_FIELDS, *(f.name for f in dataclasses.fields(cls) if f.name not in RECIPE_FIELDS))
+        fields = {name: meta.get(METADATA_NAMES.get(name, name)) for name in names}
         fields = {k: v for k, v in fields.items() if v is not None}
         fields.update(given)
         try:
@@ -132,16 +112,19 @@ class Preprocessing:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @property
+    def recipe(self) -> Recipe:
+        """The model's recipe part (without input size and pixel format)."""
+        return Recipe(**{name: getattr(self, name) for name in RECIPE_FIELDS})
+
+    @property
     def resize_size(self) -> tuple[int, int]:
         """(H, W) the resize targets before the centre crop: floor(size / crop_pct) per side."""
-        return tuple(int(math.floor(s / self.crop_pct)) for s in self.input_size)
+        return self.resize_for(self.input_size)
 
     def to_metadata(self) -> dict:
-        """The recipe as decoded metadata fields (the names artifacts use)."""
-        return {"input_size": list(self.input_size), "mean": list(self.mean), "std": list(self.std),
-                "crop_pct": self.crop_pct, "interpolation": self.interpolation, "crop_mode": self.crop_mode,
-                "channel_order": self.channel_order, "pixel_scale": self.pixel_scale,
-                "input_layout": self.layout, "resize_size": list(self.resize_size)}
+        """The preprocessing as decoded metadata fields (the names artifacts use)."""
+        return {"input_size": list(self.input_size), **self.recipe_fields(), "channel_order": self.channel_order,
+                "pixel_scale": self.pixel_scale, "input_layout": self.layout, "resize_size": list(self.resize_size)}
 
 
 #: the fields an artifact must provide (or the user must pass), and how to pass each

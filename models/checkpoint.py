@@ -1,13 +1,15 @@
 """Reading checkpoints safely: file formats, wrappers and prefixes, never executing code.
 
-Accepted: ``.pth``, ``.pt``, ``.bin`` (``torch.save`` files, read with ``weights_only=True``) and
-``.safetensors``; a plain state dict or one wrapped under ``model`` / ``state_dict`` (training checkpoints
+Accepted: ``constants.TORCH_CHECKPOINT_SUFFIXES`` (``torch.save`` files: ``.pth``, ``.pt``, ``.bin``,
+Lightning's ``.ckpt``, legacy ``.tar``; read with ``weights_only=True``) and ``.safetensors``; a plain state dict or one wrapped under ``model`` / ``state_dict`` (training checkpoints
 of the reference code are ``{"model": ..., "optimizer": ..., "epoch": ..., "args": Namespace}``), with or
 without a ``module.`` (DDP) or ``_orig_mod.`` (torch.compile) prefix.
 
 Where a checkpoint records the input size it was trained at (``args.input_size`` of reference training
 checkpoints, this project's ``lsnet_deploy`` / ``metadata`` entry, a safetensors metadata field
 ``input_size``), ``read_checkpoint`` returns it too: the attention grid alone cannot tell 160 from 192.
+Likewise the preprocessing recipe the training used, where the same places record it
+(``lsnet_deploy.recipe.recipe_from_training_args``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from pathlib import Path
 
 import torch
 
+from ..constants import SAFETENSORS_SUFFIX, TORCH_CHECKPOINT_SUFFIXES, checkpoint_suffixes_text
 from ..errors import CheckpointError, UnsafeCheckpointError, first_line
+from ..recipe import RECIPE_FIELDS, recipe_from_training_args
 
-TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "module")
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 # Pure data holders that training scripts put in checkpoints; unpickling them runs no code.
@@ -35,11 +38,13 @@ METADATA_KEYS = ("lsnet_deploy", "metadata")
 
 @dataclass
 class Checkpoint:
-    """A checkpoint's float32 state dict and the training input size it records, if any."""
+    """A checkpoint's float32 state dict, and the training input size and preprocessing recipe it records."""
 
     state: dict[str, torch.Tensor]
     input_size: tuple[int, int] | None = None
     size_source: str | None = None  # where ``input_size`` was found, for messages
+    recipe: dict | None = None  # recipe fields (``lsnet_deploy.recipe.RECIPE_FIELDS``) the checkpoint records
+    recipe_source: str | None = None  # where they were found, for messages
 
 
 def file_sha256(path: Path) -> str:
@@ -92,7 +97,7 @@ def _not_a_checkpoint(path: Path, detail: str) -> str:
     if head and text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
         first = text.strip().splitlines()[0][:40] if text.strip() else ""
         return (f"{path} is a text file (it begins {first!r}), not a PyTorch checkpoint; pass the weights file "
-                "(.pth, .pt, .bin or .safetensors)")
+                f"({checkpoint_suffixes_text()})")
     return f"{path} is truncated, corrupt or not a PyTorch checkpoint ({detail}); download or save it again"
 
 
@@ -150,6 +155,39 @@ def recorded_input_size(obj: object) -> tuple[tuple[int, int] | None, str | None
     if (size := parse_input_size(value)) is not None:
         return size, "its training args (args.input_size)"
     return None, None
+
+
+TRAINING_ARGS_SOURCE = "the checkpoint's training args"
+
+
+def recorded_recipe(obj: object) -> tuple[dict | None, str | None]:
+    """The preprocessing recipe fields a loaded checkpoint object records, and where: (fields, source) or
+    (None, None).
+
+    Looks at this project's own ``lsnet_deploy`` / ``metadata`` entry, then the training args (``args``: an
+    ``argparse.Namespace`` or a dict; see ``recipe_from_training_args``).
+    """
+    if not isinstance(obj, dict):
+        return None, None
+    for key in METADATA_KEYS:
+        meta = obj.get(key)
+        if isinstance(meta, dict) and (fields := {k: meta[k] for k in RECIPE_FIELDS if meta.get(k) is not None}):
+            return fields, f"the checkpoint's {key} entry"
+    fields = recipe_from_training_args(obj.get("args"))
+    return (fields, TRAINING_ARGS_SOURCE) if fields else (None, None)
+
+
+def header_recipe(header: dict[str, str]) -> dict | None:
+    """The recipe fields a safetensors header records (JSON or plain strings), None when it records none."""
+    fields = {}
+    for name in RECIPE_FIELDS:
+        if (text := header.get(name)) is None:
+            continue
+        try:
+            fields[name] = json.loads(text)
+        except (TypeError, ValueError, RecursionError):
+            fields[name] = text  # a plain string such as bicubic
+    return fields or None
 
 
 def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -212,15 +250,18 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if not head:
         raise CheckpointError(f"{path} is empty; download or save it again")
     suffix = path.suffix.lower()
-    if suffix == ".safetensors":
+    if suffix == SAFETENSORS_SUFFIX:
         obj, header = _load_safetensors_file(path)
         size = parse_input_size(header.get("input_size"))
         where = "its safetensors metadata" if size else None
-    elif suffix in TORCH_SUFFIXES or not suffix:
+        recipe = header_recipe(header)
+        recipe_where = "the checkpoint's safetensors metadata" if recipe else None
+    elif suffix in TORCH_CHECKPOINT_SUFFIXES or not suffix:
         obj = _load_torch_file(path)
         size, where = recorded_input_size(obj)
+        recipe, recipe_where = recorded_recipe(obj)
     else:
-        raise CheckpointError(f"{path}: unknown checkpoint type {suffix!r}; use .pth, .pt, .bin or .safetensors")
+        raise CheckpointError(f"{path}: unknown checkpoint type {suffix!r}; use {checkpoint_suffixes_text()}")
     state = unwrap_state_dict(obj, str(path))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     damaged = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
@@ -230,4 +271,4 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path} holds NaN or infinite values in {len(damaged)} tensor"
                               f"{'s' * (len(damaged) > 1)} ({named}): a diverged training run or a damaged "
                               "file; use an earlier or intact checkpoint")
-    return Checkpoint(state, size, where)
+    return Checkpoint(state, size, where, recipe, recipe_where)

@@ -8,12 +8,14 @@ from typing import Sequence
 
 import torch
 
+from ..constants import is_hub_source
 from ..errors import CheckpointError, UsageError, first_line
+from ..recipe import record_recipe, recipe_from_config
 from .arch import attention_grid, closest_variant, infer_config, matching_variant, size_candidates
 from .backbone import DETECTION_GRID, LSNetBackbone, check_bias_mode
 from .backbone_state import backbone_of_detector, ignored_note, is_detector_state, tables_at, without_head
 from .checkpoint import Checkpoint, file_sha256, read_checkpoint
-from .hub import download_from_hub, is_hub_source, read_hub_config
+from .hub import download_from_hub, read_hub_config
 from .lsnet import VARIANTS, LSNet, to_2tuple, variant_config, variant_names
 from .resize import resize_attention_state
 
@@ -162,6 +164,19 @@ def _recorded_size(source: str | Path, path: Path, checkpoint: Checkpoint) -> tu
     return None, ""
 
 
+HUB_CONFIG_SOURCE = "the hub's config.json"
+
+
+def _recorded_recipe(source: str | Path, path: Path, checkpoint: Checkpoint) -> tuple[dict | None, str]:
+    """The preprocessing recipe the checkpoint records (its own metadata, training args or safetensors
+    header; a hub download's config.json), and where."""
+    if checkpoint.recipe:
+        return checkpoint.recipe, checkpoint.recipe_source or "the checkpoint"
+    if is_hub_source(source) and (fields := recipe_from_config(read_hub_config(path))):
+        return fields, HUB_CONFIG_SOURCE
+    return None, ""
+
+
 def _training_size(config: dict, recorded: tuple[int, int] | None, where: str, source: str,
                    needed: bool, notes: list[str]) -> tuple[int, int] | None:
     """The input size the checkpoint was trained at: recorded, else unambiguous from its attention grid.
@@ -222,7 +237,9 @@ def load_model(source: str | Path, img_size: int | Sequence[int] | None = None, 
 
     Returns:
         The model in eval mode, with ``checkpoint_sha256``, ``checkpoint_source`` and ``load_notes`` (what
-        was assumed or changed while loading, one sentence each) attributes.
+        was assumed or changed while loading, one sentence each) attributes. Its ``recipe`` is the
+        preprocessing the checkpoint records (training args, hub ``config.json``; see
+        ``lsnet_deploy.recipe``), else timm's ImageNet eval recipe.
 
     Raises:
         CheckpointError: unreadable, unsafe, corrupt or mismatched checkpoints (one clear message).
@@ -272,7 +289,7 @@ def load_model(source: str | Path, img_size: int | Sequence[int] | None = None, 
             notes.append(f"attention bias resampled from {was} to {_size_text(new_size)}")
         config = new_config
 
-    return _built(lambda: LSNet(**config, ska=ska), config, state, source, path, notes)
+    return _built(lambda: LSNet(**config, ska=ska), config, state, source, path, notes, checkpoint)
 
 
 def _load_backbone(source: str | Path, path: Path, checkpoint: Checkpoint, img_size, ska: str,
@@ -314,11 +331,12 @@ def _load_backbone(source: str | Path, path: Path, checkpoint: Checkpoint, img_s
         notes.append(f"attention bias: {_size_text(table_grid)} tables, {semantics} for other grids")
     arch = {k: v for k, v in config.items() if k not in ("num_classes", "distillation", "feature_dim", "img_size")}
     return _built(lambda: LSNetBackbone(**arch, img_size=size, out_indices=out_indices, bias_mode=mode,
-                                        attention_grid=table_grid, ska=ska), config, state, source, path, notes)
+                                        attention_grid=table_grid, ska=ska), config, state, source, path, notes, checkpoint)
 
 
-def _built(build, config: dict, state: dict, source, path: Path, notes: list[str]):
-    """``build()`` the model a checkpoint describes, load its weights strictly, and record where they came from.
+def _built(build, config: dict, state: dict, source, path: Path, notes: list[str], checkpoint: Checkpoint):
+    """``build()`` the model a checkpoint describes, load its weights strictly, and record where they came
+    from and the preprocessing recipe they record.
 
     Raises:
         CheckpointError: the weights describe an LSNet that cannot be built, or do not fit it.
@@ -335,4 +353,7 @@ def _built(build, config: dict, state: dict, source, path: Path, notes: list[str
     model.checkpoint_source = str(source)
     model.variant = matching_variant(config) or CUSTOM_NAME
     model.load_notes = notes
+    recipe, where = _recorded_recipe(source, path, checkpoint)
+    if recipe:
+        record_recipe(model, recipe, where)
     return model

@@ -16,9 +16,9 @@ import json
 import os
 from pathlib import Path
 
+from ..constants import HUB_PREFIXES, is_hub_source
 from ..errors import CheckpointError
 
-HUB_PREFIXES = ("hf-hub:", "hf_hub:")
 # timm-style repos hold one of these; the first that exists wins
 DEFAULT_FILES = ("model.safetensors", "pytorch_model.bin")
 PROBE_TIMEOUT_S = 5.0
@@ -49,11 +49,6 @@ def hub_reachable(repo_id: str, filename: str) -> bool:
     except Exception:  # the transport's own connection and timeout errors (requests, httpx, ...)
         return False
     return True
-
-
-def is_hub_source(source: str | Path) -> bool:
-    """True for ``hf-hub:...`` / ``hf_hub:...`` strings."""
-    return isinstance(source, str) and source.startswith(HUB_PREFIXES)
 
 
 def parse_hub_source(source: str) -> tuple[str, str | None]:
@@ -119,3 +114,7 @@ def read_hub_config(weights: Path) -> dict:
     except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+__all__ = ["HUB_PREFIXES", "DEFAULT_FILES", "is_hub_source", "hub_reachable", "parse_hub_source", "download_from_hub",
+           "read_hub_config"]

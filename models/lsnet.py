@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..constants import DEFAULT_CROP_PCT, DEFAULT_INTERPOLATION, IMAGENET_MEAN, IMAGENET_STD
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..recipe import DEFAULT_RECIPE, Recipe
 from ..reparam import fuse_tree
 from .layers import FFN, BN_Linear, Conv2d_BN, Residual, RepVGGDW, SqueezeExcite, conv_bn
 from .ska import SKA, check_ska_form
@@ -251,6 +252,9 @@ class LSNet(nn.Module):
         # a projection equal to the pooled width is an Identity in the reference: no keys, no projection
         self.feature_dim = feature_dim if feature_dim not in (None, embed_dim[-1]) else None
         self.embedding_dim = self.feature_dim or self.num_features
+        #: the preprocessing the model expects (the user's: ``load_model`` reads what the checkpoint records,
+        #: ``lsnet_deploy.recipe.apply_recipe`` sets what the user gives); ``pretrained_cfg`` reads it
+        self.recipe: Recipe = DEFAULT_RECIPE
 
         e0 = embed_dim[0]
         self.patch_embed = nn.Sequential(
@@ -304,9 +308,11 @@ class LSNet(nn.Module):
 
     @property
     def pretrained_cfg(self) -> dict:
-        """timm-style preprocessing recipe: input size, mean, std, crop and interpolation."""
-        return {"input_size": (self.in_chans, *self.img_size), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-                "crop_pct": DEFAULT_CROP_PCT, "interpolation": DEFAULT_INTERPOLATION,
+        """timm-style preprocessing config: input size, and the model's ``recipe`` (mean, std, interpolation,
+        crop_pct, crop_mode)."""
+        recipe = self.recipe
+        return {"input_size": (self.in_chans, *self.img_size), "mean": tuple(recipe.mean), "std": tuple(recipe.std),
+                "interpolation": recipe.interpolation, "crop_pct": recipe.crop_pct, "crop_mode": recipe.crop_mode,
                 "num_classes": self.num_classes}
 
     @property

@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..constants import CHECKPOINT_SUFFIXES, HUB_PREFIXES
+from ..recipe import INTERPOLATIONS, RECIPE_FLAGS
 from ..runtimes import artifact_suffixes, runtimes
 from .common import cli_errors, err, parse_imgsz
 
@@ -25,12 +27,16 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
                   help=f"Classify images with an exported LSNet ({_FILE_RUNTIMES}) or a checkpoint, preprocessing "
                        "exactly as the artifact's metadata says.")
 
-ARTIFACT_HELP = (f"Exported model ({', '.join(artifact_suffixes())}) or a checkpoint (.pth, .safetensors, "
-                 "hf-hub:ORG/REPO).")
+ARTIFACT_HELP = (f"Exported model ({', '.join(artifact_suffixes())}) or a checkpoint "
+                 f"({', '.join(CHECKPOINT_SUFFIXES)}, {HUB_PREFIXES[0]}ORG/REPO).")
 RUNTIME_HELP = f"Force a runtime: {', '.join(runtimes())}."
 STATS_HELP = "Per-channel {what} on the 0-1 scale: 3 numbers ({example}), one number, or 'imagenet'."
 RECIPE_NOTE = ("Only needed for files without lsnet-export metadata; given for a file that has it, the value "
                "replaces the metadata's.")
+CROP_PCT_HELP = "Centre-crop fraction: resize to size / crop_pct, then crop (default: metadata, else 0.9)."
+INTERPOLATION_HELP = f"Resize filter: {', '.join(INTERPOLATIONS)} (default: metadata, else bicubic)."
+CROP_MODE_HELP = ("center (aspect kept, short side resized) or squash (both sides resized) (default: metadata, "
+                  "else center).")
 
 
 @app.command()
@@ -44,8 +50,9 @@ def predict(
     imgsz: Annotated[Optional[str], typer.Option("--imgsz", help="Model input size: 224 or H,W. " + RECIPE_NOTE)] = None,
     mean: Annotated[Optional[str], typer.Option("--mean", help=STATS_HELP.format(what="mean", example="0.485,0.456,0.406") + " " + RECIPE_NOTE)] = None,
     std: Annotated[Optional[str], typer.Option("--std", help=STATS_HELP.format(what="std", example="0.229,0.224,0.225") + " " + RECIPE_NOTE)] = None,
-    crop_pct: Annotated[Optional[float], typer.Option("--crop-pct", help="Centre-crop fraction (default: metadata, else 0.9).")] = None,
-    interpolation: Annotated[Optional[str], typer.Option("--interpolation", help="Resize filter (default: metadata, else bicubic).")] = None,
+    crop_pct: Annotated[Optional[float], typer.Option("--crop-pct", help=CROP_PCT_HELP)] = None,
+    interpolation: Annotated[Optional[str], typer.Option("--interpolation", help=INTERPOLATION_HELP)] = None,
+    crop_mode: Annotated[Optional[str], typer.Option("--crop-mode", help=CROP_MODE_HELP)] = None,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Class names file (one per line, or JSON); replaces the artifact's.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per call for dynamic-batch artifacts (default 8).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look for images in subdirectories too.")] = False,
@@ -63,7 +70,8 @@ def predict(
             raise UsageError(f"--topk must be at least 1, got {topk}")
         files = collect_images(images, recursive)
         predictor = Predictor(artifact, runtime, threads=threads, labels=labels, imgsz=parse_imgsz(imgsz), mean=mean,
-                              std=std, crop_pct=crop_pct, interpolation=interpolation, batch_size=batch_size,
+                              std=std, crop_pct=crop_pct, interpolation=interpolation, crop_mode=crop_mode,
+                              batch_size=batch_size,
                               fast_decode=fast_decode)
         with predictor:
             _explain_recipe(predictor)
@@ -124,7 +132,9 @@ def _explain_recipe(predictor) -> None:
     from ..metadata import duplicate_labels
 
     recipe = predictor.recipe
-    if not predictor.metadata_info.found:
+    if predictor.recipe_origin is not None:  # a checkpoint or model: its own recipe, wherever that came from
+        err(f"{PROG}: note: preprocessing {recipe.describe()}: {predictor.recipe_origin}")
+    elif not predictor.metadata_info.found:
         err(f"{PROG}: note: {predictor.artifact} has no lsnet-export metadata; preprocessing "
             f"{recipe.input_size[0]}x{recipe.input_size[1]}, crop {recipe.crop_pct:g} {recipe.interpolation}, "
             f"mean {list(recipe.mean)}, std {list(recipe.std)}")
@@ -135,7 +145,7 @@ def _explain_recipe(predictor) -> None:
             f"({name!r}: classes {', '.join(map(str, indices))}); those classes print the same LABEL, the CLASS "
             "index tells them apart")
     for name in predictor.overridden:
-        flag = {"input_size": "--imgsz", "crop_pct": "--crop-pct"}.get(name, f"--{name}")
+        flag = {"input_size": "--imgsz", **RECIPE_FLAGS}.get(name, f"--{name}")
         err(f"{PROG}: warning: {flag} replaces the artifact's {name} ({predictor.metadata[name]})")
 
 
