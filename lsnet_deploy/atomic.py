@@ -14,16 +14,18 @@ reports what it wrote and exits as it would have; elsewhere it is raised right a
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UsageError
+from .errors import OutputWriteError, UsageError
 
 
 def ensure_writable(path: str | Path, option: str = "--output", artifact_is_directory: bool = False) -> Path:
@@ -151,6 +153,60 @@ def replace_path(source: Path, target: Path) -> None:
         os.replace(source, target)
 
 
+#: who stages a file: a process that dies without cleaning up (SIGKILL, the OOM killer, a native library
+#: calling exit()) leaves its staged files, and the next export of that target removes them
+_OWNER = f"{socket.gethostname().replace('.', '_').replace('-', '_')}-{os.getpid()}"
+
+
+def _staging_prefix(target: Path) -> str:
+    return f".{target.stem}."
+
+
+def remove_stale_staging(target: Path) -> list[Path]:
+    """Remove the staged files of ``target`` left by dead processes of this host; return what was removed.
+
+    A staged file is ``.<stem>.<host>-<pid>-<random>.tmp<suffix>`` (plus side-file suffixes); one whose
+    process is still running, or that another host wrote (a shared folder), is left alone.
+    """
+    folder = target.parent if str(target.parent) else Path(".")
+    host = _OWNER.rsplit("-", 1)[0]
+    removed = []
+    with contextlib.suppress(OSError):
+        for path in folder.glob(f"{glob.escape(_staging_prefix(target))}{host}-*.tmp{glob.escape(target.suffix)}*"):
+            pid = path.name[len(_staging_prefix(target)) + len(host) + 1:].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                remove_path(path)
+                removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists but is another user's
+    return True
+
+
+def write_file(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` from Python, so a full disk is an error with its cause, not a native
+    library's ``exit()``; a partly written file is removed.
+
+    Raises:
+        OutputWriteError: the write failed (the message names the cause, e.g. no space left on device).
+    """
+    path = Path(path)
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        remove_path(path)
+        raise OutputWriteError(f"cannot write {path.name} in {path.parent}: {exc.strerror or exc}; free some "
+                               "space or choose another --output") from None
+
+
 @contextlib.contextmanager
 def staged_output(target: Path, extra_suffixes: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is renamed onto ``target``.
@@ -163,7 +219,8 @@ def staged_output(target: Path, extra_suffixes: tuple[str, ...] = ()) -> Iterato
     On any exception everything temporary is removed and the target is left as it was.
     """
     check_writable_dir(target, artifact_is_directory=True)  # the caller said what the artifact is
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
+    remove_stale_staging(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=_staging_prefix(target) + f"{_OWNER}-", suffix=f".tmp{target.suffix}",
                                     dir=target.parent if str(target.parent) else ".")
     os.close(fd)
     tmp = Path(tmp_name)
