@@ -203,8 +203,8 @@ def write_file(path: str | Path, data: bytes) -> None:
             handle.write(data)
     except OSError as exc:
         remove_path(path)
-        raise OutputWriteError(f"cannot write {path.name} in {path.parent}: {exc.strerror or exc}; free some "
-                               "space or choose another --output") from None
+        raise OutputWriteError(f"cannot write in {path.parent}: {exc.strerror or exc}; free some space or choose "
+                               "another --output") from None
 
 
 @contextlib.contextmanager
