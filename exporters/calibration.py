@@ -18,6 +18,7 @@ import numpy as np
 
 from ..constants import IMAGE_SUFFIXES
 from ..errors import UsageError
+from ..gates import AGREEMENT_RESOLUTION, INT8_AGREEMENT_TEXT
 from ..metadata import decode_metadata
 from ..preprocess import Preprocessing, preprocess
 
@@ -30,10 +31,9 @@ MAX_CALIBRATION_IMAGES = 512
 MAX_VALIDATION_IMAGES = 64
 #: fewer images than this cannot both calibrate and check an int8 model
 MIN_CALIBRATION_IMAGES = 8
-#: below this many calibration images ranges are noisy, and below ``AGREEMENT_RESOLUTION`` held-out
-#: images a single disagreement already fails the 97% agreement gate: both get a warning
+#: below this many calibration images ranges are noisy, and below ``gates.AGREEMENT_RESOLUTION`` held-out
+#: images a single disagreement already fails the agreement gate: both get a warning
 FEW_CALIBRATION_IMAGES = 100
-AGREEMENT_RESOLUTION = 34
 #: activation ranges cover this share of each tensor's values, cutting half the rest from each tail. Min/max
 #: let a few outliers set the scale: the LSNet-T CIFAR fixture's int8 lost 1.7 top-1 points on ONNX Runtime
 #: with them and missed the 1-point gate on ExecuTorch (2,000 test pictures); ONNX Runtime lost 0.05 with
@@ -116,7 +116,8 @@ class CalibrationSet:
                          "see are better")
         if len(self.held_out) < AGREEMENT_RESOLUTION:
             found.append(f"--calib {self.root}: the int8 check runs on {len(self.held_out)} held-out images, so a "
-                         "single changed prediction fails the 97% agreement gate; give more images, or labelled "
+                         f"single changed prediction fails the {INT8_AGREEMENT_TEXT} agreement gate; give more "
+                         "images, or labelled "
                          "ones with --data")
         return found
 

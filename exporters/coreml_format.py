@@ -44,7 +44,11 @@ from .. import __version__
 from ..errors import ExportError, UsageError, first_line, require
 from ..metadata import encode_metadata, output_names_of
 from ..quiet import silenced
-from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
+from ..runtimes.coreml_runner import COREML
+from .context import ExportContext, Written
+from .exporter import Exporter
+from .options import ExportOptions
+from .registry import register_exporter
 from .calibration import BATCH_PERCENTILE_METHOD
 from .coreml_int8 import WEIGHT_QUANT_TARGET
 
@@ -192,14 +196,9 @@ def _describe(model, metadata: Mapping[str, str], image_input: bool, labels: boo
 class CoreMLExporter(Exporter):
     """Core ML ML program (``.mlpackage``)."""
 
-    name = "coreml"
-    runtime = "coreml"
-    aliases = ("mlpackage", "mlprogram")
-    suffix = ".mlpackage"
+    spec = COREML
     writes_directory = True
-    extra = "coreml"
-    description = "Core ML ML program (iOS, iPadOS, macOS apps; Neural Engine, GPU, CPU)"
-    supported_options = frozenset({"half", "float32", "deployment_target", "image_input", "int8", "calib"})
+    no_dynamic_hw_reason = "Core ML image inputs have one size"
     ska_auto = "onehot_conv"
     int8_keep_float = True  # layers in keep_float keep float weights and inputs (coreml_int8.quantize_network)
     no_dynamic_reason = "the package has one input shape; export one per batch size with --batch N"

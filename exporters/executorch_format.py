@@ -38,13 +38,18 @@ import torch
 from torch import nn
 
 from ..errors import ExportError, UsageError, first_line, require
+from ..metadata_codec import METADATA_ENTRY as METADATA_METHOD  # the constant method the map is returned by
+from ..metadata_codec import encode_metadata_map
 from ..quiet import silenced
-from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
+from ..runtimes.executorch_runner import EXECUTORCH
+from .context import ExportContext, Written
+from .exporter import Exporter
+from .options import ExportOptions
+from .registry import register_exporter
 from .calibration import BATCH_PERCENTILE_METHOD
 from .half import half_precision_model
 from .xnnpack_forms import BmmAttention, xnnpack_friendly
 
-METADATA_METHOD = "lsnet_metadata"
 # graph nodes that are bookkeeping, not operators: the delegate calls themselves and tuple indexing
 _BOOKKEEPING = ("executorch_call_delegate", "getitem")
 
@@ -121,7 +126,7 @@ def lower_to_executorch(model: nn.Module, example: torch.Tensor, metadata: Mappi
 
     partitioner = partitioner or partitioner_for(DEFAULT_ACCELERATOR)
     backend = "Vulkan" if type(partitioner).__name__.startswith("Vulkan") else "XNNPACK"
-    constant_methods = {METADATA_METHOD: json.dumps(dict(metadata))} if metadata is not None else None
+    constant_methods = {METADATA_METHOD: encode_metadata_map(metadata)} if metadata is not None else None
     with silenced() as log:
         try:
             program = torch.export.export(model, (example,))
@@ -138,13 +143,8 @@ def lower_to_executorch(model: nn.Module, example: torch.Tensor, metadata: Mappi
 class ExecuTorchExporter(Exporter):
     """ExecuTorch ``.pte`` with the XNNPACK delegate."""
 
-    name = "executorch"
-    runtime = "executorch"
-    aliases = ("pte", "et", "xnnpack")
-    suffix = ".pte"
-    extra = "executorch"
-    description = "ExecuTorch program lowered to XNNPACK (Android and iOS apps, embedded Linux)"
-    supported_options = frozenset({"half", "int8", "calib"})
+    spec = EXECUTORCH
+    no_dynamic_hw_reason = "XNNPACK plans are built for one input size"
     ska_auto = "tap_slices"
     int8_keep_float = True
     no_dynamic_reason = "XNNPACK plans a fixed batch; export one .pte per batch size with --batch N"
@@ -198,12 +198,7 @@ class ExecuTorchExporter(Exporter):
         context.progress("lowering to XNNPACK (torch.export, to_edge_transform_and_lower)")
         edge = lower_to_executorch(lowered_model, example, metadata)
         details = {**delegation_report(edge), **int8_details}
-        with silenced():
-            try:
-                buffer = edge.to_executorch().buffer
-            except Exception as exc:
-                raise ExportError(f"ExecuTorch serialization failed: {first_line(exc)}") from exc
-        path.write_bytes(buffer)
+        write_program(edge, path)
         return Written(details={**details, "backend": "xnnpack", "metadata_method": METADATA_METHOD},
                        metadata=added)
 
@@ -213,14 +208,23 @@ class ExecuTorchExporter(Exporter):
         edge = lower_to_executorch(model, example, dict(context.metadata),
                                    partitioner_for("vulkan", half=context.options.half))
         details = delegation_report(edge)
-        with silenced():
-            try:
-                buffer = edge.to_executorch().buffer
-            except Exception as exc:
-                raise ExportError(f"ExecuTorch serialization failed: {first_line(exc)}") from exc
-        path.write_bytes(buffer)
+        write_program(edge, path)
         return Written(details={**details, "backend": "vulkan", "metadata_method": METADATA_METHOD,
                                 "vulkan_float16": context.options.half})
+
+
+def write_program(edge, path: Path) -> None:
+    """Serialize a lowered program (``lower_to_executorch``'s result) to ``path``.
+
+    Raises:
+        ExportError: ExecuTorch cannot serialize it.
+    """
+    with silenced():
+        try:
+            buffer = edge.to_executorch().buffer
+        except Exception as exc:
+            raise ExportError(f"ExecuTorch serialization failed: {first_line(exc)}") from exc
+    path.write_bytes(buffer)
 
 
 def accelerator_of(options: ExportOptions) -> str:

@@ -1,8 +1,8 @@
 """Mixed precision found automatically: keep the layers int8 hurts most in float until the gate passes.
 
-The gate (``base.check_artifact``): with ``--data``, top-1 on the labelled images may drop by at most
+The gate (``validation.check_artifact``): with ``--data``, top-1 on the labelled images may drop by at most
 ``--max-drop`` points; without labels, top-1 agreement with the float model on the images held out of
-calibration must be at least ``INT8_MIN_AGREEMENT``. When the all-int8 artifact misses it, the units of
+calibration must be at least ``gates.INT8_MIN_AGREEMENT``. When the all-int8 artifact misses it, the units of
 the model are ranked once by the error each adds alone in int8 (``int8_sensitivity``), and the export is
 redone with the worst 1, 2, 4, ... units in float, until it passes or a quarter of the model would stay
 float (by then int8 buys little, and the report says what was measured).
@@ -11,20 +11,30 @@ float (by then int8 buys little, and the report says what was measured).
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..errors import ValidationError
+from .context import Attempt, ExportContext
 from .int8_sensitivity import UnitError, quantizable_units, rank_units
 
 if TYPE_CHECKING:
     import torch
 
-    from .base import ExportContext
-
 #: the largest share of units the search keeps in float before it gives up
 MAX_FLOAT_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class Int8Outcome:
+    """What the search settled on: the passing attempt, the context it ran with (its ``keep_float``), and
+    the ranking (None when the all-int8 artifact passed and no ranking was asked for)."""
+
+    attempt: Attempt
+    context: ExportContext
+    ranking: list[UnitError] | None
 
 
 def float_counts(units: int) -> list[int]:
@@ -37,15 +47,15 @@ def float_counts(units: int) -> list[int]:
     return counts + [limit]
 
 
-def ranking(model: "torch.nn.Module", context: "ExportContext") -> list[UnitError]:
+def ranking(model: "torch.nn.Module", context: ExportContext) -> list[UnitError]:
     """The model's units, worst first, ranked on the calibration images."""
     images = context.calibration.images(dict(context.metadata))
     context.progress(f"ranking {len(quantizable_units(model))} layers by int8 error")
     return rank_units(model, np.asarray(images))
 
 
-def search(model: "torch.nn.Module", context: "ExportContext", attempt: Callable[["ExportContext"], tuple],
-           can_keep_float: bool) -> tuple[tuple, "ExportContext", list[UnitError] | None]:
+def search(model: "torch.nn.Module", context: ExportContext, attempt: Callable[[ExportContext], Attempt],
+           can_keep_float: bool) -> Int8Outcome:
     """Run ``attempt(context)`` (write and gate one artifact); on a gate failure retry with more float.
 
     Args:
@@ -55,8 +65,7 @@ def search(model: "torch.nn.Module", context: "ExportContext", attempt: Callable
         can_keep_float: whether the format honours ``keep_float`` (if not, the first miss is final).
 
     Returns:
-        What the passing attempt returned, the context it ran with, and the ranking (None when the
-        all-int8 artifact passed and no ranking was asked for).
+        The passing attempt, the context it ran with, and the ranking.
 
     Raises:
         ValidationError: still missing the gate with ``MAX_FLOAT_SHARE`` of the units in float; the
@@ -64,7 +73,7 @@ def search(model: "torch.nn.Module", context: "ExportContext", attempt: Callable
     """
     ranked = ranking(model, context) if context.options.int8_ranking else None
     try:
-        return attempt(context), context, ranked
+        return Int8Outcome(attempt(context), context, ranked)
     except ValidationError as first:
         failure = first
     if not can_keep_float:
@@ -76,7 +85,7 @@ def search(model: "torch.nn.Module", context: "ExportContext", attempt: Callable
                          f"{', '.join(u.name for u in ranked[:count])}")
         retry = dataclasses.replace(context, keep_float=keep)
         try:
-            return attempt(retry), retry, ranked
+            return Int8Outcome(attempt(retry), retry, ranked)
         except ValidationError as exc:
             failure = exc
     worst = ", ".join(f"{u.name} ({u.error:.3f})" for u in ranked[:5])

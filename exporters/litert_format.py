@@ -24,9 +24,13 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import ExportError, first_line, require
+from ..metadata_codec import encode_metadata_map
 from ..quiet import native_stderr_captured, silenced
-from ..runtimes.litert_runner import METADATA_NAME, LiteRTRunner, tflite_schema
-from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
+from ..runtimes.litert_runner import LITERT, METADATA_NAME, LiteRTRunner, tflite_schema
+from .context import ExportContext, Written
+from .exporter import Exporter
+from .options import ExportOptions
+from .registry import register_exporter
 from .calibration import BATCH_PERCENTILE_METHOD
 from .xnnpack_forms import xnnpack_friendly
 
@@ -242,7 +246,7 @@ def rewrite_flatbuffer(path: Path, metadata: Mapping[str, str], half: bool, int8
     if int8:
         details["float32_io_twins"] = float32_io(schema, model)
     entry_buffer = schema.BufferT()
-    entry_buffer.data = np.frombuffer(json.dumps(dict(metadata)).encode(), np.uint8)
+    entry_buffer.data = np.frombuffer(encode_metadata_map(metadata).encode(), np.uint8)
     model.buffers.append(entry_buffer)
     entry = schema.MetadataT()
     entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
@@ -255,13 +259,8 @@ def rewrite_flatbuffer(path: Path, metadata: Mapping[str, str], half: bool, int8
 class LiteRTExporter(Exporter):
     """LiteRT ``.tflite`` through litert-torch, run with XNNPACK."""
 
-    name = "litert"
-    aliases = ("tflite", "tfl")
-    suffix = ".tflite"
-    runtime = "litert"
-    extra = "litert"
-    description = "LiteRT / TensorFlow Lite flatbuffer via litert-torch (Android apps, embedded Linux)"
-    supported_options = frozenset({"half", "int8", "calib"})
+    spec = LITERT
+    no_dynamic_hw_reason = "LiteRT interpreters are planned for one input size"
     int8_keep_float = True
     #: fastest form in the LiteRT sweep of docs/formats_litert.md (with or without the rewrites: equal)
     ska_auto = "onehot_conv"

@@ -19,7 +19,11 @@ from .. import __version__
 from ..errors import ExportError, UsageError, first_line, require
 from ..metadata import output_names_of
 from ..quiet import silenced
-from .base import ExportContext, ExportOptions, Exporter, Written, register_exporter
+from ..runtimes.onnxruntime_runner import ONNX
+from .context import ExportContext, Written
+from .exporter import Exporter
+from .options import ExportOptions
+from .registry import register_exporter
 from .half import half_precision_model
 
 if TYPE_CHECKING:
@@ -162,12 +166,7 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, context: ExportCon
 class OnnxExporter(Exporter):
     """ONNX for ONNX Runtime (and anything else that reads ONNX)."""
 
-    name = "onnx"
-    runtime = "ort"
-    suffix = ".onnx"
-    extra = "onnx"
-    description = "ONNX, tuned for ONNX Runtime (CPU/GPU servers, desktops); TensorRT via trtexec"
-    supported_options = frozenset({"dynamic", "dynamic_hw", "half", "int8", "calib", "opset", "simplify"})
+    spec = ONNX
     ska_auto = "hybrid"
     #: int8 kernels move the balance: banded_matmul measured fastest under --int8 (docs/ska_forms.md); hybrid_taps
     #: ran 4% faster (1 thread) but its chain of nine requantized multiply-adds cost accuracy on the fixtures

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from ..errors import ExportError, require
 from ..quiet import silenced
-from .base import ExportContext, Written, register_exporter
+from ..runtimes.onnxruntime_runner import ORT_FORMAT
+from .context import ExportContext, Written
+from .registry import register_exporter
 from .onnx_format import OnnxExporter, build_onnx
 
 
@@ -21,12 +23,9 @@ from .onnx_format import OnnxExporter, build_onnx
 class OrtExporter(OnnxExporter):
     """ONNX Runtime mobile (``.ort``) format."""
 
-    name = "ort"
-    aliases = ("onnxruntime-mobile",)
-    suffix = ".ort"
-    description = "ONNX Runtime Mobile format (Android/iOS apps with onnxruntime-mobile)"
-    supported_options = frozenset({"dynamic", "dynamic_hw", "int8", "calib", "opset", "simplify"})
+    spec = ORT_FORMAT
     runtime_target = "onnxruntime-mobile"
+    default_for_runtime = False  # the ort runtime's models are exported as .onnx by default
 
     def check_environment(self, options) -> None:
         super().check_environment(options)

@@ -21,9 +21,14 @@ import os
 from pathlib import Path
 
 from ..errors import ExportError, MissingDependencyError, RuntimeUnavailableError, UsageError, require
-from .base import (ExportContext, ExportOptions, Exporter, Written, accuracy_gate, output_entries, register_exporter,
-                   validate_file)
 from ..metadata import output_names_of
+from ..metadata_codec import SIDECAR_SUFFIX, sidecar_path
+from ..runtimes.tensorrt_runner import TENSORRT, cuda_device_count
+from .context import ExportContext, Written, output_entries
+from .exporter import Exporter
+from .options import ExportOptions
+from .registry import register_exporter
+from .validation import accuracy_gate, validate_file
 from .onnx_format import INPUT_NAME, MIN_OPSET, OnnxExporter, build_onnx
 from .tensorrt_ops import TENSORRT_OPSETS, check_tensorrt_support
 
@@ -50,19 +55,12 @@ def float32_islands_missing(model) -> list[str]:
 class TensorRTExporter(Exporter):
     """TensorRT engine (NVIDIA GPUs, Jetson), strongly typed, TensorRT 10 and 11."""
 
-    name = "tensorrt"
-    runtime = "tensorrt"
-    aliases = ("trt", "engine")
-    suffix = ".engine"
-    suffixes = (".engine", ".plan", ".trt")
-    extra = "tensorrt"
-    description = "TensorRT engine for NVIDIA GPUs and Jetson (TensorRT 10 and 11, built here; needs a GPU)"
-    supported_options = frozenset({"dynamic", "half", "int8", "calib", "opset", "simplify", "workspace",
-                                   "dla_core", "timing_cache", "max_batch"})
+    spec = TENSORRT
+    no_dynamic_hw_reason = "a TensorRT engine would need an optimization profile over height and width, not offered yet"
     ska_auto = "shifted_slices"
     #: its ONNX is quantized by ``onnx_quantize``, which keeps ``keep_float`` modules float
     int8_keep_float = True
-    side_files = (".json", OnnxExporter.suffix)  # the metadata sidecar, the ONNX it was built from
+    side_files = (SIDECAR_SUFFIX, OnnxExporter.suffix)  # the metadata sidecar, the ONNX it was built from
 
     def check_options(self, options: ExportOptions) -> None:
         super().check_options(options)
@@ -101,7 +99,6 @@ class TensorRTExporter(Exporter):
         import tensorrt
 
         from .tensorrt_build import SUPPORTED_MAJORS, tensorrt_major
-        from ..runtimes.tensorrt_runner import cuda_device_count
 
         if tensorrt_major(tensorrt.__version__) not in SUPPORTED_MAJORS:
             raise RuntimeUnavailableError(f"TensorRT {tensorrt.__version__} is installed; lsnet-deploy builds "
@@ -179,8 +176,8 @@ class TensorRTExporter(Exporter):
         command = trtexec_command(f"{name}.onnx", name, settings)
         sidecar = engine_sidecar(name, options.precision, settings, info, command, details,
                                  {**context.metadata, **added})
-        Path(f"{path}.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
-        return Written(details={"trtexec": command, "sidecar": f"{name}.json",
+        sidecar_path(path).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+        return Written(details={"trtexec": command, "sidecar": sidecar_path(name).name,
                                 "tensorrt_version": info["tensorrt_version"], "device": info["device"],
                                 "build_seconds": info["build_seconds"], **details}, metadata=added)
 

@@ -9,7 +9,8 @@ depends on the format; ``read_artifact_metadata`` looks in this order and takes 
    user-defined metadata (read from the spec, on any OS); TensorRT engines embed nothing. Another reader
    can be plugged in for a suffix with ``register_metadata_reader``;
 2. a sidecar JSON file named after the artifact plus ``.json`` (``lsnet_t.pte.json``) holding the same
-   string map; values may also be plain JSON values, and a ``{"metadata": {...}}`` wrapper is accepted.
+   string map; values may also be plain JSON values, and a ``{"metadata": {...}}`` wrapper is accepted
+   (``metadata_codec``: the one codec writers and readers share).
 
 When neither has the recipe, the result is empty (``found`` is False) and callers ask the user for
 ``--imgsz``/``--mean``/``--std``.
@@ -17,17 +18,15 @@ When neither has the recipe, the result is empty (``found`` is False) and caller
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from .errors import LsnetDeployError, UsageError
 from .metadata import decode_metadata
-
-SIDECAR_SUFFIX = ".json"
-#: the field whose presence marks a map as lsnet-deploy metadata
-REQUIRED_KEY = "input_size"
+from .metadata_codec import (REQUIRED_KEY, SIDECAR_SUFFIX, parse_metadata_map, read_sidecar_metadata,  # noqa: F401
+                             sidecar_path)
+from .runtimes import runtime_for_suffix
 
 Reader = Callable[[Path], "dict[str, str] | None"]
 
@@ -53,12 +52,6 @@ class ArtifactMetadata:
         return REQUIRED_KEY in self.fields
 
 
-def sidecar_path(artifact: str | Path) -> Path:
-    """The sidecar metadata file of an artifact: its full name plus ``.json``."""
-    artifact = Path(artifact)
-    return artifact.with_name(artifact.name + SIDECAR_SUFFIX)
-
-
 # -------------------------------------------------------------------------------- embedded readers
 
 _PLUGGED: dict[str, Reader] = {}
@@ -82,46 +75,8 @@ def read_embedded_metadata(path: Path) -> dict[str, str] | None:
     suffix = path.suffix.lower()
     if suffix in _PLUGGED:
         return _PLUGGED[suffix](path)
-    from .runtimes import runtime_for_suffix
-
     runtime = runtime_for_suffix(suffix)
     return runtime.read_metadata(path) if runtime is not None else None
-
-
-# ------------------------------------------------------------------------------------------ sidecar
-
-
-def parse_metadata_map(text: str) -> dict[str, str] | None:
-    """A JSON object (or a ``{"metadata": {...}}`` wrapper) as a raw string map; None when it is not one."""
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's parser goes
-        return None
-    if isinstance(data, dict) and isinstance(data.get("metadata"), dict) and REQUIRED_KEY not in data:
-        data = data["metadata"]
-    if not isinstance(data, dict):
-        return None
-    # keep strings as stored; re-encode plain JSON values so every map has one form
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
-
-
-def read_sidecar_metadata(artifact: str | Path) -> dict[str, str] | None:
-    """The map in ``<artifact>.json``, or None when there is no such file.
-
-    Raises:
-        LsnetDeployError: the sidecar exists but is not a JSON object.
-    """
-    sidecar = sidecar_path(artifact)
-    if not sidecar.is_file():
-        return None
-    try:
-        text = sidecar.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LsnetDeployError(f"cannot read metadata sidecar {sidecar}: {exc}") from None
-    parsed = parse_metadata_map(text)
-    if parsed is None:
-        raise LsnetDeployError(f"metadata sidecar {sidecar} is not a JSON object; fix it or delete it")
-    return parsed
 
 
 # ------------------------------------------------------------------------------------------ lookup

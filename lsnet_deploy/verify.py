@@ -10,15 +10,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# float32 artifacts must match within this, relative to the reference's largest magnitude
-FLOAT32_TOLERANCE = 1e-3
-# float16 / int8 artifacts are compared with looser, precision-specific bounds.
-# int8 has no error bound: post-training int8 error grows with each model's activation ranges (a few percent
-# of the largest logit is normal), so a fixed limit would refuse good models. What marks a broken calibration
-# is predictions that stop agreeing: int8 exports are compared on their calibration images (real pictures,
-# not noise) and refused below 80% top-1 agreement with float32, well under what healthy PTQ reaches.
-TOLERANCES = {"float32": 1e-3, "float16": 2e-2, "int8": None}
-MIN_TOP1 = {"float32": 1.0, "float16": 0.9, "int8": 0.8}
+# each precision's tolerance and top-1 floor are the gates' (one place for every limit)
+from .gates import FLOAT32_TOLERANCE, MIN_TOP1, TOLERANCES
+
 #: what a NaN or infinite output means, by the side that has it (``ComparisonReport.nonfinite``)
 NONFINITE_CAUSES = {
     "reference": "the PyTorch model itself outputs NaN or inf: its weights hold NaN/inf values (a diverged "

@@ -9,13 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from ..accuracy import CLASS_MAP_HELP
+from ..errors import UsageError
+from ..gates import DEFAULT_MAX_DROP, INT8_HELP
 from .common import cli_errors, err, human_size, json_errors, parse_imgsz, resolve_model
 
 PROG = "lsnet-export"
 
 
 def _format_help() -> str:
-    from ..exporters.base import exporter_classes
+    from ..exporters.registry import exporter_classes
 
     formats = "; ".join(f"{name}{' (' + ', '.join(cls.aliases) + ')' if cls.aliases else ''}: {cls.suffix}, "
                         f"{cls.description}" for name, cls in exporter_classes().items())
@@ -23,7 +25,7 @@ def _format_help() -> str:
 
 
 def _ska_help() -> str:
-    from ..exporters.base import exporter_classes
+    from ..exporters.registry import exporter_classes
     from ..models.ska import EXPORTABLE_SKA_FORMS
 
     autos = ", ".join(f"{cls.ska_auto} for {name}" for name, cls in exporter_classes().items())
@@ -45,7 +47,7 @@ def _soc_help() -> str:
 
 
 def _validate_on_help() -> str:
-    from ..exporters.base import arm_formats
+    from ..exporters.pipeline import arm_formats
 
     return ("Where the artifact is validated and --data-gated: host (this machine's runtime, default) or arm (the "
             "aarch64 build of the format's runtime under qemu, Cortex-A76 kernels as on a phone; formats "
@@ -76,7 +78,6 @@ def task_options(task: str, out_indices: str, bias_mode: str | None, outputs: st
     Raises:
         UsageError: an unknown task, options of the other task, bad out indices or bias mode.
     """
-    from ..errors import UsageError
     from ..models.backbone import check_bias_mode, normalize_out_indices
 
     if task not in TASKS:
@@ -113,9 +114,7 @@ def export(
     dynamic: Annotated[bool, typer.Option("--dynamic", help=DYNAMIC_HELP)] = False,
     dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help=DYNAMIC_HW_HELP)] = False,
     half: Annotated[bool, typer.Option("--half", help="float16 (float32 kept where half precision is unsafe).")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="int8, calibrated on --calib images and gated: top-1 agreement "
-                                       ">= 97% on held-out images, or --max-drop on --data; layers that miss are "
-                                       "kept float automatically.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help=INT8_HELP)] = False,
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Directory of calibration images for --int8 "
                                                   "(every fifth is held out to check the result).")] = None,
     int8_ranking: Annotated[bool, typer.Option("--int8-ranking", help="With --int8: print the layers ranked by the "
@@ -138,7 +137,8 @@ def export(
     max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="TensorRT: largest batch of the --dynamic profile.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="ImageFolder of labelled pictures: the artifact's "
                                                  "top-1 there is measured against PyTorch's and gated by --max-drop.")] = None,
-    max_drop: Annotated[float, typer.Option("--max-drop", help="Largest top-1 drop (points) allowed on --data.")] = 1.0,
+    max_drop: Annotated[float, typer.Option("--max-drop", help="Largest top-1 drop (points) allowed on --data.")
+                        ] = DEFAULT_MAX_DROP,
     class_map: Annotated[Optional[str], typer.Option("--class-map", help=CLASS_MAP_HELP)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON result object on stdout.")] = False,
     task: Annotated[str, typer.Option("--task", help=TASK_HELP)] = "classification",
@@ -153,15 +153,12 @@ def export(
     soc: Annotated[Optional[str], typer.Option("--soc", help=_soc_help())] = None,
 ) -> None:
     """Export, validate against PyTorch, and write the artifact atomically."""
-    from ..errors import UsageError
     from ..exporters import ExportOptions, export_model
     from ..metadata import read_labels
     from ..models.outputs import ClassifierOutputs, parse_outputs
 
     with cli_errors(PROG), json_errors(json_output):
         size = parse_imgsz(imgsz)
-        if batch < 1:
-            raise UsageError(f"--batch must be a positive integer, got {batch}")
         from ..models.ska import check_ska_form
 
         try:

@@ -20,6 +20,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..format_spec import FormatSpec
+
 #: (shape with None for dynamic dimensions, dtype name), as Polygraphy's ``get_input_metadata``
 InputMetadata = tuple[list[int | None], str]
 
@@ -44,6 +46,20 @@ class Runner(abc.ABC):
     takes_provider: ClassVar[bool] = False
     #: the runner takes ``spinning=`` (idle threads spin; sessions in one process then steal each other's cores)
     takes_spinning: ClassVar[bool] = False
+    #: the format this runtime runs, declared once with its exporter: sets ``name`` (the spec's runtime),
+    #: ``aliases`` (its runtime aliases), ``suffixes`` and ``extra`` (``__init_subclass__``)
+    spec: ClassVar[FormatSpec | None] = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        spec = cls.__dict__.get("spec")
+        if spec is None:
+            return
+        declared = {"name": spec.runtime, "aliases": spec.runtime_aliases, "suffixes": spec.suffixes,
+                    "extra": spec.extra}
+        for attribute, value in declared.items():
+            if attribute not in cls.__dict__:  # what the class body sets itself (a refinement) stays
+                setattr(cls, attribute, value)
 
     def __init__(self):
         self.active = False

@@ -16,9 +16,21 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError, require
+from ..format_spec import FormatSpec, MetadataStore
 from .base import InputMetadata, Runner
 from .registry import register_runtime
 
+#: the format, declared once: the runner here and ``exporters/coreml_format.py`` both read it
+COREML = FormatSpec(
+    name="coreml",
+    aliases=("mlpackage", "mlprogram"),
+    suffixes=(".mlpackage",),
+    extra="coreml",
+    runtime="coreml",
+    description="Core ML ML program (iOS, iPadOS, macOS apps; Neural Engine, GPU, CPU)",
+    metadata=MetadataStore.NATIVE_MAP,
+    options=frozenset({"half", "float32", "deployment_target", "image_input", "int8", "calib"}),
+)
 COMPUTE_UNITS = {"all": "ALL", "cpu": "CPU_ONLY", "cpu_only": "CPU_ONLY", "gpu": "CPU_AND_GPU",
                  "cpu_and_gpu": "CPU_AND_GPU", "ne": "CPU_AND_NE", "ane": "CPU_AND_NE", "cpu_and_ne": "CPU_AND_NE"}
 LOGITS = "logits"
@@ -39,9 +51,8 @@ class CoreMLRunner(Runner):
         UsageError: unknown compute units.
     """
 
-    name = "coreml"
-    suffixes = (".mlpackage", ".mlmodel")
-    extra = "coreml"
+    spec = COREML
+    suffixes = (*COREML.suffixes, ".mlmodel")  # it also runs the older single-file Core ML models
     title = "Core ML"
 
     def __init__(self, path: str | Path, compute_units: str = "all"):

@@ -1,7 +1,8 @@
 """ExecuTorch runner for ``.pte`` programs (XNNPACK delegate), through ExecuTorch's Python runtime.
 
 This is the same C++ runtime Android and iOS apps embed, so latency and numbers measured here carry over
-in kind (not in absolute time) to phones.
+in kind (not in absolute time) to phones. ``EXECUTORCH`` declares the format once; the runner here and
+``exporters/executorch_format.py`` both read it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,25 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError, require
+from ..format_spec import FormatSpec, MetadataStore
+from ..metadata_codec import METADATA_ENTRY as METADATA_METHOD  # the constant method the map is returned by
+from ..metadata_codec import REQUIRED_KEY, parse_metadata_map
 from ..quiet import native_stderr_captured
 from .base import InputMetadata, Runner, static_dims
 from .registry import register_runtime
 
-#: the constant method tried first for embedded metadata (lsnet-export writes it)
-METADATA_METHOD = "lsnet_metadata"
+EXECUTORCH = FormatSpec(
+    name="executorch",
+    aliases=("pte", "et", "xnnpack"),
+    suffixes=(".pte",),
+    extra="executorch",
+    runtime="executorch",
+    runtime_aliases=("et",),
+    description="ExecuTorch program lowered to XNNPACK (Android and iOS apps, embedded Linux)",
+    metadata=MetadataStore.ENTRY,
+    options=frozenset({"half", "int8", "calib"}),
+)
+
 # ExecuTorch ScalarType codes
 DTYPES = {5: "float16", 6: "float32", 7: "float64", 15: "bfloat16"}
 
@@ -30,10 +44,7 @@ class ExecuTorchRunner(Runner):
         threads: XNNPACK threadpool size (process-wide in ExecuTorch; None leaves it as it is).
     """
 
-    name = "executorch"
-    aliases = ("et",)
-    suffixes = (".pte",)
-    extra = "executorch"
+    spec = EXECUTORCH
     title = "ExecuTorch"
 
     def __init__(self, path: str | Path, threads: int | None = None):
@@ -46,8 +57,6 @@ class ExecuTorchRunner(Runner):
     def read_metadata(cls, path: Path) -> dict[str, str] | None:
         """The map a constant method (no inputs) returns as one JSON string: ``lsnet_metadata`` first,
         then any other method that is not ``forward``; None when no method returns one."""
-        from ..artifact_metadata import REQUIRED_KEY, parse_metadata_map
-
         runtime = require("executorch.runtime", cls.extra, "to read .pte programs")
         try:
             program = runtime.Runtime.get().load_program(str(path))

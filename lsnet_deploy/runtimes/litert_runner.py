@@ -4,6 +4,8 @@ This is the interpreter Android apps embed (``com.google.ai.edge.litert``), so w
 over in kind to phones. lsnet-export writes its metadata map into the flatbuffer's ``metadata`` vector as
 one entry, ``lsnet_metadata``, whose buffer is the map as a JSON object; ``read_metadata`` reads it back
 with the TFLite schema classes alone (no interpreter).
+
+``LITERT`` declares the format once; the runner here and ``exporters/litert_format.py`` both read it.
 """
 
 from __future__ import annotations
@@ -14,18 +16,29 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError, first_line, require
+from ..format_spec import FormatSpec, MetadataStore
+from ..metadata_codec import METADATA_ENTRY as METADATA_NAME  # the flatbuffer metadata entry of the map
+from ..metadata_codec import parse_metadata_map
 from ..quiet import native_stderr_captured
 from .base import InputMetadata, Runner, static_dims
 from .registry import register_runtime
 
-#: name of the flatbuffer metadata entry lsnet-export writes
-METADATA_NAME = "lsnet_metadata"
-EXTRA = "litert"
+LITERT = FormatSpec(
+    name="litert",
+    aliases=("tflite", "tfl"),
+    suffixes=(".tflite",),
+    extra="litert",
+    runtime="litert",
+    runtime_aliases=("tflite", "tfl"),
+    description="LiteRT / TensorFlow Lite flatbuffer via litert-torch (Android apps, embedded Linux)",
+    metadata=MetadataStore.ENTRY,
+    options=frozenset({"half", "int8", "calib"}),
+)
 
 
 def tflite_schema():
     """The TFLite flatbuffer schema classes shipped with ai-edge-litert."""
-    return require("ai_edge_litert.schema_py_generated", EXTRA, "to read .tflite files")
+    return require("ai_edge_litert.schema_py_generated", LITERT.extra, "to read .tflite files")
 
 
 def metadata_entries(data: bytes) -> dict[str, bytes]:
@@ -73,10 +86,7 @@ class LiteRTRunner(Runner):
         xnnpack: apply LiteRT's default XNNPACK delegate (on by default, as on phones).
     """
 
-    name = "litert"
-    aliases = ("tflite", "tfl")
-    suffixes = (".tflite",)
-    extra = EXTRA
+    spec = LITERT
     title = "LiteRT"
 
     def __init__(self, path: str | Path, threads: int | None = None, xnnpack: bool = True, **options):
@@ -90,8 +100,6 @@ class LiteRTRunner(Runner):
     @classmethod
     def read_metadata(cls, path: Path) -> dict[str, str] | None:
         """The ``lsnet_metadata`` entry of the flatbuffer's metadata vector, or None without one."""
-        from ..artifact_metadata import parse_metadata_map
-
         try:
             data = Path(path).read_bytes()
         except OSError as exc:

@@ -1,4 +1,8 @@
-"""ONNX Runtime runner for ONNX (``.onnx``) and ORT-format (``.ort``) files."""
+"""ONNX Runtime runner for ONNX (``.onnx``) and ORT-format (``.ort``) files.
+
+``ONNX`` and ``ORT_FORMAT`` declare those two formats once; the runner here and ``exporters/onnx_format.py``
+and ``exporters/ort_format.py`` read them.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,33 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LsnetDeployError, RuntimeUnavailableError, first_line, require
+from ..format_spec import FormatSpec, MetadataStore
 from .base import InputMetadata, Runner, static_dims
 from .registry import register_runtime
 
-ONNX_SUFFIX = ".onnx"
+ONNX = FormatSpec(
+    name="onnx",
+    aliases=(),
+    suffixes=(".onnx",),
+    extra="onnx",
+    runtime="ort",
+    runtime_aliases=("onnxruntime", "onnx"),
+    description="ONNX, tuned for ONNX Runtime (CPU/GPU servers, desktops); TensorRT via trtexec",
+    metadata=MetadataStore.NATIVE_MAP,
+    options=frozenset({"dynamic", "dynamic_hw", "half", "int8", "calib", "opset", "simplify"}),
+)
+ORT_FORMAT = FormatSpec(
+    name="ort",
+    aliases=("onnxruntime-mobile",),
+    suffixes=(".ort",),
+    extra="onnx",
+    runtime="ort",
+    runtime_aliases=ONNX.runtime_aliases,
+    description="ONNX Runtime Mobile format (Android/iOS apps with onnxruntime-mobile)",
+    metadata=MetadataStore.NATIVE_MAP,
+    options=frozenset({"dynamic", "dynamic_hw", "int8", "calib", "opset", "simplify"}),
+)
+ONNX_SUFFIX = ONNX.suffix
 PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                     "tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider",
                     "coreml": "CoreMLExecutionProvider", "xnnpack": "XnnpackExecutionProvider",
@@ -101,10 +128,8 @@ class OnnxRuntimeRunner(OrtSessionIO, Runner):
         device: ``cuda:N`` selects the GPU for the CUDA and TensorRT providers.
     """
 
-    name = "ort"
-    aliases = ("onnxruntime", "onnx")
-    suffixes = (ONNX_SUFFIX, ".ort")
-    extra = "onnx"
+    spec = ONNX
+    suffixes = (*ONNX.suffixes, *ORT_FORMAT.suffixes)  # it runs both formats' files
     title = "ONNX Runtime"
     takes_provider = True
     takes_spinning = True

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UsageError, did_you_mean
+from ..errors import UsageError
+from ..registry import Registry
 from .base import Runner
 
-_RUNTIMES: dict[str, type[Runner]] = {}
-_NAMES: dict[str, str] = {}  # name or alias -> name
-_SUFFIXES: dict[str, str] = {}  # suffix -> name
+_RUNTIMES: Registry[type[Runner]] = Registry("runtime", cutoff=0.6)
+_SUFFIXES: dict[str, str] = {}  # suffix -> runtime name
 
 
 def register_runtime(cls: type[Runner]) -> type[Runner]:
@@ -25,13 +25,12 @@ def register_runtime(cls: type[Runner]) -> type[Runner]:
     """
     # a runner of another runtime's files (an emulated ARM twin) runs them only when named: no suffix claim
     claimed = cls.suffixes if cls.claims_suffixes else ()
-    for key, table in [(cls.name, _NAMES), *((a, _NAMES) for a in cls.aliases), *((s, _SUFFIXES) for s in claimed)]:
-        owner = table.get(key.lower())
+    _RUNTIMES.check_free(cls.name, (cls.name, *cls.aliases), cls.__name__)
+    for suffix in claimed:
+        owner = _SUFFIXES.get(suffix.lower())
         if owner is not None and owner != cls.name:
-            raise ValueError(f"{cls.__name__} claims {key!r}, which runtime {owner!r} already has")
-    _RUNTIMES[cls.name] = cls
-    for alias in (cls.name, *cls.aliases):
-        _NAMES[alias.lower()] = cls.name
+            raise ValueError(f"{cls.__name__} claims {suffix!r}, which runtime {owner!r} already has")
+    _RUNTIMES.add(cls.name, cls, cls.aliases, cls.__name__)
     for suffix in claimed:
         _SUFFIXES[suffix.lower()] = cls.name
     return cls
@@ -39,7 +38,7 @@ def register_runtime(cls: type[Runner]) -> type[Runner]:
 
 def runtimes() -> dict[str, type[Runner]]:
     """Every registered runner class by runtime name, in registration order."""
-    return dict(_RUNTIMES)
+    return _RUNTIMES.entries()
 
 
 def artifact_suffixes() -> list[str]:
@@ -53,10 +52,7 @@ def canonical_runtime(name: str) -> str:
     Raises:
         UsageError: unknown name, with the closest known name or alias suggested.
     """
-    key = name.strip().lower()
-    if key in _NAMES:
-        return _NAMES[key]
-    raise UsageError(f"unknown runtime {name!r}{did_you_mean(key, _NAMES)} (choose from {', '.join(_RUNTIMES)})")
+    return _RUNTIMES.canonical(name)
 
 
 def get_runtime(name: str) -> type[Runner]:
@@ -65,13 +61,13 @@ def get_runtime(name: str) -> type[Runner]:
     Raises:
         UsageError: unknown name, with the closest one suggested.
     """
-    return _RUNTIMES[canonical_runtime(name)]
+    return _RUNTIMES.get(name)
 
 
 def runtime_for_suffix(suffix: str) -> type[Runner] | None:
     """The runner class that runs files with this suffix (``.onnx``, ``.qnn.onnx``), or None."""
     name = _SUFFIXES.get(suffix.lower())
-    return _RUNTIMES[name] if name else None
+    return _RUNTIMES.find(name) if name else None
 
 
 def file_suffix(path: str | Path) -> str:
@@ -90,7 +86,7 @@ def runtime_for_path(path: str | Path) -> str:
         UsageError: a suffix no runtime runs.
     """
     suffix = file_suffix(path)
-    for cls in _RUNTIMES.values():
+    for cls in _RUNTIMES.entries().values():
         if suffix in getattr(cls, "sniffed_suffixes", ()) and cls.claims(path):
             return cls.name
     cls = runtime_for_suffix(suffix)
@@ -112,7 +108,7 @@ def runner_for(path: str | Path, runtime: str | None = None, **options) -> Runne
     Raises:
         UsageError: unknown runtime or suffix, or a runtime that runs models rather than files.
     """
-    cls = get_runtime(runtime) if runtime else _RUNTIMES[runtime_for_path(path)]
+    cls = get_runtime(runtime) if runtime else _RUNTIMES.get(runtime_for_path(path))
     if not cls.suffixes:
         raise UsageError(f"runtime {cls.name!r} runs PyTorch models, not files; use --model")
     return cls.from_options(path, **options)

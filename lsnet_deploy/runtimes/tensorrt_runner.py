@@ -12,17 +12,33 @@ in ``activate``; the CUDA probe below reads the driver directly (ctypes) so it w
 from __future__ import annotations
 
 import ctypes
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from .. import metadata_codec
 from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError
+from ..format_spec import FormatSpec, MetadataStore
 from .base import InputMetadata, Runner, static_dims
 from .registry import register_runtime
 
 INSTALL_HINT = "pip install \"lsnet-deploy[tensorrt]\" (TensorRT 10 or 11; on Jetson it comes with JetPack)"
+
+
+#: the format, declared once: the runner here and ``exporters/tensorrt_format.py`` both read it
+TENSORRT = FormatSpec(
+    name="tensorrt",
+    aliases=("trt", "engine"),
+    suffixes=(".engine", ".plan", ".trt"),
+    extra="tensorrt",
+    runtime="tensorrt",
+    runtime_aliases=("trt",),
+    description="TensorRT engine for NVIDIA GPUs and Jetson (TensorRT 10 and 11, built here; needs a GPU)",
+    metadata=MetadataStore.SIDECAR,
+    options=frozenset({"dynamic", "half", "int8", "calib", "opset", "simplify", "workspace", "dla_core",
+                       "timing_cache", "max_batch"}),
+)
 
 
 def _cuda_driver():
@@ -61,18 +77,15 @@ def read_sidecar(engine: str | Path) -> dict:
     """The JSON written beside an engine by ``lsnet-export`` (metadata, build settings, trtexec command).
 
     Raises:
-        UsageError: no sidecar, or one that is not valid JSON.
+        UsageError: no sidecar.
+        LsnetDeployError: a sidecar that cannot be read or is not a JSON object (``metadata_codec.read_sidecar``).
     """
-    from ..artifact_metadata import sidecar_path
-
-    path = sidecar_path(engine)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path} not found: TensorRT engines carry no metadata, lsnet-export writes it there; "
-                         "pass --imgsz (and --mean/--std) or keep the JSON beside the engine") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path} is not a readable JSON sidecar: {exc}") from None
+    data = metadata_codec.read_sidecar(engine)
+    if data is None:
+        raise UsageError(f"{metadata_codec.sidecar_path(engine)} not found: TensorRT engines carry no metadata, "
+                         "lsnet-export writes it there; pass --imgsz (and --mean/--std) or keep the JSON beside the "
+                         "engine")
+    return data
 
 
 def _device_index(device: str | int) -> int:
@@ -106,10 +119,7 @@ class TensorRTRunner(Runner):
         device: ``cuda`` or ``cuda:N``.
     """
 
-    name = "tensorrt"
-    aliases = ("trt",)
-    suffixes = (".engine", ".plan", ".trt")
-    extra = "tensorrt"
+    spec = TENSORRT
     title = "TensorRT"
     # read_metadata stays the base's (None): engines embed nothing, the sidecar holds it
 

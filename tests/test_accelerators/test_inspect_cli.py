@@ -122,7 +122,7 @@ def test_missing_tool_is_reported_not_raised(monkeypatch, tmp_path):
 def test_format_table_matches_the_exporters():
     pytest.importorskip("torch", reason="the exporters need PyTorch (pip install \"lsnet-deploy[torch]\")")
     from lsnet_deploy.accelerators import FORMAT_OF_SUFFIX
-    from lsnet_deploy.exporters.base import exporter_classes
+    from lsnet_deploy.exporters.registry import exporter_classes
 
     for name, cls in exporter_classes().items():
         for suffix in cls.file_suffixes():

@@ -106,7 +106,7 @@ def test_users_model_around_an_lsnet_exports_with_every_output_validated(tmp_pat
 
 
 def test_ska_form_and_grids_reach_the_lsnet_inside_a_users_model():
-    from lsnet_deploy.exporters.base import prepare_model
+    from lsnet_deploy.exporters.prepare import prepare_model
 
     prepared = prepare_model(TinyDetector().eval(), "banded_matmul", fuse=True, example=torch.zeros(1, 3, 96, 96))
     forms = {m.form for m in prepared.modules() if isinstance(m, SKA)}

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("executorch.runtime", reason="ExecuTorch is not installed (pip install \"lsnet-deploy[executorch]\")")
 
 from lsnet_deploy.exporters import ExportOptions, export_model  # noqa: E402
-from lsnet_deploy.exporters.base import Written  # noqa: E402
+from lsnet_deploy.exporters.context import Written  # noqa: E402
 from lsnet_deploy.exporters.executorch_format import METADATA_METHOD  # noqa: E402
 from lsnet_deploy.models import create_model, load_model  # noqa: E402
 from lsnet_deploy.runtimes.executorch_runner import ExecuTorchRunner  # noqa: E402

@@ -40,7 +40,7 @@ def test_an_output_suffix_of_another_format_is_a_usage_error_before_any_work(tmp
 
 @pytest.mark.parametrize("suffix", [".engine", ".plan", ".trt"])
 def test_every_suffix_a_runtime_reads_is_accepted(tmp_path, suffix):
-    from lsnet_deploy.exporters.base import check_output
+    from lsnet_deploy.exporters.pipeline import check_output
 
     check_output(tmp_path / f"model{suffix}", get_exporter("tensorrt"))  # no error
 
@@ -75,7 +75,7 @@ def test_ort_takes_a_dynamic_batch(tmp_path, tiny):
 
 def test_validation_compares_with_the_users_model_not_the_prepared_copy(tmp_path, tiny, monkeypatch):
     """A fusion bug that the runtime reproduces faithfully must still fail validation."""
-    from lsnet_deploy.exporters import base
+    from lsnet_deploy.exporters import prepare
     from lsnet_deploy.reparam import reparameterize
 
     def broken_fusion(model):
@@ -84,7 +84,7 @@ def test_validation_compares_with_the_users_model_not_the_prepared_copy(tmp_path
             fused.head.bias.add_(0.5)  # what a wrong BatchNorm fold of the classifier would do
         return fused
 
-    monkeypatch.setattr(base, "reparameterize", broken_fusion)
+    monkeypatch.setattr(prepare, "reparameterize", broken_fusion)
     with pytest.raises(ValidationError, match="drifts from PyTorch"):
         export_model(tiny, "onnx", tmp_path / "x.onnx")
     assert not list(tmp_path.iterdir())

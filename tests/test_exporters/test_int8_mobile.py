@@ -131,7 +131,9 @@ def test_keep_float_leaves_modules_without_int8_ops(cifar_model, calib_dir, fmt)
     import numpy as np
     import torch
 
-    from lsnet_deploy.exporters.base import ExportContext, get_exporter, prepare_model
+    from lsnet_deploy.exporters.context import ExportContext
+    from lsnet_deploy.exporters.prepare import prepare_model
+    from lsnet_deploy.exporters.registry import get_exporter
     from lsnet_deploy.exporters.pt2e_int8 import int8_ops_by_module, module_path, quantize_pt2e
     from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly
     from lsnet_deploy.metadata import build_metadata

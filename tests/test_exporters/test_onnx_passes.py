@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lsnet_deploy.exporters.base import prepare_model
+from lsnet_deploy.exporters.prepare import prepare_model
 from lsnet_deploy.exporters.onnx_format import simplify, torch_to_onnx
 from lsnet_deploy.exporters.onnx_passes import (batchnorm_to_conv, broadcast_mul_to_resize, global_pool,
                                                 optimize_for_onnxruntime)

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from lsnet_deploy.errors import MissingDependencyError, RuntimeUnavailableError, UsageError
 from lsnet_deploy.exporters import ExportOptions, export_model, get_exporter
-from lsnet_deploy.exporters.base import ExportContext, prepare_model, reference_model
+from lsnet_deploy.exporters.context import ExportContext
+from lsnet_deploy.exporters.prepare import prepare_model, reference_model
 from lsnet_deploy.exporters.calibration import split_calibration
 from lsnet_deploy.exporters.tensorrt_build import EngineSettings, build_engine, trtexec_command
 from lsnet_deploy.exporters.tensorrt_format import float32_islands_missing

@@ -1,0 +1,139 @@
+"""The export plan and the pieces it reads: one check with one message each, before any work; one registry
+mechanism refusing duplicates; one spec per format read by its exporter and its runner; every gate limit in
+one place, quoted by the messages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lsnet_deploy import gates
+from lsnet_deploy.errors import UsageError
+from lsnet_deploy.exporters import ExportOptions, ExportPlan, check_export, format_for_runtime, get_exporter
+from lsnet_deploy.exporters.exporter import Exporter
+from lsnet_deploy.exporters.registry import exporter_classes, register_exporter
+from lsnet_deploy.registry import Registry
+from lsnet_deploy.runtimes import get_runtime, runtimes
+
+from ..conftest import conformance_case, error_line, invoke_export as invoke
+
+TINY = conformance_case("tiny")[0]
+
+
+def test_the_plan_carries_what_was_checked(tmp_path):
+    plan = check_export("coreml", ExportOptions(), tmp_path / "m.mlpackage")
+    assert isinstance(plan, ExportPlan) and plan.exporter.name == "coreml"
+    assert plan.options.half  # Core ML's own default (float16) made explicit once, in the plan
+    assert plan.validation_runtime == "coreml" and plan.output == tmp_path / "m.mlpackage"
+    assert plan.accelerator is None and plan.calibration is None
+
+
+@pytest.mark.parametrize("batch", ["0", "-3"])
+def test_a_bad_batch_has_one_message(tmp_path, batch):
+    result = invoke("--weights", TINY, "--batch", batch, "-o", tmp_path / "x.onnx")
+    assert result.exit_code == 2
+    assert f"--batch must be a positive integer, got {batch}" in error_line(result)
+    with pytest.raises(UsageError, match=f"--batch must be a positive integer, got {batch}"):
+        check_export("onnx", ExportOptions(batch=int(batch)))
+
+
+@pytest.mark.parametrize("where", ["proc", "read_only", "missing"])
+def test_an_output_that_cannot_be_written_is_refused_before_the_model_is_loaded(tmp_path, where):
+    if where == "proc":
+        output = Path("/proc/x.onnx")
+    elif where == "missing":
+        output = tmp_path / "no" / "such" / "x.onnx"
+    else:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o500)
+        if os.access(folder, os.W_OK):  # root ignores the mode bits: use a read-only mount's twin, /proc
+            output = Path("/proc/self/x.onnx")
+        else:
+            output = folder / "x.onnx"
+    result = invoke("--weights", TINY, "-o", output)
+    assert result.exit_code == 2, result.output
+    line = error_line(result)
+    assert "--output" in line, line
+    assert "loading" not in result.output and "Traceback" not in result.output
+
+
+def test_the_registry_refuses_a_second_format_of_the_same_name():
+    class Clash(Exporter):
+        name, aliases, suffix, runtime, extra = "litert", (), ".clash", "litert", "litert"
+
+    with pytest.raises(ValueError, match="Clash claims 'litert', which format 'litert' already has"):
+        register_exporter(Clash)
+
+    class AliasClash(Exporter):
+        name, aliases, suffix, runtime, extra = "brand-new", ("trt",), ".clash", "tensorrt", "tensorrt"
+        default_for_runtime = False
+
+    with pytest.raises(ValueError, match="AliasClash claims 'trt', which format 'tensorrt' already has"):
+        register_exporter(AliasClash)
+    assert "brand-new" not in exporter_classes()
+
+
+def test_a_second_default_format_of_a_runtime_is_refused():
+    class SecondOnnx(Exporter):
+        name, suffix, runtime, extra = "second-onnx", ".second", "ort", "onnx"
+
+    with pytest.raises(ValueError, match="default format of runtime 'ort', which format 'onnx' already is"):
+        register_exporter(SecondOnnx)
+    assert "second-onnx" not in exporter_classes()
+
+
+def test_the_default_format_of_a_runtime_is_declared():
+    assert format_for_runtime("ort") == "onnx" and not get_exporter("ort").default_for_runtime
+    assert {format_for_runtime(cls.runtime) for cls in exporter_classes().values()} <= set(exporter_classes())
+
+
+def test_one_registry_mechanism():
+    registry = Registry("widget")
+    registry.add("alpha", 1, ("a",))
+    assert registry.get("A") == 1 and registry.canonical(" Alpha ") == "alpha"
+    with pytest.raises(ValueError, match="beta claims 'a', which widget 'alpha' already has"):
+        registry.add("beta", 2, ("a",))
+    with pytest.raises(UsageError, match=r"unknown widget 'alph'; did you mean 'alpha'\? \(choose from: alpha\)"):
+        registry.get("alph")
+
+
+@pytest.mark.parametrize("fmt", ["litert", "executorch", "tensorrt"])
+def test_the_exporter_and_the_runner_read_one_spec(fmt):
+    exporter = get_exporter(fmt)
+    spec = exporter.spec
+    runner = get_runtime(spec.runtime)
+    assert runner.spec is spec
+    assert (exporter.name, exporter.aliases, exporter.file_suffixes(), exporter.extra) == (
+        spec.name, spec.aliases, spec.suffixes, spec.extra)
+    assert (runner.name, runner.aliases, runner.suffixes, runner.extra) == (
+        spec.runtime, spec.runtime_aliases, spec.suffixes, spec.extra)
+    assert exporter.supported_options == spec.options
+
+
+def test_the_emulated_arm_runner_reads_the_native_spec():
+    native = get_runtime("litert")
+    assert [cls.suffixes for cls in runtimes().values() if getattr(cls, "native", None) is native] == [
+        native.spec.suffixes] * 2  # litert-arm64 and litert-arm64-fp16
+
+
+def test_an_option_the_spec_does_not_list_is_refused_with_its_flag():
+    with pytest.raises(UsageError, match="--format litert does not accept --opset"):
+        check_export("litert", ExportOptions(opset=17))
+
+
+def test_every_limit_is_quoted_from_the_gates():
+    from lsnet_deploy import verify
+    from lsnet_deploy.cli.export import app  # noqa: F401  (the help text is built at import)
+    from lsnet_deploy.exporters import calibration
+
+    assert verify.MIN_TOP1["int8"] == gates.INT8_MIN_AGREEMENT and verify.TOLERANCES is gates.TOLERANCES
+    assert gates.INT8_AGREEMENT_TEXT == "97%" and gates.AGREEMENT_RESOLUTION == 34
+    assert gates.INT8_AGREEMENT_TEXT in gates.INT8_HELP
+    assert gates.INT8_AGREEMENT_TEXT in gates.int8_agreement_failure(0.5, 10)
+    assert ExportOptions().max_drop == gates.DEFAULT_MAX_DROP
+    few = calibration.CalibrationSet(Path("c"), (Path("a"),) * 200, (Path("b"),) * 10, "0" * 64)
+    assert any(f"fails the {gates.INT8_AGREEMENT_TEXT} agreement gate" in w for w in few.warnings())
+    assert "80%" not in Path(verify.__file__).read_text()  # the stale figure is gone
