@@ -147,7 +147,7 @@ def _model_runner_class():
 
 
 def _build_model(spec: CandidateSpec, plan: BenchPlan, progress: Progress):
-    from ..cli.common import resolve_model
+    from ..model_choice import resolve_model
 
     progress(f"building {spec.label}")
     return resolve_model(spec.model, spec.weights, plan.imgsz, warn=False)

@@ -17,6 +17,7 @@ from typer.core import TyperCommand
 
 from ..atomic import finish_after_output
 from ..errors import LsnetDeployError, MissingDependencyError, UsageError
+from ..model_choice import RANDOM_INIT_WARNING, resolve_model  # noqa: F401  (re-exported for the CLIs)
 
 DEBUG_ENV = "LSNET_DEPLOY_DEBUG"
 #: modules of the ``torch`` extra: the core (running artifacts) works without them
@@ -154,30 +155,3 @@ def human_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} GB"
-
-
-RANDOM_INIT_WARNING = ("warning: no --weights given, so {name} is randomly initialized: fine for latency and "
-                       "export checks, useless for predictions. Pass --weights PATH or hf-hub:ORG/REPO.")
-
-
-def resolve_model(model_name: str | None, weights: str | None, img_size: tuple[int, int] | None,
-                  default: str = "lsnet_t", warn: bool = True, **backbone):
-    """Build the model a command works on, from a variant name and/or a checkpoint.
-
-    With ``weights`` the architecture comes from the checkpoint (``model_name``, if given, must match);
-    without, a randomly initialized ``model_name`` (default ``lsnet_t``) is built after a warning.
-    ``backbone`` (``features_only``, ``out_indices``, ``bias_mode``) builds the backbone instead.
-    """
-    from ..models import create_model, load_model
-
-    if weights:
-        if backbone.get("features_only"):
-            return load_model(weights, img_size=img_size, **backbone)
-        return load_model(weights, img_size=img_size, model_name=model_name)
-    name = model_name or default
-    if warn:
-        err(RANDOM_INIT_WARNING.format(name=name))
-    overrides = {"img_size": img_size} if img_size else {}
-    if backbone.get("features_only"):
-        overrides.update({k: v for k, v in backbone.items() if v is not None})
-    return create_model(name, **overrides).eval()
