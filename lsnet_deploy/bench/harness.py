@@ -404,11 +404,16 @@ def _accuracy_source(item: Prepared):
 
 
 def measure_accuracy(items: list[Prepared], records: list[dict], plan: BenchPlan, classes,
-                     progress: Progress = _quiet) -> None:
+                     progress: Progress = _quiet, references: dict | None = None) -> None:
     """Top-1 / top-5 of every candidate on ``plan.data``, each through its own runtime and preprocessing
     and scored through ``classes`` (``accuracy_classes``), added to its record as ``accuracy`` (with
-    ``agreement`` against the checkpoint when one is known: the checkpoint is evaluated once, at
-    ``--imgsz``, and each candidate's top-1 compared with its)."""
+    ``agreement`` against the checkpoint when one is known: the checkpoint is evaluated once per run, at
+    ``--imgsz``, and each candidate's top-1 compared with its).
+
+    Args:
+        references: the checkpoint's report by path, kept across a run's batch groups (``run_plan``) so
+            the reference is evaluated once per dataset, not once per group.
+    """
     from ..accuracy import agreement, evaluate
 
     def measured(source, label: str, **options):
@@ -425,8 +430,11 @@ def measure_accuracy(items: list[Prepared], records: list[dict], plan: BenchPlan
                             classes=classes, **options)
 
     reference = accuracy_reference(plan)
-    reference_report = (measured(reference, f"{Path(reference).name} (reference)", imgsz=plan.imgsz,
-                                 threads=plan.threads) if reference else None)
+    references = {} if references is None else references
+    if reference and reference not in references:
+        references[reference] = measured(reference, f"{Path(reference).name} (reference)", imgsz=plan.imgsz,
+                                         threads=plan.threads)
+    reference_report = references.get(reference) if reference else None
     for item, record in zip(items, records):
         options = {"runtime": item.spec.runtime, "threads": plan.threads} if item.artifact is not None else {}
         report = measured(_accuracy_source(item), item.spec.label, **options)
@@ -454,6 +462,7 @@ def run_plan(plan: BenchPlan, progress: Progress = _quiet) -> Iterator[list[dict
         raise UsageError(f"--spinning makes {title} sessions in one process steal each other's cores; "
                          f"benchmark one {title} candidate at a time to use it")
     run_id = uuid.uuid4().hex[:12]
+    references: dict = {}  # the checkpoint's accuracy, measured once for every batch group
     for index, batch in enumerate(plan.batches or [None]):
         with contextlib.ExitStack() as stack:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lsnet-bench-")))
@@ -471,5 +480,5 @@ def run_plan(plan: BenchPlan, progress: Progress = _quiet) -> Iterator[list[dict
                      f"then at least {timing.min_iters} iterations and {timing.min_time:g} s each")
             records = measure_group(items, plan, run_id, index)
             if plan.data is not None:
-                measure_accuracy(items, records, plan, classes, progress)
+                measure_accuracy(items, records, plan, classes, progress, references)
         yield records
