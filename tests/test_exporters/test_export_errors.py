@@ -1,6 +1,10 @@
 """Every bad input of lsnet-export: one clear line, the right exit code, no traceback, nothing on disk."""
 
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,19 +64,65 @@ def test_mismatched_weights(tmp_path):
                          "does not fit")
 
 
-def test_unwritable_or_missing_output_directory(tmp_path):
+def test_missing_output_directory(tmp_path):
     assert_clean_failure(invoke("--weights", TINY, "-o", tmp_path / "no" / "such" / "x.onnx"), 2, "does not exist")
+
+
+def _export_without_root_powers(*args) -> subprocess.CompletedProcess:
+    """``lsnet-export ARGS`` in a child process that keeps uid 0 but loses the capabilities that let root
+    ignore file permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH): folder modes then apply to it."""
+    code = "import sys; from lsnet_deploy.cli.export import main; sys.argv[0] = 'lsnet-export'; main()"
+    return subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-c", code,
+                           *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_output_folder_without_write_permission(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        import os
-
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user who can write anywhere (root ignores directory permissions)")
-        assert_clean_failure(invoke("--weights", TINY, "-o", locked / "x.onnx"), 2, "not writable")
+        if os.geteuid() != 0:
+            assert_clean_failure(invoke("--weights", TINY, "-o", locked / "x.onnx"), 2, "not writable")
+        else:  # how CI runs: root ignores the folder's mode unless its capabilities are dropped
+            if shutil.which("setpriv") is None:
+                pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop CAP_DAC_OVERRIDE")
+            done = _export_without_root_powers("--weights", TINY, "-o", locked / "x.onnx")
+            lines = [line for line in done.stderr.splitlines() + done.stdout.splitlines() if "error:" in line]
+            assert done.returncode == 2, done.stdout + done.stderr
+            assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+            assert f"folder {locked} is not writable" in lines[0], lines[0]
+        assert not list(locked.iterdir())
     finally:
         locked.chmod(0o700)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder on a file system mounted read-only (a tmpfs; mounting needs root, which is how CI runs)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only file system needs root; the permission test covers this user")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"root cannot mount here (no CAP_SYS_ADMIN?): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_output_folder_on_a_read_only_file_system(read_only_folder):
+    assert_clean_failure(invoke("--weights", TINY, "-o", read_only_folder / "x.onnx"), 2,
+                         f"folder {read_only_folder} is not writable (a read-only file system)")
+    assert not list(read_only_folder.iterdir())
+
+
+def test_output_in_a_pseudo_file_system():
+    # /proc takes no new files, for root too: the write probe finds out before any work
+    assert_clean_failure(invoke("--weights", TINY, "-o", "/proc/lsnet_t.onnx"), 2, "/proc", "choose another --output")
+    assert not Path("/proc/lsnet_t.onnx").exists()
 
 
 def test_output_directory_that_is_a_file(tmp_path):

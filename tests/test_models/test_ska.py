@@ -1,5 +1,7 @@
 """Every SKA formulation equals the reference definition, and none builds a tensor of rank above 5."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -61,12 +63,46 @@ def test_no_form_builds_a_tensor_above_rank_5(form):
     assert 4 <= probe.rank <= 5
 
 
+#: the forms users pass to ``--ska`` (README, docs/ska_forms.md, scripts), written out here, not read from the
+#: module: renaming or dropping one breaks those command lines, and this list says so
+FORMS_USERS_TYPE = ("reference", "unfold_matmul", "onehot_conv", "shifted_slices", "banded_matmul", "hybrid",
+                    "tap_slices", "hybrid_taps", "triton")
+
+
+def test_the_forms_users_type_are_the_forms_there_are():
+    assert sorted(SKA_FORMS) == sorted(FORMS_USERS_TYPE)
+    # every form but the GPU-only Triton kernel exports
+    assert sorted(EXPORTABLE_SKA_FORMS) == sorted(set(FORMS_USERS_TYPE) - {"triton"})
+    for name in FORMS_USERS_TYPE:
+        check_ska_form(name)  # accepted
+    check_ska_form("auto")
+
+
 def test_unknown_form_is_refused_with_the_choices():
     with pytest.raises(ValueError) as refused:
         check_ska_form("im2col")
-    assert all(name in str(refused.value) for name in SKA_FORMS), str(refused.value)
-    for name in SKA_FORMS:
-        check_ska_form(name)  # every listed form is accepted
+    message = str(refused.value)
+    assert message.startswith("unknown SKA form 'im2col'; choose one of: auto, "), message
+    assert sorted(message.split("choose one of: ", 1)[1].split(", ")) == sorted(("auto",) + FORMS_USERS_TYPE)
+
+
+def test_docs_describe_every_form():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ska_forms.md").read_text()
+    missing = [name for name in FORMS_USERS_TYPE if f"`{name}`" not in text]
+    assert not missing, f"docs/ska_forms.md does not describe {missing}"
+
+
+def test_docs_table_gives_each_formats_auto_form():
+    from lsnet_deploy.exporters import available_formats, get_exporter
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ska_forms.md").read_text()
+    rows = {}
+    for line in text.split("\n## ")[0].splitlines():  # the table above the first section
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3 and "--int8" not in cells[0]:
+            for name in cells[0].split(","):
+                rows[name.strip(" `")] = cells[1].strip("`")
+    assert rows == {name: get_exporter(name).ska_auto for name in available_formats()}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton SKA kernel needs a CUDA GPU")

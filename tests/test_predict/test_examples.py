@@ -4,8 +4,11 @@ match the Python preprocessing bit for bit, the platform snippets read the same 
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,7 @@ import pytest
 from lsnet_deploy import Predictor
 from lsnet_deploy.preprocess import Preprocessing, load_rgb, preprocess_one
 
-from .conftest import synthetic_photo
+from .conftest import LABELS, synthetic_photo
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # (height, width) of the pictures the native ports are checked on: shrink both ways, odd offsets, upscale
@@ -152,9 +155,132 @@ def test_java_preprocessing_is_bit_identical(tmp_path):
     _check_outputs(cases)
 
 
-@pytest.mark.parametrize("snippet", ["swift/LSNetClassifier.swift", "android/LsnetClassifier.kt",
-                                     "cpp/lsnet_tensorrt.cpp", "python/onnxruntime_only.py"])
-def test_platform_snippets_read_the_metadata_fields(snippet):
-    text = (EXAMPLES / snippet).read_text()
-    for field in ("input_size", "mean", "std", "crop_pct", "labels"):
-        assert f'"{field}"' in text, f"{snippet} does not read {field}"
+#: every file under examples/ and how the tests check it; a new example must be added here (and to the table
+#: of examples/README.md): ``test_every_example_is_checked_and_listed`` fails until it is
+CHECKS = {
+    "python/classify.py": "runs on a real artifact, in-process and as a script",
+    "python/onnxruntime_only.py": "runs on a real artifact, same tensors and scores as Predictor",
+    "cpp/lsnet_preprocess.hpp": "compiled with g++, bit-identical to Python",
+    "android/LsnetPreprocess.java": "compiled with javac, bit-identical to Python",
+    "android/LsnetClassifier.kt": "its metadata reads checked against a real .pte (no Android SDK here)",
+    "android/LiteRTClassifier.kt": "its metadata reads checked against a real .tflite (no Android SDK here)",
+    "swift/LSNetClassifier.swift": "its metadata reads checked against a real .mlpackage (Core ML needs macOS)",
+    "cpp/lsnet_tensorrt.cpp": "its metadata reads checked against the sidecar codec (no TensorRT here)",
+}
+#: the fields an app needs to preprocess and label (examples/README.md's table); every snippet reads them
+RECIPE_FIELDS = ("input_size", "mean", "std", "crop_pct", "labels")
+
+
+def test_every_example_is_checked_and_listed():
+    files = sorted(str(p.relative_to(EXAMPLES)) for p in EXAMPLES.rglob("*") if p.is_file() and p.name != "README.md")
+    assert files == sorted(CHECKS), "examples without a check (or checks without a file): update CHECKS"
+    listing = (EXAMPLES / "README.md").read_text()
+    assert [f for f in files if f"`{f}`" not in listing] == [], "examples/README.md does not list every example"
+
+
+def test_classify_example_runs_as_a_script(tiny_onnx, photos):
+    done = subprocess.run([sys.executable, str(EXAMPLES / "python" / "classify.py"), str(tiny_onnx), str(photos[2])],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{photos[2]}: class_"), done.stdout
+    usage = subprocess.run([sys.executable, str(EXAMPLES / "python" / "classify.py")], capture_output=True, text=True,
+                           timeout=300)
+    assert usage.returncode == 2 and usage.stderr.startswith("usage: classify.py"), usage.stderr
+
+
+def _fields_read(text: str) -> set[str]:
+    """The metadata fields a snippet reads: ``getString("x")``, ``optString("x"``, ``has("x")``, ``field("x")``,
+    ``contains("x")``, ``meta["x"]``, ``meta.get("x"``."""
+    return set(re.findall(r'(?:getString|optString|has|field|contains|meta\.get)\("(\w+)"', text)) | set(
+        re.findall(r'meta\["(\w+)"\]', text))
+
+
+def _check_fields(snippet: str, metadata: dict[str, str], unlabelled: bool = False) -> None:
+    """The snippet reads every recipe field, and each field it reads is in the raw map ``metadata`` as a JSON
+    document (``unlabelled``: an artifact exported without labels, which the snippets treat as optional)."""
+    read = _fields_read((EXAMPLES / snippet).read_text()) - {"metadata"}
+    assert set(RECIPE_FIELDS) <= read, f"{snippet} does not read {set(RECIPE_FIELDS) - read}"
+    if unlabelled:
+        assert "labels" not in metadata
+        read.discard("labels")
+    missing = sorted(read - set(metadata))
+    assert not missing, f"{snippet} reads {missing}, which the artifact does not carry"
+    for field in read:
+        json.loads(metadata[field])  # each value is a JSON document in a string (decoded twice by the apps)
+
+
+def _named_in(snippet: str, pattern: str) -> str:
+    found = re.findall(pattern, (EXAMPLES / snippet).read_text())
+    assert found, f"{snippet}: no match for {pattern}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def labelled_artifact(tiny_model, tmp_path_factory):
+    """``make(format)``: the tiny model exported by lsnet-export's path to ``format``, with labels."""
+    from lsnet_deploy.exporters import ExportOptions, export_model, get_exporter
+
+    folder = tmp_path_factory.mktemp("example_artifacts")
+
+    def make(fmt: str) -> Path:
+        path = folder / f"tiny{get_exporter(fmt).suffix}"
+        if not path.exists():
+            export_model(tiny_model, fmt, path, ExportOptions(labels=LABELS, validate=False))
+        return path
+
+    return make
+
+
+def test_android_executorch_snippet_reads_what_a_pte_carries(tiny_pte):
+    runtime = pytest.importorskip("executorch.runtime", reason="executorch is not installed")
+    snippet = "android/LsnetClassifier.kt"
+    method = _named_in(snippet, r'module\.execute\("(\w+)"\)')
+    program = runtime.Runtime.get().load_program(str(tiny_pte))
+    assert method in program.method_names
+    (text,) = program.load_method(method).execute([])
+    _check_fields(snippet, json.loads(text), unlabelled=True)  # the shared tiny.pte has no labels
+
+
+@pytest.mark.slow
+def test_android_litert_snippet_reads_what_a_tflite_carries(labelled_artifact):
+    schema = pytest.importorskip("ai_edge_litert.schema_py_generated", reason="ai-edge-litert is not installed")
+    snippet = "android/LiteRTClassifier.kt"
+    entry = _named_in(snippet, r'entry\.name\(\) != "(\w+)"')
+    buffer = labelled_artifact("litert").read_bytes()
+    model = schema.Model.GetRootAs(buffer, 0)  # the flatbuffer schema the Kotlin snippet reads too
+    entries = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
+    assert entry in entries, sorted(entries)
+    data = model.Buffers(entries[entry]).DataAsNumpy().tobytes()
+    _check_fields(snippet, json.loads(data))
+
+
+@pytest.mark.slow
+def test_swift_snippet_reads_what_an_mlpackage_carries(labelled_artifact):
+    coremltools = pytest.importorskip("coremltools", reason="coremltools is not installed")
+    snippet = "swift/LSNetClassifier.swift"
+    assert "metadata[.creatorDefinedKey]" in (EXAMPLES / snippet).read_text()
+    model = coremltools.models.MLModel(str(labelled_artifact("coreml")), skip_model_load=True)
+    _check_fields(snippet, dict(model.user_defined_metadata))  # what .creatorDefinedKey returns on Apple
+
+
+def _raw_onnx_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def test_tensorrt_snippet_reads_the_sidecar_the_exporter_writes(tiny_onnx):
+    # No TensorRT here: the engine's sidecar is checked through the codec the exporter writes it with
+    # (``{"metadata": {...}}`` in ``<engine>.json``) and the metadata every export builds.
+    from lsnet_deploy.metadata_codec import SIDECAR_SUFFIX, as_metadata_map
+
+    snippet = "cpp/lsnet_tensorrt.cpp"
+    assert _named_in(snippet, r'engine_path \+ "([^"]+)"') == SIDECAR_SUFFIX
+    wrapper = _named_in(snippet, r'\.at\("(\w+)"\)')
+    metadata = _raw_onnx_metadata(tiny_onnx)
+    assert as_metadata_map({wrapper: metadata, "format": "tensorrt"}) == metadata
+    _check_fields(snippet, metadata)
+
+
+def test_onnxruntime_only_example_reads_what_an_onnx_carries(tiny_onnx):
+    _check_fields("python/onnxruntime_only.py", _raw_onnx_metadata(tiny_onnx))
