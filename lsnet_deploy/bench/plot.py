@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from ..atomic import ensure_writable, normal_modes
-from ..errors import UsageError, require
+from ..atomic import ensure_writable, staged_output
+from ..errors import UsageError, first_line, require
 from .report import Row
 
 
@@ -91,16 +89,11 @@ def plot_latency(rows: list[Row], path: str | Path, title: str | None = None) ->
     ax.grid(axis="x", alpha=0.3)
     ax.margins(x=0.15)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        normal_modes(Path(tmp))  # mkstemp made it 0600
-        os.replace(tmp, path)
+        with staged_output(path) as tmp:  # renamed into place whole, with normal file modes
+            fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot write chart {path}: {exc}") from None
+        raise UsageError(f"cannot write chart {path}: {first_line(exc)}") from None
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
