@@ -27,37 +27,11 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .onnx_helpers import attribute, constants, replace_nodes, static_shapes
+from .onnx_helpers import (add_initializer, attribute, constants, consumers, element_type, replace_nodes, static_shapes,
+                           unique_name)
 
 if TYPE_CHECKING:
     import onnx
-
-
-def _consumers(graph) -> dict[str, list]:
-    found: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            found.setdefault(name, []).append(node)
-    return found
-
-
-def _unique(graph, base: str) -> str:
-    """A tensor name not yet used in ``graph``, derived from ``base``."""
-    taken = {name for node in graph.node for name in (*node.input, *node.output)}
-    taken |= {init.name for init in graph.initializer}
-    name, n = base, 0
-    while name in taken:
-        n += 1
-        name = f"{base}_{n}"
-    return name
-
-
-def _initializer(graph, name: str, value: np.ndarray) -> str:
-    from onnx import numpy_helper
-
-    name = _unique(graph, name)
-    graph.initializer.append(numpy_helper.from_array(value, name))
-    return name
 
 
 def instance_norm_to_reductions(model: "onnx.ModelProto") -> int:
@@ -86,9 +60,9 @@ def instance_norm_to_reductions(model: "onnx.ModelProto") -> int:
         scale, bias = consts[node.input[1]], consts[node.input[2]]
         dtype = scale.dtype
         broadcast = (-1,) + (1,) * (rank - 2)
-        axes = _initializer(graph, f"{name}/axes", np.arange(2, rank, dtype=np.int64))
-        eps = _initializer(graph, f"{name}/eps", np.array(attribute(node, "epsilon", 1e-5), dtype=dtype))
-        t = {k: _unique(graph, f"{name}/{k}") for k in ("mean", "centred", "square", "var", "var_eps", "std",
+        axes = add_initializer(graph, f"{name}/axes", np.arange(2, rank, dtype=np.int64))
+        eps = add_initializer(graph, f"{name}/eps", np.array(attribute(node, "epsilon", 1e-5), dtype=dtype))
+        t = {k: unique_name(graph, f"{name}/{k}") for k in ("mean", "centred", "square", "var", "var_eps", "std",
                                                          "normed", "scaled")}
         nodes += [helper.make_node("ReduceMean", [x, axes], [t["mean"]], name=f"{name}/mean", keepdims=1),
                   helper.make_node("Sub", [x, t["mean"]], [t["centred"]], name=f"{name}/centre"),
@@ -101,11 +75,11 @@ def instance_norm_to_reductions(model: "onnx.ModelProto") -> int:
         nodes.append(helper.make_node("Div", [t["centred"], t["std"]], [normed], name=f"{name}/normalize"))
         if not unit_scale:
             scaled = out if zero_bias else t["scaled"]
-            weight = _initializer(graph, f"{name}/scale", scale.reshape(broadcast))
+            weight = add_initializer(graph, f"{name}/scale", scale.reshape(broadcast))
             nodes.append(helper.make_node("Mul", [normed, weight], [scaled], name=f"{name}/affine_scale"))
             normed = scaled
         if not zero_bias:
-            shift = _initializer(graph, f"{name}/bias", bias.reshape(broadcast))
+            shift = add_initializer(graph, f"{name}/bias", bias.reshape(broadcast))
             nodes.append(helper.make_node("Add", [normed, shift], [out], name=f"{name}/affine_shift"))
         rewritten += 1
     replace_nodes(graph, nodes)
@@ -138,7 +112,7 @@ def pad_to_concat(model: "onnx.ModelProto") -> int:
         if len(node.input) > 2 and node.input[2] and fill is None:
             nodes.append(node)  # a computed pad value: not a constant block
             continue
-        elem_type = _elem_type(model, node.input[0])
+        elem_type = element_type(model, node.input[0])
         from onnx import helper as _h
 
         dtype = _h.tensor_dtype_to_np_dtype(elem_type)
@@ -152,10 +126,10 @@ def pad_to_concat(model: "onnx.ModelProto") -> int:
             for side, count in (("before", pads[axis]), ("after", pads[axis + rank])):
                 if count:
                     block = [*size[:axis], count, *size[axis + 1:]]
-                    parts.append((side, _initializer(graph, f"{name}/{side}{axis}", np.full(block, value, dtype))))
+                    parts.append((side, add_initializer(graph, f"{name}/{side}{axis}", np.full(block, value, dtype))))
             inputs = [p for s, p in parts if s == "before"] + [current] + [p for s, p in parts if s == "after"]
             last = step == len(padded_axes) - 1
-            result = node.output[0] if last else _unique(graph, f"{name}/axis{axis}")
+            result = node.output[0] if last else unique_name(graph, f"{name}/axis{axis}")
             nodes.append(helper.make_node("Concat", inputs, [result], name=f"{name}/concat{axis}", axis=axis))
             current = result
             size[axis] += pads[axis] + pads[axis + rank]
@@ -164,16 +138,6 @@ def pad_to_concat(model: "onnx.ModelProto") -> int:
         rewritten += 1
     replace_nodes(graph, nodes)
     return rewritten
-
-
-def _elem_type(model, name: str) -> int:
-    from onnx import TensorProto, shape_inference
-
-    inferred = shape_inference.infer_shapes(model).graph
-    for info in [*inferred.value_info, *inferred.input, *inferred.output]:
-        if info.name == name:
-            return info.type.tensor_type.elem_type
-    return TensorProto.FLOAT
 
 
 def resize_gate_to_broadcast(model: "onnx.ModelProto") -> int:
@@ -185,7 +149,7 @@ def resize_gate_to_broadcast(model: "onnx.ModelProto") -> int:
     """
     graph = model.graph
     shapes = static_shapes(model)
-    readers = _consumers(graph)
+    readers = consumers(graph)
     outputs = {o.name for o in graph.output}
     removed = set()
     for node in graph.node:

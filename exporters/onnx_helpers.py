@@ -1,6 +1,7 @@
 """Reading ONNX graphs: node attributes, constant values, producers, inferred shapes.
 
-Shared by the ONNX Runtime rewrites (``onnx_passes``) and the TensorRT operator check (``tensorrt_ops``).
+Shared by the ONNX Runtime rewrites (``onnx_passes``), the phone execution providers' rewrites
+(``mobile_ep_passes``) and the TensorRT operator check (``tensorrt_ops``).
 ``onnx`` is imported inside each function, so importing the exporters needs no ONNX install.
 """
 
@@ -56,3 +57,43 @@ def static_shapes(model) -> dict[str, list[int | None]]:
     for init in graph.initializer:
         shapes[init.name] = list(init.dims)
     return shapes
+
+
+def consumers(graph) -> dict[str, list]:
+    """Tensor name -> the nodes that read it."""
+    found: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            found.setdefault(name, []).append(node)
+    return found
+
+
+def unique_name(graph, base: str) -> str:
+    """A tensor name not yet used in ``graph``, derived from ``base``."""
+    taken = {name for node in graph.node for name in (*node.input, *node.output)}
+    taken |= {init.name for init in graph.initializer}
+    name, n = base, 0
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    return name
+
+
+def add_initializer(graph, name: str, value: np.ndarray) -> str:
+    """Add ``value`` as an initializer under a fresh name derived from ``name``; returns that name."""
+    from onnx import numpy_helper
+
+    name = unique_name(graph, name)
+    graph.initializer.append(numpy_helper.from_array(value, name))
+    return name
+
+
+def element_type(model, name: str) -> int:
+    """The ONNX element type of tensor ``name`` (shape inference; float when it cannot tell)."""
+    from onnx import TensorProto, shape_inference
+
+    inferred = shape_inference.infer_shapes(model).graph
+    for info in [*inferred.value_info, *inferred.input, *inferred.output]:
+        if info.name == name:
+            return info.type.tensor_type.elem_type
+    return TensorProto.FLOAT

@@ -10,10 +10,12 @@ import typer
 
 from ..accuracy import CLASS_MAP_HELP
 from ..errors import UsageError
-from ..gates import DEFAULT_MAX_DROP, INT8_HELP
+from ..exporters.options import OPTION_DEFAULTS
 from .common import cli_errors, err, human_size, json_errors, parse_imgsz, resolve_model
 
 PROG = "lsnet-export"
+#: the CLI's defaults are the options' own
+DEFAULTS = OPTION_DEFAULTS
 
 
 def _format_help() -> str:
@@ -44,6 +46,20 @@ def _soc_help() -> str:
 
     return (f"Snapdragon SoC of --format qnn and --accelerator htp (its Hexagon HTP generation): {soc_list()}. "
             f"Default {DEFAULT_SOC}.")
+
+
+def _flag(name: str, help: str | None = None):
+    """The ``typer.Option`` of the ``ExportOptions`` field ``name``: its flag and help text as the field declares
+    them (``help`` for one whose text reads the rest of this command line), plus the formats that take it when
+    not every one does (from their specs)."""
+    from ..exporters.options import COMMON_OPTIONS, OPTION_FLAGS, OPTION_HELP
+    from ..exporters.registry import exporter_classes
+
+    text = help or OPTION_HELP[name]
+    if name not in COMMON_OPTIONS:
+        takers = [fmt for fmt, cls in exporter_classes().items() if name in cls.supported_options]
+        text = f"{text} Formats: {', '.join(takers)}."
+    return typer.Option(OPTION_FLAGS[name], help=text)
 
 
 def _validate_on_help() -> str:
@@ -110,36 +126,31 @@ def export(
                                                  "--weights the checkpoint decides and this must match).")] = None,
     weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Checkpoint path or hf-hub:ORG/REPO[/FILE].")] = None,
     imgsz: Annotated[Optional[str], typer.Option("--imgsz", help="Input size: 224 or H,W (default: the checkpoint's).")] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Batch size (the minimum with --dynamic).")] = 1,
-    dynamic: Annotated[bool, typer.Option("--dynamic", help=DYNAMIC_HELP)] = False,
-    dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help=DYNAMIC_HW_HELP)] = False,
-    half: Annotated[bool, typer.Option("--half", help="float16 (float32 kept where half precision is unsafe).")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help=INT8_HELP)] = False,
-    calib: Annotated[Optional[Path], typer.Option("--calib", help="Directory of calibration images for --int8 "
-                                                  "(every fifth is held out to check the result).")] = None,
-    int8_ranking: Annotated[bool, typer.Option("--int8-ranking", help="With --int8: print the layers ranked by the "
-                                               "error each adds alone in int8 (those the mixed-precision search "
-                                               "keeps in float first).")] = False,
-    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset (default 18).")] = None,
-    ska: Annotated[str, typer.Option("--ska", help=_ska_help())] = "auto",
-    no_fuse: Annotated[bool, typer.Option("--no-fuse", help="Keep BatchNorms and re-parameterizable branches.")] = False,
-    no_simplify: Annotated[bool, typer.Option("--no-simplify", help="Skip onnxsim and the ONNX Runtime graph rewrites.")] = False,
+    batch: Annotated[int, _flag("batch", "Batch size (the minimum with --dynamic).")] = DEFAULTS["batch"],
+    dynamic: Annotated[bool, _flag("dynamic", DYNAMIC_HELP)] = DEFAULTS["dynamic"],
+    dynamic_hw: Annotated[bool, _flag("dynamic_hw", DYNAMIC_HW_HELP)] = DEFAULTS["dynamic_hw"],
+    half: Annotated[bool, _flag("half")] = DEFAULTS["half"],
+    int8: Annotated[bool, _flag("int8")] = DEFAULTS["int8"],
+    calib: Annotated[Optional[Path], _flag("calib")] = DEFAULTS["calib"],
+    int8_ranking: Annotated[bool, _flag("int8_ranking")] = DEFAULTS["int8_ranking"],
+    opset: Annotated[Optional[int], _flag("opset")] = DEFAULTS["opset"],
+    ska: Annotated[str, _flag("ska", _ska_help())] = DEFAULTS["ska"],
+    no_fuse: Annotated[bool, _flag("fuse")] = False,
+    no_simplify: Annotated[bool, _flag("simplify")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output path (default <model><suffix> here).")] = None,
-    no_validate: Annotated[bool, typer.Option("--no-validate", help="Skip the comparison with PyTorch.")] = False,
-    validate_on: Annotated[str, typer.Option("--validate-on", help=_validate_on_help())] = "host",
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="Class names: one per line, or a JSON list.")] = None,
-    target: Annotated[Optional[str], typer.Option("--target", help="Core ML minimum deployment target (default iOS16).")] = None,
-    tensor_input: Annotated[bool, typer.Option("--tensor-input", help="Core ML: plain tensor input instead of an image.")] = False,
-    float32: Annotated[bool, typer.Option("--float32", help="Core ML: float32 compute (default float16).")] = False,
-    workspace: Annotated[Optional[float], typer.Option("--workspace", help="TensorRT builder workspace in GiB.")] = None,
-    dla_core: Annotated[Optional[int], typer.Option("--dla-core", help="TensorRT: build for this DLA core (Jetson).")] = None,
-    timing_cache: Annotated[Optional[Path], typer.Option("--timing-cache", help="TensorRT timing cache file (reused across builds).")] = None,
-    max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="TensorRT: largest batch of the --dynamic profile.")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="ImageFolder of labelled pictures: the artifact's "
-                                                 "top-1 there is measured against PyTorch's and gated by --max-drop.")] = None,
-    max_drop: Annotated[float, typer.Option("--max-drop", help="Largest top-1 drop (points) allowed on --data.")
-                        ] = DEFAULT_MAX_DROP,
-    class_map: Annotated[Optional[str], typer.Option("--class-map", help=CLASS_MAP_HELP)] = None,
+    no_validate: Annotated[bool, _flag("validate")] = False,
+    validate_on: Annotated[str, _flag("validate_on", _validate_on_help())] = DEFAULTS["validate_on"],
+    labels: Annotated[Optional[Path], _flag("labels", "Class names: one per line, or a JSON list.")] = None,
+    target: Annotated[Optional[str], _flag("deployment_target")] = DEFAULTS["deployment_target"],
+    tensor_input: Annotated[bool, _flag("image_input")] = False,
+    float32: Annotated[bool, _flag("float32")] = DEFAULTS["float32"],
+    workspace: Annotated[Optional[float], _flag("workspace")] = DEFAULTS["workspace"],
+    dla_core: Annotated[Optional[int], _flag("dla_core")] = DEFAULTS["dla_core"],
+    timing_cache: Annotated[Optional[Path], _flag("timing_cache")] = DEFAULTS["timing_cache"],
+    max_batch: Annotated[Optional[int], _flag("max_batch")] = DEFAULTS["max_batch"],
+    data: Annotated[Optional[Path], _flag("data")] = DEFAULTS["data"],
+    max_drop: Annotated[float, _flag("max_drop")] = DEFAULTS["max_drop"],
+    class_map: Annotated[Optional[str], _flag("class_map", CLASS_MAP_HELP)] = DEFAULTS["class_map"],
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON result object on stdout.")] = False,
     task: Annotated[str, typer.Option("--task", help=TASK_HELP)] = "classification",
     out_indices: Annotated[str, typer.Option("--out-indices", help="With --task features: the stages to output "
@@ -148,9 +159,9 @@ def export(
     outputs: Annotated[Optional[str], typer.Option("--outputs", help="Classifier outputs: logits, embedding (the "
                                                    "pooled, projected features the head reads) or "
                                                    "logits,embedding.")] = None,
-    accelerator: Annotated[Optional[str], typer.Option("--accelerator", help=_accelerator_help())] = None,
-    allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help=ALLOW_FALLBACK_HELP)] = False,
-    soc: Annotated[Optional[str], typer.Option("--soc", help=_soc_help())] = None,
+    accelerator: Annotated[Optional[str], _flag("accelerator", _accelerator_help())] = DEFAULTS["accelerator"],
+    allow_fallback: Annotated[bool, _flag("allow_fallback", ALLOW_FALLBACK_HELP)] = DEFAULTS["allow_fallback"],
+    soc: Annotated[Optional[str], _flag("soc", _soc_help())] = DEFAULTS["soc"],
 ) -> None:
     """Export, validate against PyTorch, and write the artifact atomically."""
     from ..exporters import ExportOptions, export_model

@@ -137,3 +137,13 @@ def test_every_limit_is_quoted_from_the_gates():
     few = calibration.CalibrationSet(Path("c"), (Path("a"),) * 200, (Path("b"),) * 10, "0" * 64)
     assert any(f"fails the {gates.INT8_AGREEMENT_TEXT} agreement gate" in w for w in few.warnings())
     assert "80%" not in Path(verify.__file__).read_text()  # the stale figure is gone
+
+
+def test_the_cli_flags_and_help_come_from_the_options_and_the_specs():
+    from lsnet_deploy.exporters.options import OPTION_FLAGS
+
+    text = " ".join(invoke("--help").stdout.split())
+    assert "--workspace <float> Builder workspace in GiB. Formats: tensorrt." in text
+    half = text[text.index("--half"):text.index("--int8")]
+    assert "Formats: onnx, executorch, coreml, tensorrt, litert" in half and " ort," not in half
+    assert all(flag in text for flag in OPTION_FLAGS.values())
