@@ -13,7 +13,7 @@ Printed per runtime: both medians and the per-pixel ratio
 token grids for the attention, whose cost grows with the square of the token count, and memory traffic), below
 1 the larger maps amortize per-operator overheads better.
 
-Usage: python benchmarks/bench_backbone.py [--rounds 60] [--size 640] [--workdir DIR]
+Usage: python benchmarks/bench_backbone.py [--rounds 60] [--size 640] [--workdir DIR] [--results FILE]
 """
 
 from __future__ import annotations
@@ -21,28 +21,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cached_export import cached_export
 from interleave import add_timing_arguments, add_workdir_argument, interleaved_medians, workdir_of
 
-from lsnet_deploy.exporters import ExportOptions, export_model
-from lsnet_deploy.models import create_model
+from lsnet_deploy.exporters import ExportOptions
 
 CLASSIFIER_SIZE = 224
-RUNTIMES = {"ort": ("onnx", ".onnx"), "executorch": ("executorch", ".pte")}
+RUNTIMES = {"ort": "onnx", "executorch": "executorch"}
 
 
-def build(workdir: Path, size: int) -> tuple[dict[str, Path], dict[str, tuple[int, ...]]]:
-    """Export the classifier and the backbone for every runtime; returns the artifacts and their input shapes."""
-    classifier = create_model("lsnet_t").eval()
-    backbone = create_model("lsnet_t", features_only=True, img_size=size).eval()
-    artifacts, shapes = {}, {}
-    for runtime, (fmt, suffix) in RUNTIMES.items():
-        for kind, model, side in (("classifier", classifier, CLASSIFIER_SIZE), ("backbone", backbone, size)):
-            name = f"{runtime} {kind} {side}x{side}"
-            path = workdir / f"lsnet_t_{kind}_{side}{suffix}"
-            if not path.exists():
-                export_model(model, fmt, path, ExportOptions(validate=False))
-            artifacts[name], shapes[name] = path, (1, 3, side, side)
-    return artifacts, shapes
+def build(workdir: Path, size: int) -> dict[str, Path]:
+    """The classifier and the backbone exported for every runtime (random weights)."""
+    artifacts = {}
+    for runtime, fmt in RUNTIMES.items():
+        artifacts[f"{runtime} classifier {CLASSIFIER_SIZE}x{CLASSIFIER_SIZE}"] = cached_export(
+            workdir, fmt, ExportOptions(validate=False))
+        artifacts[f"{runtime} backbone {size}x{size}"] = cached_export(
+            workdir, fmt, ExportOptions(validate=False), features_only=True, img_size=size)
+    return artifacts
 
 
 def main() -> None:
@@ -52,9 +48,7 @@ def main() -> None:
     add_workdir_argument(parser)
     args = parser.parse_args()
     with workdir_of(args) as workdir:
-        artifacts, shapes = build(workdir, args.size)
-        medians = interleaved_medians(artifacts, (1, 3, CLASSIFIER_SIZE, CLASSIFIER_SIZE), args.rounds,
-                                      args.warmup, args.threads, shapes)
+        medians = interleaved_medians(build(workdir, args.size), args)
     pixels = (args.size / CLASSIFIER_SIZE) ** 2
     print(f"{args.threads} threads, ONNX Runtime spinning off, batch 1, {args.rounds} interleaved rounds, medians")
     for runtime in RUNTIMES:

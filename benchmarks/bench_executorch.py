@@ -1,10 +1,10 @@
 """ExecuTorch (XNNPACK) latency of lsnet-export's default lsnet_t .pte against the peers and a naive export.
 
-Conditions of the speed goal (issue: lsnet-export coreml|executorch): ExecuTorch's Python runtime (the
+Conditions of the speed goals (benchmarks/goals.py: ``executorch.*``): ExecuTorch's Python runtime (the
 C++ runtime apps embed), XNNPACK threadpool of 2, batch 1, 224x224 float32, all programs interleaved in
 one process (A B C A B C ...), medians. Prints ratios:
 
-* default lsnet_t .pte / mobilenetv3_large_100.pte (peers)   goal <= 1.8
+* default lsnet_t .pte / mobilenetv3_large_100.pte (peers), against ``executorch.vs_mobilenetv3``
 * default lsnet_t .pte / mobilenetv4_conv_small.pte (peers)
 * default lsnet_t .pte / naive export (reference model, unfold SKA, lowered to XNNPACK as is)
 
@@ -15,15 +15,14 @@ format's ``--ska auto``.
 
 ``--int8`` adds lsnet-export's ``--int8`` lsnet_t .pte (calibrated on ``--calib DIR``, default
 ``../shared/data/imagenet-samples``; random weights, so the accuracy gate is skipped) and the peers'
-``*.int8.pte``, and prints the int8 speed goals:
-
-* int8 lsnet_t / default (float32) lsnet_t                goal <= 0.60
-* int8 lsnet_t / mobilenetv3_large_100.int8.pte (peers)   goal <= 1.5
+``*.int8.pte``, and prints the ratios against the int8 goals (``executorch.int8_vs_float32``,
+``executorch.int8_vs_mobilenetv3_int8``).
 
 With ``--ska-sweep`` it also times the SKA forms in int8 on the LS blocks (PT2E with the exporter's quantizer,
 calibrated on random activations: the latency does not depend on the values).
 
-Usage: python benchmarks/bench_executorch.py [--rounds 200] [--workdir DIR] [--ska-sweep] [--int8 [--calib DIR]]
+Usage: python benchmarks/bench_executorch.py [--rounds 200] [--workdir DIR] [--results FILE] [--ska-sweep]
+       [--int8 [--calib DIR]]
 """
 
 from __future__ import annotations
@@ -35,10 +34,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from cached_export import cached_export, cached_file
+from goals import report as goal_report
 from interleave import add_timing_arguments, add_workdir_argument, interleaved_medians, workdir_of
 from peers import add_peers_argument, peer_artifacts
 
-from lsnet_deploy.exporters import ExportOptions, export_model
+from lsnet_deploy.exporters import ExportOptions
 from lsnet_deploy.exporters.executorch_format import delegation_report, lower_to_executorch
 from lsnet_deploy.exporters.pt2e_int8 import quantize_pt2e, xnnpack_quantizer
 from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly
@@ -65,17 +66,14 @@ def write_pte(model: nn.Module, example: torch.Tensor, path: Path) -> dict:
 
 def build(workdir: Path, peers: Path | None) -> dict[str, Path]:
     """The default export, the naive export, and the peers (random weights: latency does not depend on them)."""
-    model = create_model("lsnet_t").eval()
-    artifacts = {DEFAULT: workdir / "lsnet_t_default.pte", NAIVE: workdir / "lsnet_t_naive.pte"}
-    if not artifacts[DEFAULT].exists():
-        result = export_model(model, "executorch", artifacts[DEFAULT], ExportOptions(validate=False))
-        print(f"default export: {result.details['ops_outside_delegate']} ops outside the delegate, "
-              f"{result.details['delegate_calls']} delegate call(s)")
-    if not artifacts[NAIVE].exists():
-        naive = reparameterize(model).set_ska("reference")
-        report = write_pte(naive, torch.zeros(1, 3, 224, 224), artifacts[NAIVE])
+    def naive(path: Path) -> None:
+        model = reparameterize(create_model("lsnet_t").eval()).set_ska("reference")
+        report = write_pte(model, torch.zeros(1, 3, 224, 224), path)
         print(f"naive export: {report['ops_outside_delegate']} ops outside the delegate "
               f"({report['outside_ops']}), {report['delegate_calls']} delegate calls")
+
+    artifacts = {DEFAULT: cached_export(workdir, "executorch", ExportOptions(validate=False)),
+                 NAIVE: cached_file(workdir, "lsnet_t_naive", ".pte", {"program": "naive lsnet_t"}, naive)}
     artifacts.update(peer_artifacts(peers, ".pte"))
     return artifacts
 
@@ -102,8 +100,7 @@ def build_sweep(workdir: Path, int8: bool = False) -> dict[str, Path]:
     artifacts = {}
     example = torch.zeros(1, 128, 14, 14)
     for form in SWEEP_FORMS_INT8 if int8 else EXPORTABLE_SKA_FORMS:
-        path = workdir / f"ls_blocks_{form}{'_int8' if int8 else ''}.pte"
-        if not path.exists():
+        def build_one(path: Path, form: str = form) -> None:
             model = xnnpack_friendly(LSBlocksOfLsnetT(form), form)
             if int8:
                 images = np.random.default_rng(0).standard_normal((32, *example.shape[1:]), dtype=np.float32)
@@ -111,18 +108,16 @@ def build_sweep(workdir: Path, int8: bool = False) -> dict[str, Path]:
             report = write_pte(model, example, path)
             print(f"{form}{' int8' if int8 else ''}: {report['ops_outside_delegate']} ops outside the delegate "
                   f"{report['outside_ops']}")
-        artifacts[f"LS blocks, SKA {form}{' int8' if int8 else ''}"] = path
+
+        name = f"ls_blocks_{form}{'_int8' if int8 else ''}"
+        artifacts[f"LS blocks, SKA {form}{' int8' if int8 else ''}"] = cached_file(
+            workdir, name, ".pte", {"program": "LSBlocksOfLsnetT", "form": form, "int8": int8}, build_one)
     return artifacts
 
 
 def build_int8(workdir: Path, calib: Path, peers: Path | None) -> dict[str, Path]:
     """lsnet-export's int8 lsnet_t (random weights, gate skipped) and the peers' int8 programs."""
-    path = workdir / "lsnet_t_int8.pte"
-    if not path.exists():
-        result = export_model(create_model("lsnet_t").eval(), "executorch", path,
-                              ExportOptions(int8=True, calib=calib, validate=False))
-        print(f"int8 export: {result.details['ops_outside_delegate']} ops outside the delegate, "
-              f"{result.details['delegate_calls']} delegate call(s), {result.details['int8_ops']} int8 ops")
+    path = cached_export(workdir, "executorch", ExportOptions(int8=True, calib=calib, validate=False))
     return {INT8: path, **{f"{name}.int8": p for name, p in peer_artifacts(peers, ".int8.pte").items()}}
 
 
@@ -145,23 +140,25 @@ def main() -> None:
         artifacts = build(workdir, args.peers)
         if args.int8:
             artifacts.update(build_int8(workdir, args.calib, args.peers))
-        medians = interleaved_medians(artifacts, (1, 3, 224, 224), args.rounds, args.warmup, args.threads)
+        medians = interleaved_medians(artifacts, args)
         print(f"\nExecuTorch XNNPACK, {args.threads} threads, batch 1, 224x224, {args.rounds} interleaved rounds, "
               "median latency:")
         report(medians, DEFAULT)
         print("\nratios:")
-        for peer, goal in (("mobilenetv3_large_100", "goal <= 1.8"), ("mobilenetv4_conv_small", "")):
-            if peer in medians:
-                print(f"  default lsnet_t / {peer:<24} {medians[DEFAULT] / medians[peer]:5.2f}  {goal}")
-        print(f"  default lsnet_t / naive export             {medians[DEFAULT] / medians[NAIVE]:5.2f}")
+        if "mobilenetv3_large_100" in medians:
+            print("  " + goal_report("executorch.vs_mobilenetv3", medians[DEFAULT] / medians["mobilenetv3_large_100"]))
+        if "mobilenetv4_conv_small" in medians:
+            print(f"  {'default export / MobileNetV4-Conv-Small':55s} "
+                  f"{medians[DEFAULT] / medians['mobilenetv4_conv_small']:6.2f}")
+        print(f"  {'default export / naive export':55s} {medians[DEFAULT] / medians[NAIVE]:6.2f}")
         if args.int8:
-            print(f"  int8 lsnet_t / default (float32) lsnet_t   {medians[INT8] / medians[DEFAULT]:5.2f}  goal <= 0.60")
-            peer = "mobilenetv3_large_100.int8"
-            if peer in medians:
-                print(f"  int8 lsnet_t / {peer:<27} {medians[INT8] / medians[peer]:5.2f}  goal <= 1.5")
+            print("  " + goal_report("executorch.int8_vs_float32", medians[INT8] / medians[DEFAULT]))
+            if "mobilenetv3_large_100.int8" in medians:
+                print("  " + goal_report("executorch.int8_vs_mobilenetv3_int8",
+                                         medians[INT8] / medians["mobilenetv3_large_100.int8"]))
         if args.ska_sweep:
             sweep = build_sweep(workdir, int8=args.int8)
-            medians = interleaved_medians(sweep, (1, 128, 14, 14), args.rounds, args.warmup, args.threads)
+            medians = interleaved_medians(sweep, args)
             fastest = min(medians, key=medians.get)
             print(f"\nSKA forms{' in int8' if args.int8 else ''} on the LS blocks of lsnet_t (fastest: {fastest}):")
             report(medians, fastest)

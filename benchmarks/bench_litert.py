@@ -1,9 +1,9 @@
 """LiteRT (XNNPACK, CPU) latency of lsnet-export's default lsnet_t .tflite against the peers.
 
 Conditions: LiteRT interpreter with XNNPACK, 2 threads, batch 1, 224x224, every model interleaved in one
-process (A B C A B C ...), medians. Prints ratios:
+process (A B C A B C ...), medians. Prints ratios (goals: benchmarks/goals.py, ``litert.*``):
 
-* default export / MobileNetV3-Large (peers)   goal float32 <= 1.45
+* default export / MobileNetV3-Large (peers), against ``litert.vs_mobilenetv3``
 * default export / MobileNetV4-Conv-Small (peers)
 
 ``--ska-sweep`` also converts lsnet_t with every exportable SKA form, with and without the XNNPACK rewrites
@@ -12,28 +12,28 @@ process (A B C A B C ...), medians. Prints ratios:
 ``--int8`` adds lsnet-export's ``--int8`` lsnet_t .tflite (PT2E, calibrated on ``--calib DIR``, default
 ``../shared/data/imagenet-samples``; random weights, so the accuracy gate is skipped), the default float32
 export quantized by ai-edge-quantizer's ``static_wi8_ai8`` instead (the alternative the exporter was measured
-against), and the peers' ``*.int8.tflite``. Ratios printed:
+against), and the peers' ``*.int8.tflite``, and prints the ratios against ``litert.int8_vs_float32`` and
+``litert.int8_vs_mobilenetv4_int8``.
 
-* int8 / default (float32)                        goal <= 0.5
-* int8 / MobileNetV4-Conv-Small int8 (peers)      goal <= 2.5
-
-Usage: python benchmarks/bench_litert.py [--peers DIR] [--ska-sweep] [--rounds 200] [--workdir DIR] [--int8]
+Usage: python benchmarks/bench_litert.py [--peers DIR] [--ska-sweep] [--rounds 200] [--workdir DIR] [--results FILE]
+       [--int8]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cached_export import cached_export, cached_file
+from goals import report
 from interleave import add_timing_arguments, add_workdir_argument, interleaved_medians, workdir_of
 from peers import add_peers_argument, peer_artifacts
 
 from lsnet_deploy.errors import LsnetDeployError
-from lsnet_deploy.exporters import ExportOptions, export_model
+from lsnet_deploy.exporters import ExportOptions
 from lsnet_deploy.exporters.base import prepare_model
 from lsnet_deploy.exporters.litert_format import convert_to_tflite
 from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly
@@ -47,12 +47,7 @@ DEFAULT_CALIB = Path(__file__).resolve().parents[2] / "shared" / "data" / "image
 
 def build(workdir: Path, half: bool = False) -> Path:
     """Export lsnet_t with the defaults (random weights: latency does not depend on them)."""
-    path = workdir / ("lsnet_t_default" + ("_fp16" if half else "") + ".tflite")
-    if not path.exists():
-        start = time.perf_counter()
-        export_model(create_model("lsnet_t").eval(), "litert", path, ExportOptions(validate=False, half=half))
-        print(f"exported {path.name} in {time.perf_counter() - start:.1f} s")
-    return path
+    return cached_export(workdir, "litert", ExportOptions(validate=False, half=half))
 
 
 def build_int8(workdir: Path, calib: Path, peers: Path | None) -> dict[str, Path]:
@@ -61,19 +56,16 @@ def build_int8(workdir: Path, calib: Path, peers: Path | None) -> dict[str, Path
     from lsnet_deploy.exporters.calibration import split_calibration
     from lsnet_deploy.metadata import build_metadata
 
-    path, aeq_path = workdir / "lsnet_t_int8.tflite", workdir / "lsnet_t_int8_aeq.tflite"
-    model = create_model("lsnet_t").eval()
-    if not path.exists():
-        start = time.perf_counter()
-        export_model(model, "litert", path, ExportOptions(int8=True, calib=calib, validate=False))
-        print(f"exported {path.name} in {time.perf_counter() - start:.1f} s")
-    if not aeq_path.exists():
-        start = time.perf_counter()
-        prepared = prepare_model(model, "onehot_conv", fuse=True)
+    path = cached_export(workdir, "litert", ExportOptions(int8=True, calib=calib, validate=False))
+    source = build(workdir)
+
+    def quantize(target: Path) -> None:
+        prepared = prepare_model(create_model("lsnet_t").eval(), "onehot_conv", fuse=True)
         metadata = build_metadata(prepared, ska_form="onehot_conv", fused=True, precision="int8", batch=1, labels=None)
-        images = np.asarray(split_calibration(calib).images(metadata))
-        quantize_tflite(build(workdir), aeq_path, images)
-        print(f"quantized {aeq_path.name} in {time.perf_counter() - start:.1f} s")
+        quantize_tflite(source, target, np.asarray(split_calibration(calib).images(metadata)))
+
+    aeq_path = cached_file(workdir, "lsnet_t_int8_aeq", ".tflite",
+                           {"program": "ai-edge-quantizer static_wi8_ai8", "source": source, "calib": calib}, quantize)
     return {INT8: path, INT8_AEQ: aeq_path,
             **{f"{name}.int8": p for name, p in peer_artifacts(peers, ".int8.tflite").items()}}
 
@@ -104,25 +96,20 @@ def quantize_tflite(source: Path, path: Path, images: np.ndarray) -> None:
 
 def sweep(workdir: Path) -> dict[str, Path]:
     """lsnet_t converted with each exportable SKA form, with and without the XNNPACK rewrites."""
-    model = create_model("lsnet_t").eval()
     example = torch.zeros(1, 3, 224, 224)
     artifacts = {}
     for form in EXPORTABLE_SKA_FORMS:
         for rewrites in (False, True):
+            def convert(path: Path, form: str = form, rewrites: bool = rewrites) -> None:
+                prepared = prepare_model(create_model("lsnet_t").eval(), form, fuse=True)
+                convert_to_tflite(xnnpack_friendly(prepared, form) if rewrites else prepared, example, path)
+
             name = f"{form}{' + xnnpack rewrites' if rewrites else ''}"
-            path = workdir / f"sweep_{form}{'_xnn' if rewrites else ''}.tflite"
-            if not path.exists():
-                prepared = prepare_model(model, form, fuse=True)
-                if rewrites:
-                    prepared = xnnpack_friendly(prepared, form)
-                start = time.perf_counter()
-                try:
-                    convert_to_tflite(prepared, example, path)
-                except LsnetDeployError as exc:
-                    print(f"  {name}: does not convert ({exc})")
-                    continue
-                print(f"  {name}: converted in {time.perf_counter() - start:.1f} s")
-            artifacts[name] = path
+            try:
+                artifacts[name] = cached_file(workdir, f"sweep_{form}{'_xnn' if rewrites else ''}", ".tflite",
+                                              {"program": "lsnet_t sweep", "form": form, "rewrites": rewrites}, convert)
+            except LsnetDeployError as exc:
+                print(f"  {name}: does not convert ({exc})")
     return artifacts
 
 
@@ -145,21 +132,20 @@ def main() -> None:
             artifacts.update(sweep(workdir))
         if args.int8:
             artifacts.update(build_int8(workdir, args.calib, args.peers))
-        medians = interleaved_medians(artifacts, (1, 3, 224, 224), args.rounds, args.warmup, args.threads)
+        medians = interleaved_medians(artifacts, args)
     base = medians[DEFAULT]
     print(f"LiteRT XNNPACK, {args.threads} threads, batch 1, 224x224, {args.rounds} interleaved rounds, medians")
     for name, ms in medians.items():
         print(f"  {name:40s} {ms:7.2f} ms   this/default = {ms / base:5.2f}")
     if "mobilenetv3_large_100" in medians:
-        print(f"default / MobileNetV3-Large = {base / medians['mobilenetv3_large_100']:.2f}   (goal <= 1.45)")
+        print(report("litert.vs_mobilenetv3", base / medians["mobilenetv3_large_100"]))
     if "mobilenetv4_conv_small" in medians:
-        print(f"default / MobileNetV4-Small = {base / medians['mobilenetv4_conv_small']:.2f}")
+        print(f"{'default export / MobileNetV4-Conv-Small':55s} {base / medians['mobilenetv4_conv_small']:6.2f}")
     if args.int8:
-        print(f"int8 / default (float32) = {medians[INT8] / base:.2f}   (goal <= 0.5); "
-              f"ai-edge-quantizer route: {medians[INT8_AEQ] / base:.2f}")
+        print(report("litert.int8_vs_float32", medians[INT8] / base))
+        print(f"{'ai-edge-quantizer int8 / float32':55s} {medians[INT8_AEQ] / base:6.2f}")
         if "mobilenetv4_conv_small.int8" in medians:
-            print(f"int8 / MobileNetV4-Small int8 = {medians[INT8] / medians['mobilenetv4_conv_small.int8']:.2f}"
-                  "   (goal <= 2.5)")
+            print(report("litert.int8_vs_mobilenetv4_int8", medians[INT8] / medians["mobilenetv4_conv_small.int8"]))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ all of them; both runtimes of one case run interleaved in one process, medians. 
 FLOPs are 2 per multiply-add. Prints GFLOP/s per runtime and case.
 
 Usage: python benchmarks/ceiling.py [--rounds 100] [--threads 2] [--depth 8] [--batch 1] [--workdir DIR]
+       [--results FILE] [--case NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 # torch's OpenMP threads spin after each parallel torch op (ExecuTorch's Python runtime copies outputs
@@ -33,7 +33,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from interleave import add_timing_arguments, interleaved_medians
+from cached_export import cached_file
+from interleave import add_timing_arguments, add_workdir_argument, interleaved_medians, workdir_of
 from profile_common import flops, print_table
 
 from lsnet_deploy.exporters.executorch_format import lower_to_executorch
@@ -58,25 +59,30 @@ def chain(channels: int, kernel: int, depthwise: bool, depth: int) -> nn.Module:
                                      groups=channels if depthwise else 1) for _ in range(depth)]).eval()
 
 
-def build(name: str, args, workdir: Path) -> tuple[dict[str, Path], tuple[int, ...], int]:
-    """The case's artifacts (ONNX, .pte, and for 7x7 depthwise the rewritten .pte), input shape, FLOPs."""
+def build(name: str, args, workdir: Path) -> tuple[dict[str, Path], int]:
+    """The case's artifacts (ONNX, .pte, and for 7x7 depthwise the rewritten .pte) and its FLOPs."""
     channels, side, kernel, depthwise = CASES[name]
     model = chain(channels, kernel, depthwise, args.depth)
     x = torch.zeros(args.batch, channels, side, side)
-    stem = workdir / name.replace(" ", "_").replace("@", "")
-    artifacts = {"ONNX Runtime": stem.with_suffix(".onnx"), "ExecuTorch": stem.with_suffix(".pte")}
-    if not artifacts["ONNX Runtime"].exists():
+    stem = name.replace(" ", "_").replace("@", "")
+    key = {"program": "convolution chain", "case": CASES[name], "depth": args.depth, "batch": args.batch}
+
+    def onnx_file(path: Path) -> None:
         import onnx
 
-        onnx.save_model(torch_to_onnx(model, x, 18, dynamic=False), str(artifacts["ONNX Runtime"]))
-    if not artifacts["ExecuTorch"].exists():
-        artifacts["ExecuTorch"].write_bytes(lower_to_executorch(model, x).to_executorch().buffer)
+        onnx.save_model(torch_to_onnx(model, x, 18, dynamic=False), str(path))
+
+    artifacts = {
+        "ONNX Runtime": cached_file(workdir, stem, ".onnx", key, onnx_file),
+        "ExecuTorch": cached_file(workdir, stem, ".pte", key,
+                                  lambda path: path.write_bytes(lower_to_executorch(model, x).to_executorch().buffer)),
+    }
     if depthwise and kernel * kernel > 25:
-        rewritten = Path(f"{stem}_rows.pte")
-        if not rewritten.exists():
-            rewritten.write_bytes(lower_to_executorch(xnnpack_friendly(model, "tap_slices"), x).to_executorch().buffer)
-        artifacts["ExecuTorch, as exported"] = rewritten
-    return artifacts, tuple(x.shape), flops(model, x)
+        rewritten = xnnpack_friendly(model, "tap_slices")
+        artifacts["ExecuTorch, as exported"] = cached_file(
+            workdir, f"{stem}_rows", ".pte", {**key, "rewrite": "tap_slices"},
+            lambda path: path.write_bytes(lower_to_executorch(rewritten, x).to_executorch().buffer))
+    return artifacts, flops(model, x)
 
 
 def main() -> None:
@@ -84,17 +90,14 @@ def main() -> None:
     add_timing_arguments(parser, rounds=100, warmup=10)
     parser.add_argument("--depth", type=int, default=8)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=None)
+    add_workdir_argument(parser)
     parser.add_argument("--case", action="append", choices=sorted(CASES), help="only these cases")
     args = parser.parse_args()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_of(args) as workdir:
         for name in args.case or CASES:
-            artifacts, shape, total = build(name, args, workdir)
-            medians = interleaved_medians(artifacts, shape, args.rounds, args.warmup, args.threads)
-            for runtime, ms in medians.items():
+            artifacts, total = build(name, args, workdir)
+            for runtime, ms in interleaved_medians(artifacts, args).items():
                 rows.append((name, runtime, ms, total / 1e6 / ms))
     print_table(("case", "runtime", "ms", "GFLOP/s"), rows,
                 f"chains of {args.depth} convolutions, {args.threads} threads, batch {args.batch}, medians")

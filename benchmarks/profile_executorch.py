@@ -29,10 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cached_export import cached_export, cached_file
+from interleave import add_workdir_argument, workdir_of
 from peers import add_peers_argument, peer_artifacts
 from profile_common import flops, lsnet_stages, print_table
 
-from lsnet_deploy.exporters import ExportOptions, export_model, get_exporter
+from lsnet_deploy.exporters import ExportOptions, get_exporter
 from lsnet_deploy.exporters.base import prepare_model
 from lsnet_deploy.exporters.executorch_format import lower_to_executorch
 from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly
@@ -102,9 +104,10 @@ def stage_programs(ska: str, batch: int, workdir: Path) -> list[tuple[str, Path,
     model = xnnpack_friendly(prepare_model(create_model("lsnet_t").eval(), form, fuse=True), form)
     out = []
     for name, module, x in lsnet_stages(model, torch.zeros(batch, 3, 224, 224)):
-        path = workdir / f"stage_{name}_{form}_b{batch}.pte"
-        if not path.exists():
-            path.write_bytes(lower_to_executorch(module, x).to_executorch().buffer)
+        path = cached_file(workdir, f"stage_{name}_{form}_b{batch}", ".pte",
+                           {"program": "lsnet_t stage", "stage": name, "form": form, "batch": batch},
+                           lambda target, module=module, x=x: target.write_bytes(
+                               lower_to_executorch(module, x).to_executorch().buffer))
         out.append((name, path, tuple(x.shape), flops(module, x)))
     return out
 
@@ -115,17 +118,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--ska", default="auto", help="SKA form of the LSNet-T export (default: the format's auto)")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse the .pte files here")
+    add_workdir_argument(parser)
     add_peers_argument(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_of(args) as workdir:
         shape = (args.batch, 3, 224, 224)
-        whole = workdir / f"lsnet_t_{args.ska}_b{args.batch}.pte"
-        if not whole.exists():
-            export_model(create_model("lsnet_t").eval(), "executorch", whole,
-                         ExportOptions(validate=False, ska=args.ska, batch=args.batch))
+        whole = cached_export(workdir, "executorch", ExportOptions(validate=False, ska=args.ska, batch=args.batch))
         programs = {"lsnet_t": whole}
         if args.batch == 1:  # the peer files are batch 1
             programs.update(peer_artifacts(args.peers, ".pte"))

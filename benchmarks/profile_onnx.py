@@ -20,18 +20,18 @@ import ast
 import collections
 import copy
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import shape_inference
 
+from cached_export import cached_export
+from interleave import add_workdir_argument, workdir_of
 from peers import add_peers_argument, peer_artifacts
 from profile_common import print_table
 
-from lsnet_deploy.exporters import ExportOptions, export_model
-from lsnet_deploy.models import create_model
+from lsnet_deploy.exporters import ExportOptions
 
 #: ONNX Runtime operators that only move data between layouts
 LAYOUT_OPS = ("ReorderInput", "ReorderOutput", "Transpose", "Reshape", "Concat", "Slice", "Split", "Pad")
@@ -213,18 +213,14 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=None, help="keep/reuse exports and traces here")
+    add_workdir_argument(parser)
     parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH", help="more .onnx files")
     add_peers_argument(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_of(args) as workdir:
         # a static batch, as the default export has: ONNX Runtime blocks the residual Sums only when it
         # can see that both inputs have one shape
-        default = workdir / f"lsnet_t_default_b{args.batch}.onnx"
-        if not default.exists():
-            export_model(create_model("lsnet_t").eval(), "onnx", default, ExportOptions(validate=False, batch=args.batch))
+        default = cached_export(workdir, "onnx", ExportOptions(validate=False, batch=args.batch))
         models = {"lsnet_t": default, **dict(m.split("=", 1) for m in args.model)}
         if args.batch == 1:  # the peer files are batch 1
             models.update(peer_artifacts(args.peers, ".onnx"))
