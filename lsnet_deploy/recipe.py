@@ -363,6 +363,5 @@ def describe_origin(origin: Mapping[str, str]) -> str:
         return next(iter(sources))
     parts = [f"{', '.join(names)} {text}" for text, names in sources.items()]
     if rest:
-        default = DEFAULT_RECIPE.recipe_fields()
-        parts.append(f"{', '.join(f'{n} {default[n]}' for n in rest)} assumed (timm's ImageNet eval recipe)")
+        parts.append(f"{', '.join(rest)} assumed (timm's ImageNet eval recipe)")
     return "; ".join(parts)
