@@ -133,7 +133,8 @@ def _explain_recipe(predictor) -> None:
 
     recipe = predictor.recipe
     if predictor.recipe_origin is not None:  # a checkpoint or model: its own recipe, wherever that came from
-        err(f"{PROG}: note: preprocessing {recipe.describe()}: {predictor.recipe_origin}")
+        changed = ", with the flags' changes below" if predictor.overridden else ""
+        err(f"{PROG}: note: preprocessing {recipe.describe()}: {predictor.recipe_origin}{changed}")
     elif not predictor.metadata_info.found:
         err(f"{PROG}: note: {predictor.artifact} has no lsnet-export metadata; preprocessing "
             f"{recipe.input_size[0]}x{recipe.input_size[1]}, crop {recipe.crop_pct:g} {recipe.interpolation}, "

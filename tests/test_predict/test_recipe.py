@@ -191,3 +191,20 @@ def test_hub_prefixes_are_one_fact():
     for prefix in HUB_PREFIXES:
         assert hub.is_hub_source(f"{prefix}org/repo") and public_source(f"{prefix}org/repo") == f"{prefix}org/repo"
     assert public_source("/home/me/weights.pth") == "weights.pth"
+
+
+def test_lsnet_predict_says_a_checkpoints_recipe_and_takes_crop_mode(tmp_path, tiny_state):
+    from typer.testing import CliRunner
+
+    from lsnet_deploy.cli.predict import app
+
+    path = save_training_checkpoint(tmp_path / "own.pth", tiny_state, **OWN)
+    picture = tmp_path / "p.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(picture)
+    result = CliRunner().invoke(app, [str(path), str(picture), "--crop-mode", "squash", "--topk", "1"])
+    assert result.exit_code == 0, result.output
+    assert ("note: preprocessing bilinear, crop 1 (squash), mean [0.5, 0.5, 0.5], std [0.25, 0.25, 0.25]: from the "
+            "checkpoint's training args, with the flags' changes below") in result.stderr
+    assert "warning: --crop-mode replaces the artifact's crop_mode (center)" in result.stderr
+    bad = CliRunner().invoke(app, [str(path), str(picture), "--interpolation", "bilinaer"])
+    assert bad.exit_code == 2 and "did you mean 'bilinear'?" in bad.stderr
