@@ -49,12 +49,15 @@ def test_timm_style_repo_loads_offline_from_the_cache(tmp_path):
     state = torch.load(CONFORMANCE / "tiny.pth", weights_only=True)
     make_cache(tmp_path, "someone/lsnet_tiny", {
         "model.safetensors": lambda p: save_file({k: v.contiguous() for k, v in state.items()}, p),
-        "config.json": lambda p: p.write_text(json.dumps({"pretrained_cfg": {"input_size": [3, 128, 128]}})),
+        "config.json": lambda p: p.write_text(json.dumps({"pretrained_cfg": {
+            "input_size": [3, 128, 128], "interpolation": "bilinear", "crop_pct": 0.95,
+            "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}})),
     })
     torch.save({"input": x, "output": expected}, tmp_path / "io.pt")
     code = f"""
 import torch
 from lsnet_deploy.models import load_model
+from lsnet_deploy.recipe import apply_recipe
 io = torch.load({str(tmp_path / 'io.pt')!r}, weights_only=True)
 for source in ("hf-hub:someone/lsnet_tiny", "hf_hub:someone/lsnet_tiny/model.safetensors"):
     m = load_model(source)
@@ -62,6 +65,9 @@ for source in ("hf-hub:someone/lsnet_tiny", "hf_hub:someone/lsnet_tiny/model.saf
         err = float((m(io['input']) - io['output']).abs().max() / io['output'].abs().max())
     assert err <= 1e-4, err
     assert m.img_size == (128, 128) and len(m.checkpoint_sha256) == 64
+    # the preprocessing recipe of the hub's config.json is the model's
+    assert (m.recipe.interpolation, m.recipe.crop_pct, m.recipe.mean) == ("bilinear", 0.95, (0.5, 0.5, 0.5))
+    assert apply_recipe(m) == "from the hub's config.json", apply_recipe(m)
 print("ok")
 """
     result = run_offline(tmp_path, code)
