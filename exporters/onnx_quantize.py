@@ -222,6 +222,86 @@ def quantize_qdq(model: "onnx.ModelProto", context: "ExportContext", placement: 
     return quantized, context.int8_record(CALIBRATION_METHOD, **describe(placement), float_nodes=len(excluded))
 
 
+def _per_channel_constant(initializers: dict, name: str, channels: int | None = None):
+    """The values of initializer ``name`` if it is shaped ([1,] C, 1, 1) (one value per channel of an NCHW
+    tensor), else None."""
+    from onnx import numpy_helper
+
+    if name not in initializers:
+        return None
+    values = numpy_helper.to_array(initializers[name])
+    shape = tuple(values.shape)
+    if len(shape) not in (3, 4) or shape[-2:] != (1, 1) or (len(shape) == 4 and shape[0] != 1):
+        return None
+    if channels is not None and shape[-3] != channels:
+        return None
+    return values.reshape(-1)
+
+
+def group_norm_affine_as_conv(model: "onnx.ModelProto") -> int:
+    """Rewrite, in place, the per-channel scale and shift of each exported ``nn.GroupNorm`` (``Reshape ->
+    InstanceNormalization -> Reshape -> Mul(gamma) -> Add(beta)``) as one depthwise 1x1 ``Conv``.
+
+    Why: Qualcomm's HTP compiler (QNN 2.51 in onnxruntime-qnn 2.7; emulated v69, v73, v75, v79) mis-lowers that
+    uint8 ``Mul`` by a per-channel constant when a ``Conv`` feeds the GroupNorm in the same HTP graph:
+    in LSNet-T's ``blocks3.3`` SKA weights it zeroed 8 of the 32 groups (channels 0-35 and 252-287 of
+    288) although the ``Mul``'s input was right, and the int8 model agreed with float on 30% of test
+    pictures (CPU EP, same file: 100%). The same ``Mul`` alone, or without the ``Conv`` before it,
+    computes correctly, so this is the compiler's lowering, not 8-bit range. As a depthwise
+    convolution (weights int8 per channel, bias int32) the HTP computes it right, and the product is
+    more exact than a per-tensor uint8 constant.
+
+    Returns:
+        How many GroupNorms were rewritten.
+    """
+    from onnx import helper, numpy_helper
+
+    initializers = {init.name: init for init in model.graph.initializer}
+    producer = {output: node for node in model.graph.node for output in node.output}
+    readers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    graph_outputs = {output.name for output in model.graph.output}
+    replaced: dict[str, "onnx.NodeProto"] = {}
+    dropped: set[int] = set()
+    for mul in model.graph.node:
+        if mul.op_type != "Mul" or len(mul.input) != 2:
+            continue
+        data, gamma_name = (mul.input[0], mul.input[1]) if mul.input[1] in initializers else (mul.input[1], mul.input[0])
+        reshape = producer.get(data)
+        if reshape is None or reshape.op_type != "Reshape" or reshape.input[1] not in initializers:
+            continue
+        norm = producer.get(reshape.input[0])
+        target_shape = numpy_helper.to_array(initializers[reshape.input[1]])
+        if norm is None or norm.op_type != "InstanceNormalization" or target_shape.shape != (4,):
+            continue
+        gamma = _per_channel_constant(initializers, gamma_name, int(target_shape[1]))
+        adds = readers.get(mul.output[0], [])
+        if gamma is None or len(adds) != 1 or adds[0].op_type != "Add" or mul.output[0] in graph_outputs:
+            continue
+        add = adds[0]
+        beta_name = add.input[1] if add.input[0] == mul.output[0] else add.input[0]
+        beta = _per_channel_constant(initializers, beta_name, gamma.size)
+        if beta is None:
+            continue
+        weight, bias = f"{mul.name}/depthwise_weight", f"{mul.name}/depthwise_bias"
+        model.graph.initializer.extend([
+            numpy_helper.from_array(gamma.astype(np.float32).reshape(-1, 1, 1, 1), weight),
+            numpy_helper.from_array(beta.astype(np.float32), bias)])
+        replaced[id(add)] = helper.make_node("Conv", [data, weight, bias], list(add.output), name=f"{mul.name}/depthwise",
+                                             group=int(gamma.size), kernel_shape=[1, 1])
+        dropped.add(id(mul))
+    if replaced:
+        from .onnx_passes import drop_unused_initializers
+
+        nodes = [replaced.get(id(node), node) for node in model.graph.node if id(node) not in dropped]
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        drop_unused_initializers(model)
+    return len(replaced)
+
+
 def quantize_for_qnn(model: "onnx.ModelProto", context: "ExportContext",
                      scopes: dict[str, str]) -> tuple["onnx.ModelProto", dict]:
     """``quantize_qdq``'s ``qnn`` layout: ONNX Runtime's QNN preprocessing and QDQ configuration,
@@ -238,16 +318,17 @@ def quantize_for_qnn(model: "onnx.ModelProto", context: "ExportContext",
     images = context.calibration.images(dict(context.metadata))
     input_name, batch = _fixed_batch(model)
     reader = ImageCalibrationReader(input_name, images, batch)
-    wide = set(float_nodes(model, scopes, context))
-    graph_outputs = {output.name for output in model.graph.output}
-    overrides = {name: [{"quant_type": QuantType.QUInt16}] for node in model.graph.node if node.name in wide
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    del bare.metadata_props[:]  # qnn_preprocess_model fails on any metadata_props (ORT 1.32); set again later
+    rewritten = group_norm_affine_as_conv(bare)
+    wide = set(float_nodes(bare, scopes, context))
+    graph_outputs = {output.name for output in bare.graph.output}
+    overrides = {name: [{"quant_type": QuantType.QUInt16}] for node in bare.graph.node if node.name in wide
                  for name in node.output if name and name not in graph_outputs}
     ort.set_default_logger_severity(3)
     with tempfile.TemporaryDirectory(prefix="lsnet-int8-qnn-") as work:
         source, prepared, target = (Path(work) / name for name in ("float.onnx", "prepared.onnx", "int8.onnx"))
-        bare = onnx.ModelProto()
-        bare.CopyFrom(model)
-        del bare.metadata_props[:]  # qnn_preprocess_model fails on any metadata_props (ORT 1.32); set again later
         onnx.save_model(bare, str(source))
         with silenced() as log, near_constant_histograms():
             try:
@@ -263,4 +344,5 @@ def quantize_for_qnn(model: "onnx.ModelProto", context: "ExportContext",
                 raise ExportError("int8 calibration for QNN failed (onnxruntime.quantization): "
                                   f"{first_line(exc, log.getvalue()[-300:])}") from exc
         quantized = onnx.load_model(str(target))
-    return quantized, context.int8_record(CALIBRATION_METHOD, **describe("qnn"), wide_nodes=len(wide))
+    return quantized, context.int8_record(CALIBRATION_METHOD, **describe("qnn"), wide_nodes=len(wide),
+                                          group_norm_affine_as_conv=rewritten)

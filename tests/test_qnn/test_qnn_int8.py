@@ -25,7 +25,7 @@ def test_layers_kept_out_of_8_bits_get_16_bit_activations_on_the_htp(tmp_path, m
 
     def search(model, context, attempt, can_keep_float):  # as if all-int8 had missed the gate
         kept = dataclasses.replace(context, keep_float=frozenset({KEPT}))
-        return attempt(kept), kept, None
+        return int8_search.Int8Outcome(attempt(kept), kept, None)
 
     monkeypatch.setattr(int8_search, "search", search)
     result = export_model(load_model(conformance_case("tiny")[0]), "onnx", tmp_path / "tiny.onnx",
