@@ -29,6 +29,37 @@ def _metadata(path) -> dict:
     return decode_metadata({p.key: p.value for p in onnx.load(str(path)).metadata_props})
 
 
+def conv_precisions(path) -> dict[str, str]:
+    """``{module path: "float" | "int8"}`` of each convolution of an int8 ONNX file whose weight is named
+    after its module (``blocks3.2.ffn.m.pw1.weight``): "int8" when the weight is dequantized from an int8
+    initializer and the input from an int8 tensor, "float" when the weight is a plain float initializer.
+    (The BatchNorms rewritten as depthwise convolutions carry no module name and are left out.)"""
+    graph = onnx.load(str(path)).graph
+    initializers = {i.name for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    found = {}
+    for node in graph.node:
+        if node.op_type != "Conv":
+            continue
+        weight = node.input[1]
+        if weight in initializers:
+            name, precision = weight, "float"
+        elif weight in producers and producers[weight].op_type == "DequantizeLinear":
+            name = producers[weight].input[0].removesuffix("_quantized")
+            reads_int8 = node.input[0] in producers and producers[node.input[0]].op_type == "DequantizeLinear"
+            precision = "int8" if reads_int8 else "int8 weight, float input"
+        else:
+            continue
+        if name.endswith(".weight"):
+            found[name.removesuffix(".weight")] = precision
+    return found
+
+
+def inside(path: str, units) -> bool:
+    """Whether the module ``path`` is one of ``units`` or inside one."""
+    return any(path == unit or path.startswith(unit + ".") for unit in units)
+
+
 @pytest.fixture(scope="module")
 def gate_dir(cifar_test_dir, tmp_path_factory):
     """The ``ACCURACY_IMAGES`` test pictures as an ImageFolder: the labelled gate (``--data``)."""
@@ -62,13 +93,12 @@ def test_int8_onnx_keeps_the_fixture_accuracy(tmp_path, trained, cifar_calib_dir
     calibration = _metadata(target)["int8_calibration"]
     assert (calibration["images"], calibration["held_out"]) == (200, 50)
     assert calibration["placement"] == "onnxruntime"
-    # every convolution outside the layers kept float reads int8 (ONNX Runtime fuses DQ -> Conv -> Q into
-    # QLinearConv)
-    graph = onnx.load(str(target)).graph
-    producers = {o: n.op_type for n in graph.node for o in n.output}
-    convs = [n for n in graph.node if n.op_type == "Conv"]
-    int8_convs = [n for n in convs if producers[n.input[0]] == "DequantizeLinear"]
-    assert len(int8_convs) == len(convs) or (result.details["int8_float_layers"] and len(int8_convs) > len(convs) / 2)
+    # every convolution outside the layers kept float computes in int8, every one inside them in float
+    kept = result.details["int8_float_layers"]
+    precisions = conv_precisions(target)
+    assert len(precisions) > 20, precisions  # the fixture's convolutions, found by their module names
+    wrong = {path: got for path, got in precisions.items() if got != ("float" if inside(path, kept) else "int8")}
+    assert not wrong, (kept, wrong)
 
 
 def test_mixed_precision_keeps_the_broken_layer_float_and_passes(tmp_path, cifar_model, cifar_calib_dir):
@@ -92,14 +122,14 @@ def test_mixed_precision_keeps_the_broken_layer_float_and_passes(tmp_path, cifar
     ranking = result.details["int8_ranking"]
     assert ranking[0]["layer"] == broken_unit and ranking[0]["error"] > 2 * ranking[1]["error"]
     assert _metadata(target)["int8_calibration"]["float_layers"] == kept
-    # in the file, that FFN's convolutions compute in float: their weights are plain float initializers
-    graph = onnx.load(str(target)).graph
-    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
-    inits = {i.name for i in graph.initializer}
-    float_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in inits]
-    int8_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in dequantized]
-    assert len(float_convs) == 2 * len(kept) or len(float_convs) >= 2, len(float_convs)
-    assert len(int8_convs) > 5 * len(float_convs)
+    # in the file, that FFN's two convolutions (and those of any other kept unit) compute in float, and
+    # every other convolution in int8
+    precisions = conv_precisions(target)
+    floats = sorted(path for path, got in precisions.items() if got == "float")
+    assert [path for path in floats if inside(path, [broken_unit])] == [f"{broken_unit}.m.pw1", f"{broken_unit}.m.pw2"]
+    wrong = {path: got for path, got in precisions.items() if got != ("float" if inside(path, kept) else "int8")}
+    assert not wrong, (kept, wrong)
+    assert len(precisions) - len(floats) > 5 * len(floats)
 
 
 def test_a_model_that_float_layers_cannot_rescue_is_refused_with_the_ranking(tmp_path, cifar_model,
