@@ -30,6 +30,8 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from ..errors import ExportError, first_line
+from ..quiet import silenced
 from .calibration import RunningRange, batches
 from .xnnpack_forms import GroupNormAsConv, TapSliceLSConv
 
@@ -252,9 +254,6 @@ def quantize_checked(model: torch.nn.Module, example: torch.Tensor, images: np.n
     Raises:
         ExportError: quantization failed, or an operator of a kept-float module came out int8.
     """
-    from ..errors import ExportError, first_line
-    from ..quiet import silenced
-
     with silenced() as log:
         try:
             converted = quantize_pt2e(model, example, images, quantizer, fold_quantize=fold_quantize)

@@ -30,6 +30,7 @@ from .options import ExportOptions
 from .registry import register_exporter
 from .validation import accuracy_gate, validate_file
 from .onnx_format import INPUT_NAME, MIN_OPSET, OnnxExporter, build_onnx
+from .tensorrt_build import SUPPORTED_MAJORS, EngineSettings, build_engine, tensorrt_major, trtexec_command
 from .tensorrt_ops import TENSORRT_OPSETS, check_tensorrt_support
 
 #: the runtime that validates the ONNX an engine is built from
@@ -98,7 +99,6 @@ class TensorRTExporter(Exporter):
             raise MissingDependencyError("tensorrt", self.extra, purpose) from None
         import tensorrt
 
-        from .tensorrt_build import SUPPORTED_MAJORS, tensorrt_major
 
         if tensorrt_major(tensorrt.__version__) not in SUPPORTED_MAJORS:
             raise RuntimeUnavailableError(f"TensorRT {tensorrt.__version__} is installed; lsnet-deploy builds "
@@ -116,7 +116,6 @@ class TensorRTExporter(Exporter):
 
     def engine_settings(self, model, options: ExportOptions):
         """The TensorRT build settings these options ask for."""
-        from .tensorrt_build import EngineSettings
 
         max_batch = None
         if options.dynamic:
@@ -166,7 +165,6 @@ class TensorRTExporter(Exporter):
         return details, added
 
     def write(self, model, example, path: Path, context: ExportContext) -> Written:
-        from .tensorrt_build import build_engine, trtexec_command
 
         options = context.options
         settings = self.engine_settings(model, options)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import RuntimeUnavailableError
+from ..verify import as_arrays
 from .base import InputMetadata, Runner
 from .registry import register_runtime
 
@@ -75,8 +76,6 @@ class TorchRunner(Runner):
 
     def _infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
         import torch
-
-        from ..verify import as_arrays
 
         with torch.inference_mode():
             out = self.model(torch.from_numpy(np.ascontiguousarray(x)).to(self.device, self.dtype))

@@ -147,3 +147,26 @@ def test_the_cli_flags_and_help_come_from_the_options_and_the_specs():
     half = text[text.index("--half"):text.index("--int8")]
     assert "Formats: onnx, executorch, coreml, tensorrt, litert" in half and " ort," not in half
     assert all(flag in text for flag in OPTION_FLAGS.values())
+
+
+def test_no_import_circle_between_the_pipeline_and_the_int8_search_or_the_metadata_and_the_runtimes():
+    import ast
+
+    import lsnet_deploy
+    from lsnet_deploy import exporters, runtimes
+
+    def imported(path: Path) -> set[str]:
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names |= {node.module or "", *(f"{node.module}.{a.name}" if node.module else a.name
+                                               for a in node.names)}
+        return names
+
+    assert not {"base", "pipeline", ".base", ".pipeline"} & imported(Path(exporters.__file__).with_name("int8_search.py"))
+    for module in Path(runtimes.__file__).parent.glob("*.py"):
+        assert not any("artifact_metadata" in name for name in imported(module)), module
+    only_pipeline = [p.name for p in Path(exporters.__file__).parent.glob("*.py")
+                     if p.name != "pipeline.py" and any("int8_search" in n for n in imported(p))]
+    assert only_pipeline == []  # only the pipeline runs the int8 search
+    assert Path(lsnet_deploy.__file__).with_name("artifact_metadata.py").read_text().count("from .runtimes import") == 1
