@@ -23,6 +23,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..atomic import write_file
 from ..errors import ExportError, first_line, require
 from ..metadata_codec import encode_metadata_map
 from ..quiet import native_stderr_captured, silenced
@@ -51,7 +52,9 @@ def convert_to_tflite(model, example, path: Path, quant_config=None) -> None:
         try:
             # a PT2E graph refuses eval() (it is in eval form already)
             module = model if quant_config is not None else model.eval()
-            litert_torch.convert(module, (example,), quant_config=quant_config).export(str(path))
+            # the flatbuffer as bytes, written below from Python: LiteRTModel.export() writes through LLVM,
+            # which on a full disk prints "IO failure on output stream" and calls exit(1)
+            content = litert_torch.convert(module, (example,), quant_config=quant_config).model_content()
         except Exception as exc:
             # MLIR reports the failing operation from C++: its last error line is often the only real cause
             errors = [line.strip() for line in native().splitlines() if "error" in line.lower()]
@@ -59,6 +62,7 @@ def convert_to_tflite(model, example, path: Path, quant_config=None) -> None:
             if errors and errors[-1] not in message:
                 message += f" (converter: {errors[-1][-200:]})"
             raise ExportError(f"litert_torch.convert failed: {message}") from exc
+    write_file(path, content)  # a full disk: OutputWriteError naming the cause; the staged file is removed
 
 
 #: what the ``int8_calibration`` metadata says about the quantization

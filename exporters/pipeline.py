@@ -25,7 +25,7 @@ from ..accelerators.qnn_socs import get_soc
 from ..accelerators.targets import AcceleratorTarget, get_target
 from ..accuracy import evaluate, resolve_class_mapping
 from ..atomic import check_writable_dir, staged_output
-from ..errors import ExportError, UsageError, first_line, require
+from ..errors import ExportError, OutputWriteError, UsageError, first_line, require
 from ..metadata import build_metadata
 from ..models.backbone import DYNAMIC_HW_SKA, GRID_SPECIFIC_SKA
 from ..models.outputs import network_of
@@ -263,7 +263,7 @@ def _write(exporter: Exporter, prepared: torch.nn.Module, example: torch.Tensor,
     context.progress(f"exporting to {exporter.name}")
     try:
         written = exporter.write(prepared, example, tmp, context) or Written()
-    except (UsageError, ExportError):
+    except (UsageError, ExportError, OutputWriteError):
         raise
     except Exception as exc:
         raise ExportError(f"{exporter.name} export failed: {first_line(exc)}") from exc

@@ -156,7 +156,7 @@ def _build_model(spec: CandidateSpec, plan: BenchPlan, progress: Progress):
 def _prepare_model(spec: CandidateSpec, plan: BenchPlan, batch: int | None, device: str, workdir: Path,
                    progress: Progress) -> Prepared:
     from ..exporters import ExportOptions, export_model, format_for_runtime, get_exporter
-    from ..exporters.base import prepare_model
+    from ..exporters.prepare import prepare_model
 
     precision = plan.precision or "float32"
     if spec.runtime == "torch":

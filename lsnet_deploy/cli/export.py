@@ -11,7 +11,7 @@ import typer
 from ..accuracy import CLASS_MAP_HELP
 from ..errors import UsageError
 from ..exporters.options import OPTION_DEFAULTS
-from .common import cli_errors, err, human_size, json_errors, parse_imgsz, resolve_model
+from .common import JsonParseErrors, cli_errors, err, human_size, json_errors, parse_imgsz, resolve_model
 
 PROG = "lsnet-export"
 #: the CLI's defaults are the options' own
@@ -119,7 +119,7 @@ DYNAMIC_HW_HELP = ("Dynamic height and width (onnx, ort): with --task features -
                    "half_pixel, as PyTorch's bicubic). --imgsz is the size validated and written in the metadata.")
 
 
-@app.command()
+@app.command(cls=JsonParseErrors)
 def export(
     format: Annotated[str, typer.Option("--format", "-f", help=_format_help())] = "onnx",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Variant name (default lsnet_t; with "
@@ -282,10 +282,10 @@ def _print_summary(result) -> None:
 def main() -> None:
     """Console-script entry point."""
     from ..quiet import quiet_third_party_warnings
-    from .common import torch_extra_errors
+    from .common import whole_command
 
     quiet_third_party_warnings()
-    with torch_extra_errors(PROG):
+    with whole_command(PROG):
         app(prog_name=PROG)
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import cli_errors, json_errors
+from .common import JsonParseErrors, cli_errors, json_errors, whole_command
 
 PROG = "lsnet-inspect"
 
@@ -27,7 +27,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
                        "DSP), from each accelerator's own compiler, checker or partitioner.")
 
 
-@app.command()
+@app.command(cls=JsonParseErrors)
 def inspect(
     file: Annotated[Path, typer.Argument(help="An exported artifact: .onnx, .ort, .tflite, .pte, .mlpackage.")],
     accelerator: Annotated[Optional[list[str]], typer.Option("--accelerator", "-a", help=_accelerator_help())] = None,
@@ -73,7 +73,8 @@ def main() -> None:
     from ..quiet import quiet_third_party_warnings
 
     quiet_third_party_warnings()
-    app(prog_name=PROG)
+    with whole_command(PROG):
+        app(prog_name=PROG)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,6 @@ def test_a_running_writers_staged_file_is_left_alone(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="needs exporters/litert_format.py to write model_content() with "
-                   "atomic.write_file instead of LiteRTModel.export() (the diff in helper D2's report)")
 def test_litert_export_onto_a_nearly_full_disk(tmp_path):
     """A real lsnet-export to LiteRT with room for the probe but not the model: one line, exit 1, nothing left."""
     pytest.importorskip("litert_torch", reason="the litert extra is not installed")
