@@ -28,7 +28,7 @@ PEERS = REPO.parent / "shared" / "peers"
 #: conformance checkpoints that record their input size (the reference's tensors wrapped with their training
 #: args): loading reads only the file named, and the bare tiny state dicts fit 96 and 128 px alike
 SIZED_CHECKPOINTS = REPO / "tests" / "data" / "sized_checkpoints"
-#: the trained CIFAR-10 fixtures of benchmarks/train_cifar10.py (float16 checkpoints, a card beside each)
+#: the trained CIFAR-10 fixtures of tools/fixtures/train_cifar10.py (float16 checkpoints, a card beside each)
 TRAINED_FIXTURES = DATA / "fixtures"
 TRAINED = ("cifar_small", "cifar_lsnet_t")
 #: ``TRAINED`` as pytest params: LSNet-T's cases (full-size exports, a minute or more each) are marked slow
@@ -78,11 +78,11 @@ def load_trained(name: str) -> torch.nn.Module:
     return load_model(trained_checkpoint(name), img_size=trained_card(name)["input_size"])
 
 
-def benchmark_script(name: str):
-    """``benchmarks/<name>.py`` imported as a module (the scripts are not a package)."""
+def fixture_tool(name: str):
+    """``tools/fixtures/<name>.py`` imported as a module (the scripts are not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "fixtures" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ..conftest import CIFAR, TRAINED_PARAMS, benchmark_script, load_trained, trained_card, trained_checkpoint
+from ..conftest import CIFAR, TRAINED_PARAMS, fixture_tool, load_trained, trained_card, trained_checkpoint
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -38,7 +38,7 @@ def fixture_checkpoint() -> Path:
 
 @pytest.fixture(scope="session")
 def fixture_card() -> dict:
-    """The card written beside the small fixture by benchmarks/train_cifar10.py."""
+    """The card written beside the small fixture by tools/fixtures/train_cifar10.py."""
     return trained_card("cifar_small")
 
 
@@ -83,5 +83,5 @@ def cifar_calib_dir(tmp_path_factory, cifar_train_zip) -> Path:
     """CIFAR-10 *training* images (the README table's choice: ``fixture_table.calibration_folder``, 25 per
     class spread over each class): int8 calibration for the fixture, disjoint from the test images its
     accuracy is measured on."""
-    table = benchmark_script("fixture_table")
+    table = fixture_tool("fixture_table")
     return table.calibration_folder(cifar_train_zip, table.CALIBRATION_PER_CLASS, tmp_path_factory.mktemp("cifar_calib"))

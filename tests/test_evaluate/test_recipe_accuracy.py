@@ -1,6 +1,6 @@
 """The recipe a model was trained with reaches every format: its artifacts score what PyTorch scores with it.
 
-benchmarks/train_cifar10.py trains on whole 32-px CIFAR-10 pictures (random resized crops of 35-100% of
+tools/fixtures/train_cifar10.py trains on whole 32-px CIFAR-10 pictures (random resized crops of 35-100% of
 the picture, centres within the picture), upsampled bicubically to the input size and normalized with
 ImageNet mean/std: at test time that is bicubic, crop 1.0, ImageNet mean/std. The committed fixture's
 training args do not record it (the trainer evaluated with timm's ImageNet recipe, crop 0.9: see its card),

@@ -1,4 +1,4 @@
-"""benchmarks/train_cifar10.py runs a few steps and writes a checkpoint that load_model reads unchanged."""
+"""tools/fixtures/train_cifar10.py runs a few steps and writes a checkpoint that load_model reads unchanged."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from ..conftest import benchmark_script
+from ..conftest import fixture_tool
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_cifar10.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "fixtures" / "train_cifar10.py"
 
 
 def test_training_smoke_run_writes_loadable_checkpoint(tmp_path, cifar_train_zip, cifar_test_dir):
@@ -49,7 +49,7 @@ def test_training_smoke_run_writes_loadable_checkpoint(tmp_path, cifar_train_zip
 
 
 def test_learning_rate_schedule_warms_up_then_decays_to_zero():
-    module = benchmark_script("train_cifar10")
+    module = fixture_tool("train_cifar10")
     rates = [module.learning_rate(step, 100, 10, 1.0) for step in range(100)]
     assert rates[0] == 0.1 and rates[9] == 1.0
     assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
