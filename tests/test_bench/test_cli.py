@@ -146,6 +146,8 @@ def test_errors_are_one_line(tiny_onnx, tmp_path, args, code, fragments, quick):
 
 def test_no_arguments_shows_help():
     result = runner.invoke(app, normalize_args([]))
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Usage:") and "Traceback" not in result.output
     assert "run" in result.output and "report" in result.output
 
 
