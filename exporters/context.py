@@ -18,10 +18,21 @@ from ..verify import ComparisonReport
 from .calibration import CalibrationSet, batches
 from .options import ExportOptions, Progress
 
+#: the metadata ``task`` of a backbone (feature maps out), whose summary names its attention-bias mode
+BACKBONE_TASK = "feature-extraction"
+
 if TYPE_CHECKING:
     from ..accelerators.report import PlacementReport
     from ..accelerators.targets import AcceleratorTarget
     from ..accuracy import EvaluationReport
+
+
+def backbone_bias_mode(metadata: Mapping[str, str]) -> str | None:
+    """A backbone's attention-bias mode (``table`` or ``matrix``) from its encoded metadata; None for other
+    tasks and for backbones without attention."""
+    if json.loads(metadata.get("task", "null")) != BACKBONE_TASK or "attention_bias" not in metadata:
+        return None
+    return json.loads(metadata["attention_bias"])["mode"]
 
 
 @dataclass
@@ -44,11 +55,16 @@ class ExportResult:
     #: what the user should know about this artifact (a skipped int8 gate, few calibration images)
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def bias_mode(self) -> str | None:
+        """A backbone's attention-bias mode (``backbone_bias_mode``)."""
+        return backbone_bias_mode(self.metadata)
+
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return {"format": self.format, "path": str(self.path), "size_bytes": self.size_bytes,
                 "seconds": round(self.seconds, 3), "precision": self.precision, "ska_form": self.ska_form,
-                "fused": self.fused, "validation": self.validation.to_dict() if self.validation else None,
+                "fused": self.fused, "bias_mode": self.bias_mode, "validation": self.validation.to_dict() if self.validation else None,
                 "validation_skipped": self.validation_skipped, "details": self.details,
                 "notes": self.notes, "warnings": self.warnings, "metadata": self.metadata}
 

@@ -86,6 +86,11 @@ def parse_target(text: str | None) -> str:
     return f"{_OS_SPELLING[system]}{version}"
 
 
+#: why a Core ML export is float16 without --half (the summary's note)
+FLOAT16_DEFAULT_NOTE = ("float16: Core ML's default, kept because the Neural Engine runs float16 only (a float32 "
+                        "model runs on CPU and GPU); --float32 for float32 compute")
+
+
 def wants_float32(options: ExportOptions) -> bool:
     """Whether float32 compute was asked for (the ``float32`` export option; float16 otherwise)."""
     return options.float32
@@ -221,6 +226,11 @@ class CoreMLExporter(Exporter):
                              f"{options.batch}")
         if wants_float32(options) and options.half:
             raise UsageError("--half and float32 compute are exclusive; Core ML computes in float16 by default")
+
+    def precision_note(self, options: ExportOptions) -> str | None:
+        if options.half and not options.int8 and not wants_float32(options):
+            return FLOAT16_DEFAULT_NOTE
+        return None
 
     def effective_options(self, options: ExportOptions) -> ExportOptions:
         # float16 is Core ML's default compute precision: made explicit where metadata and validation read it

@@ -139,6 +139,11 @@ class Exporter:
         """Write the artifact to ``path`` (a temporary name beside ``context.target``)."""
         raise NotImplementedError
 
+    def precision_note(self, options: ExportOptions) -> str | None:
+        """Why this format's precision is not the one the flags say (a float16 default), for the summary;
+        None where ``--half`` alone decides."""
+        return None
+
     def drift_hint(self, options: ExportOptions) -> str:
         """What to try when this format's artifact drifts from PyTorch (in the refusal's message)."""
         return DRIFT_HINTS[options.precision]

@@ -33,7 +33,9 @@ class ExportOptions:
     dynamic: bool = option(False, flag="--dynamic")
     #: dynamic height and width (backbones in the ``matrix`` bias mode; ONNX and ORT)
     dynamic_hw: bool = option(False, flag="--dynamic-hw")
-    half: bool = option(False, flag="--half", help="float16 (float32 kept where half precision is unsafe).")
+    half: bool = option(False, flag="--half", help="float16 (float32 kept where half precision is unsafe), "
+                        "for every format; float32 without it, except Core ML, which computes in float16 unless "
+                        "--float32 (its Neural Engine runs float16 only).")
     int8: bool = option(False, flag="--int8", help=INT8_HELP)
     calib: Path | None = option(None, flag="--calib", help="Directory of calibration images for --int8 (every "
                                 "fifth is held out to check the result).")
@@ -63,7 +65,8 @@ class ExportOptions:
     deployment_target: str | None = option(None, flag="--target", help="Minimum deployment target (default "
                                            "iOS16).")
     image_input: bool = option(True, flag="--tensor-input", help="Plain tensor input instead of an image.")
-    float32: bool = option(False, flag="--float32", help="float32 compute (default float16).")
+    float32: bool = option(False, flag="--float32", help="Core ML: float32 compute (CPU and GPU only: the "
+                           "Neural Engine runs float16, so float16 is Core ML's default).")
     # TensorRT
     workspace: float | None = option(None, flag="--workspace", help="Builder workspace in GiB.")
     dla_core: int | None = option(None, flag="--dla-core", help="Build for this DLA core (Jetson).")

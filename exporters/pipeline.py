@@ -32,7 +32,7 @@ from ..models.outputs import network_of
 from ..runtimes.arm_runners import arm_runtime_for, require_arm_runtime
 from . import int8_search
 from .calibration import CalibrationSet, split_calibration
-from .context import Attempt, ExportContext, ExportResult, Written
+from .context import Attempt, ExportContext, ExportResult, Written, backbone_bias_mode
 from .exporter import Exporter
 from .options import ExportOptions, Progress, check_values
 from .prepare import default_output, describe_model_outputs, prepare_model, reference_model
@@ -254,7 +254,26 @@ def export_model(model: "torch.nn.Module | Callable[[], torch.nn.Module]", fmt: 
     return ExportResult(format=exporter.name, path=target, size_bytes=size, seconds=time.perf_counter() - start,
                         precision=options.precision, ska_form=ska_form, fused=options.fuse, metadata=metadata,
                         validation=done.report, validation_skipped=skipped, details=done.details,
-                        notes=list(getattr(network, "load_notes", None) or []), warnings=warnings)
+                        notes=[*(getattr(network, "load_notes", None) or []),
+                               *export_notes(exporter, options, metadata)], warnings=warnings)
+
+
+#: what each attention-bias mode of a backbone means, for its summary
+BIAS_MODE_NOTES = {
+    "table": ("attention bias: table mode (the offset table resampled to this grid); the reference detection "
+              "code's semantics are --bias-mode matrix (stage 4 differs by about 15% otherwise; docs/backbone.md)"),
+    "matrix": ("attention bias: matrix mode (the gathered bias resized bicubically), the reference detection "
+               "code's semantics"),
+}
+
+
+def export_notes(exporter: Exporter, options: ExportOptions, metadata: dict[str, str]) -> list[str]:
+    """What the summary and ``--json`` say about how this artifact was made: the format's precision
+    default where it differs from float32, a backbone's attention-bias mode."""
+    notes = [note] if (note := exporter.precision_note(options)) else []
+    if (mode := backbone_bias_mode(metadata)) is not None:
+        notes.append(BIAS_MODE_NOTES[mode])
+    return notes
 
 
 def _write(exporter: Exporter, prepared: torch.nn.Module, example: torch.Tensor, tmp: Path,

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from lsnet_deploy.errors import UsageError
 from lsnet_deploy.exporters import ExportOptions, export_model
+from lsnet_deploy.exporters.pipeline import BIAS_MODE_NOTES
 from lsnet_deploy.metadata import decode_metadata, schema_problems
 from lsnet_deploy.models import create_model, load_model
 from lsnet_deploy.models.outputs import ClassifierOutputs
@@ -168,6 +169,8 @@ def test_cli_exports_features_and_refuses_what_cannot_carry_them(tmp_path):
     reply = json.loads(result.output.strip().splitlines()[-1])
     assert [o["name"] for o in json.loads(reply["metadata"]["outputs"])] == ["stage3", "stage4"]
     assert any(n.startswith("ignored 2 keys outside the backbone") for n in reply["notes"])
+    # a detector checkpoint defaults to matrix, the reference detection semantics, and says so
+    assert reply["bias_mode"] == "matrix" and BIAS_MODE_NOTES["matrix"] in reply["notes"]
 
     refused = invoke_export("--task", "features", "--out-indices", "0,4", "-o", tmp_path / "x.onnx")
     assert refused.exit_code == 2 and "stages 0 to 3" in error_line(refused)

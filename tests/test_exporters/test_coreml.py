@@ -19,7 +19,8 @@ from coremltools.proto import FeatureTypes_pb2, MIL_pb2  # noqa: E402
 from lsnet_deploy import __version__  # noqa: E402
 from lsnet_deploy.errors import RuntimeUnavailableError  # noqa: E402
 from lsnet_deploy.exporters import ExportOptions, export_model  # noqa: E402
-from lsnet_deploy.exporters.coreml_format import MAX_RANK, CoreMLExporter, program_summary  # noqa: E402
+from lsnet_deploy.exporters.coreml_format import (  # noqa: E402
+    FLOAT16_DEFAULT_NOTE, MAX_RANK, CoreMLExporter, program_summary)
 from lsnet_deploy.models import EXPORTABLE_SKA_FORMS, create_model, load_model  # noqa: E402
 from lsnet_deploy.models.lsnet import IMAGENET_MEAN, IMAGENET_STD, LSConv  # noqa: E402
 from lsnet_deploy.reparam import reparameterize  # noqa: E402
@@ -112,6 +113,9 @@ def test_float16_by_default_float32_on_request(image_classifier, tensor_float32)
     assert default.precision == "float16" and fp16 in tensor_types(default_spec)
     assert explicit.precision == "float32" and fp16 not in tensor_types(fp32_spec)
     assert explicit.details["compute_precision"] == "float32"
+    # the float16 default says why in the summary's notes; float32 needs no reason
+    assert FLOAT16_DEFAULT_NOTE in default.notes and "Neural Engine" in FLOAT16_DEFAULT_NOTE
+    assert FLOAT16_DEFAULT_NOTE not in explicit.notes
 
 
 def test_tensor_input_and_deployment_target(tensor_float32):
