@@ -15,7 +15,7 @@ import typer
 from ..constants import CHECKPOINT_SUFFIXES, HUB_PREFIXES
 from ..recipe import INTERPOLATIONS, RECIPE_FLAGS
 from ..runtimes import artifact_suffixes, runtimes
-from .common import cli_errors, err, parse_imgsz
+from .common import JsonParseErrors, cli_errors, err, json_errors, parse_imgsz
 
 PROG = "lsnet-predict"
 #: the widest IMAGE column of the table before long paths simply overflow it
@@ -39,7 +39,7 @@ CROP_MODE_HELP = ("center (aspect kept, short side resized) or squash (both side
                   "else center).")
 
 
-@app.command()
+@app.command(cls=JsonParseErrors)
 def predict(
     artifact: Annotated[str, typer.Argument(help=ARTIFACT_HELP, show_default=False)],
     images: Annotated[list[Path], typer.Argument(help="Image files and/or directories of images.", show_default=False)],
@@ -65,7 +65,7 @@ def predict(
     from ..errors import UsageError
     from ..predict import Predictor
 
-    with cli_errors(PROG):
+    with cli_errors(PROG), json_errors(json_output):
         if topk < 1:
             raise UsageError(f"--topk must be at least 1, got {topk}")
         files = collect_images(images, recursive)
@@ -186,10 +186,10 @@ class JsonPrinter:
 def main() -> None:
     """Console-script entry point."""
     from ..quiet import quiet_third_party_warnings
-    from .common import torch_extra_errors
+    from .common import whole_command
 
     quiet_third_party_warnings()
-    with torch_extra_errors(PROG):
+    with whole_command(PROG):
         app(prog_name=PROG)
 
 

@@ -17,7 +17,7 @@ def cli(name: str, pending: bool = False):
     return pytest.param(name, marks=marks, id=name)
 
 
-CLIS = [cli("bench"), cli("export"), cli("predict", pending=True), cli("inspect")]
+CLIS = [cli("bench"), cli("export"), cli("predict"), cli("inspect")]
 #: an option taking a number (a word is a parse error), and one whose value can be left out, per command
 NUMBER_OPTION = {"bench": "--iters", "export": "--opset", "predict": "--topk", "inspect": None}
 VALUE_OPTION = {"bench": "--iters", "export": "--opset", "predict": "--topk", "inspect": "--soc"}
