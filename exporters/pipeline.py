@@ -261,7 +261,8 @@ def export_model(model: "torch.nn.Module | Callable[[], torch.nn.Module]", fmt: 
 #: what each attention-bias mode of a backbone means, for its summary
 BIAS_MODE_NOTES = {
     "table": ("attention bias: table mode (the offset table resampled to this grid); the reference detection "
-              "code's semantics are --bias-mode matrix (stage 4 differs by about 15% otherwise; docs/backbone.md)"),
+              "code's semantics are --bias-mode matrix (stage 4's outputs differ between the two; "
+              "docs/backbone.md)"),
     "matrix": ("attention bias: matrix mode (the gathered bias resized bicubically), the reference detection "
                "code's semantics"),
 }
