@@ -33,9 +33,9 @@ class ExportOptions:
     dynamic: bool = option(False, flag="--dynamic")
     #: dynamic height and width (backbones in the ``matrix`` bias mode; ONNX and ORT)
     dynamic_hw: bool = option(False, flag="--dynamic-hw")
-    half: bool = option(False, flag="--half", help="float16 (float32 kept where half precision is unsafe), "
-                        "for every format; float32 without it, except Core ML, which computes in float16 unless "
-                        "--float32 (its Neural Engine runs float16 only).")
+    half: bool = option(False, flag="--half", help="float16 (float32 kept where half precision is unsafe; "
+                        "float32 inputs and outputs). Without it every format exports float32 except Core ML, "
+                        "which computes in float16 unless --float32 (its Neural Engine runs float16 only).")
     int8: bool = option(False, flag="--int8", help=INT8_HELP)
     calib: Path | None = option(None, flag="--calib", help="Directory of calibration images for --int8 (every "
                                 "fifth is held out to check the result).")
