@@ -41,7 +41,7 @@ from .calibration import ACTIVATION_PERCENTILE, batches
 if TYPE_CHECKING:
     import onnx
 
-    from .base import ExportContext
+    from .context import ExportContext
 
 #: operators whose inputs TensorRT's layout quantizes
 TENSORRT_QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")

@@ -23,7 +23,11 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ExportError, UsageError, first_line, require
-from .base import ExportContext, ExportOptions, Written, register_exporter
+from ..gates import ACCELERATOR_DRIFT_HINT
+from ..runtimes.qnn_runner import QNN
+from .context import ExportContext, Written
+from .options import ExportOptions
+from .registry import register_exporter
 from .onnx_format import OnnxExporter, build_onnx, int8_layout, set_metadata
 
 #: the accelerator ``--format qnn`` always targets (``lsnet_deploy.accelerators.targets``)
@@ -34,15 +38,9 @@ ACCELERATOR = "htp"
 class QnnExporter(OnnxExporter):
     """ONNX Runtime EPContext model for the Snapdragon HTP (QNN)."""
 
-    name = "qnn"
-    aliases = ("qnn-htp", "snapdragon")
-    suffix = ".qnn.onnx"
-    suffixes = (".qnn.onnx", ".onnx")
-    runtime = "qnn"
-    extra = "qnn"
-    description = ("Snapdragon NPU (Hexagon HTP): ONNX Runtime EPContext model compiled for one --soc, "
-                   "run with the QNN EP; validated on Qualcomm's HTP emulator")
-    supported_options = frozenset({"half", "int8", "calib", "opset", "simplify", "soc"})
+    spec = QNN
+    #: it also writes (and validates) an EPContext model named plain ``.onnx``; the runner sniffs those
+    suffixes = (*QNN.suffixes, ".onnx")
     #: hybrid, banded_matmul and hybrid_taps gather on small grids and measured garbage on the HTP (fp16);
     #: reference and unfold_matmul leave Gather/Transpose to the CPU; tap_slices is whole and within 0.7%
     ska_auto = "tap_slices"
@@ -66,8 +64,6 @@ class QnnExporter(OnnxExporter):
     def drift_hint(self, options: ExportOptions) -> str:
         if options.int8:
             return super().drift_hint(options)
-        from .base import ACCELERATOR_DRIFT_HINT
-
         return ACCELERATOR_DRIFT_HINT.format(name="the HTP", ska=self.ska_auto)
 
     def check_environment(self, options: ExportOptions) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 
 from ..errors import RuntimeUnavailableError, first_line, require
+from ..format_spec import FormatSpec, MetadataStore
 from .base import InputMetadata, Runner, static_dims
 from .onnxruntime_runner import OrtSessionIO
 from .registry import register_runtime
@@ -27,6 +28,19 @@ EP_NAME = "QNNExecutionProvider"
 EXTRA = "qnn"
 #: the default file suffix of QNN EPContext models (``--format qnn``)
 CONTEXT_SUFFIX = ".qnn.onnx"
+#: the format, declared once: the runner here and ``exporters/qnn_format.py`` both read it
+QNN = FormatSpec(
+    name="qnn",
+    aliases=("qnn-htp", "snapdragon"),
+    suffixes=(CONTEXT_SUFFIX,),
+    extra=EXTRA,
+    runtime="qnn",
+    runtime_aliases=("qnn-htp",),
+    description=("Snapdragon NPU (Hexagon HTP): ONNX Runtime EPContext model compiled for one --soc, "
+                 "run with the QNN EP; validated on Qualcomm's HTP emulator"),
+    metadata=MetadataStore.NATIVE_MAP,
+    options=frozenset({"half", "int8", "calib", "opset", "simplify", "soc"}),
+)
 #: an ONNX NodeProto's ``op_type`` field (number 4, length 9) holding ``EPContext``, as protobuf encodes it
 _EPCONTEXT_OP_TYPE = b'"\tEPContext'
 _REGISTER_LOCK = threading.Lock()
@@ -188,12 +202,9 @@ class QnnRunner(OrtSessionIO, Runner):
             exported with ``--allow-fallback`` (its ``accelerator`` metadata says so).
     """
 
-    name = "qnn"
-    aliases = ("qnn-htp",)
-    suffixes = (CONTEXT_SUFFIX,)
+    spec = QNN
     #: plain-suffix files this runtime claims when their content says so (``claims``)
     sniffed_suffixes = (".onnx",)
-    extra = EXTRA
     title = "ONNX Runtime QNN EP (Hexagon HTP; emulated on x86)"
 
     def __init__(self, path: str | Path, soc: str | None = None, threads: int | None = None,
