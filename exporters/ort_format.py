@@ -28,8 +28,6 @@ class OrtExporter(OnnxExporter):
     spec = ORT_FORMAT
     runtime_target = "onnxruntime-mobile"
     default_for_runtime = False  # the ort runtime's models are exported as .onnx by default
-    # TODO(lead): drop once ORT_FORMAT.options lists "half" (runtimes/onnxruntime_runner.py)
-    supported_options = ORT_FORMAT.options | {"half"}
 
     def check_environment(self, options) -> None:
         super().check_environment(options)

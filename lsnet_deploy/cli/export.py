@@ -11,6 +11,7 @@ import typer
 from ..accuracy import CLASS_MAP_HELP
 from ..errors import UsageError
 from ..exporters.options import OPTION_DEFAULTS
+from ..recipe import INTERPOLATIONS, apply_recipe, given_fields, read_recipe_card
 from .common import JsonParseErrors, cli_errors, err, human_size, json_errors, parse_imgsz, resolve_model
 
 PROG = "lsnet-export"
@@ -119,6 +120,17 @@ DYNAMIC_HW_HELP = ("Dynamic height and width (onnx, ort): with --task features -
                    "half_pixel, as PyTorch's bicubic). --imgsz is the size validated and written in the metadata.")
 
 
+RECIPE_WHERE = ("Default: what the checkpoint's training args record, else timm's ImageNet eval recipe (the "
+                "summary says which). Written into the metadata; calibration, --data and lsnet-predict follow it.")
+MEAN_HELP = "Per-channel mean on the 0-1 scale: 3 numbers (0.485,0.456,0.406), one number, or 'imagenet'. " + RECIPE_WHERE
+STD_HELP = "Per-channel std on the 0-1 scale: 3 numbers (0.229,0.224,0.225), one number, or 'imagenet'."
+INTERPOLATION_HELP = f"Resize filter the model was trained with: {', '.join(INTERPOLATIONS)}."
+CROP_PCT_HELP = "Centre-crop fraction: resize to size / crop_pct, then crop (1 keeps the whole resized picture)."
+CROP_MODE_HELP = "center (aspect kept, short side resized) or squash (both sides resized)."
+RECIPE_CARD_HELP = ("JSON card with mean, std, interpolation, crop_pct, crop_mode (top level or under pretrained_cfg, "
+                    "as in timm's config.json); the recipe flags override it.")
+
+
 @app.command(cls=JsonParseErrors)
 def export(
     format: Annotated[str, typer.Option("--format", "-f", help=_format_help())] = "onnx",
@@ -126,6 +138,12 @@ def export(
                                                  "--weights the checkpoint decides and this must match).")] = None,
     weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Checkpoint path or hf-hub:ORG/REPO[/FILE].")] = None,
     imgsz: Annotated[Optional[str], typer.Option("--imgsz", help="Input size: 224 or H,W (default: the checkpoint's).")] = None,
+    mean: Annotated[Optional[str], typer.Option("--mean", help=MEAN_HELP)] = None,
+    std: Annotated[Optional[str], typer.Option("--std", help=STD_HELP)] = None,
+    interpolation: Annotated[Optional[str], typer.Option("--interpolation", help=INTERPOLATION_HELP)] = None,
+    crop_pct: Annotated[Optional[float], typer.Option("--crop-pct", help=CROP_PCT_HELP)] = None,
+    crop_mode: Annotated[Optional[str], typer.Option("--crop-mode", help=CROP_MODE_HELP)] = None,
+    recipe_card: Annotated[Optional[Path], typer.Option("--recipe-card", help=RECIPE_CARD_HELP)] = None,
     batch: Annotated[int, _flag("batch", "Batch size (the minimum with --dynamic).")] = DEFAULTS["batch"],
     dynamic: Annotated[bool, _flag("dynamic", DYNAMIC_HELP)] = DEFAULTS["dynamic"],
     dynamic_hw: Annotated[bool, _flag("dynamic_hw", DYNAMIC_HW_HELP)] = DEFAULTS["dynamic_hw"],
@@ -170,6 +188,12 @@ def export(
 
     with cli_errors(PROG), json_errors(json_output):
         size = parse_imgsz(imgsz)
+        # bad recipe values fail here, before any model is loaded
+        recipe_values = given_fields(mean=mean, std=std, interpolation=interpolation, crop_pct=crop_pct,
+                                     crop_mode=crop_mode)
+        if recipe_card is not None:
+            read_recipe_card(recipe_card)
+        recipe_line: list[str] = []
         from ..models.ska import check_ska_form
 
         try:
@@ -201,6 +225,7 @@ def export(
         def build():
             progress(f"loading {weights or model or 'lsnet_t'}")
             built = resolve_model(model, weights, size, **backbone)
+            recipe_line.append(apply_recipe(built, card=recipe_card, **recipe_values))
             return ClassifierOutputs(built, selected) if selected else built
 
         result = export_model(build, format, output, options, progress)
@@ -208,16 +233,16 @@ def export(
             err(f"warning: {warning}")
 
     if json_output:
-        typer.echo(json.dumps({"ok": True, **result.to_dict()}))
+        typer.echo(json.dumps({"ok": True, **result.to_dict(), "recipe_source": recipe_line[0]}))
         return
-    _print_summary(result)
+    _print_summary(result, recipe_line[0])
 
 
 #: layers of the --int8-ranking shown in the summary (--json has them all)
 RANKING_SHOWN = 10
 
 
-def _print_summary(result) -> None:
+def _print_summary(result, recipe_source: str) -> None:
     from ..metadata import decode_metadata
 
     meta = decode_metadata(result.metadata)
@@ -228,6 +253,7 @@ def _print_summary(result) -> None:
         f"{'fused' if result.fused else 'not fused'}",
         f"  input       {meta.get('input_name')} {meta['input_shape']} {meta.get('channel_order')}, "
         f"mean {meta['mean']}, std {meta['std']}",
+        f"  recipe      {meta['interpolation']}, crop {meta['crop_pct']:g} ({meta['crop_mode']}): {recipe_source}",
         f"  classes     {meta.get('num_classes')}" + (" (labels embedded)" if "labels" in meta else ""),
     ]
     described = meta.get("outputs") or []

@@ -35,7 +35,7 @@ ORT_FORMAT = FormatSpec(
     runtime_aliases=ONNX.runtime_aliases,
     description="ONNX Runtime Mobile format (Android/iOS apps with onnxruntime-mobile)",
     metadata=MetadataStore.NATIVE_MAP,
-    options=frozenset({"dynamic", "dynamic_hw", "int8", "calib", "opset", "simplify"}),
+    options=frozenset({"dynamic", "dynamic_hw", "half", "int8", "calib", "opset", "simplify"}),
 )
 ONNX_SUFFIX = ONNX.suffix
 PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",

@@ -45,7 +45,7 @@ def test_unknown_ska_form(tmp_path):
 
 def test_option_the_format_does_not_accept(tmp_path):
     assert_clean_failure(invoke("--dla-core", "0", "-o", tmp_path / "x.onnx"), 2, "--format onnx does not accept --dla-core")
-    assert_clean_failure(invoke("-f", "ort", "--half", "-o", tmp_path / "x.ort"), 2, "does not accept --half")
+    assert_clean_failure(invoke("-f", "ort", "--float32", "-o", tmp_path / "x.ort"), 2, "does not accept --float32")
     assert_clean_failure(invoke("--int8", "-o", tmp_path / "x.onnx"), 2, "--calib")
     assert_clean_failure(invoke("--float32", "-o", tmp_path / "x.onnx"), 2, "does not accept --float32")
 
