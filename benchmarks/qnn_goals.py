@@ -22,12 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from goals import accuracy_limits
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "data" / "fixtures"
 #: HTP v75 (the default) and an older generation
 SOCS = ("SM8650", "SM8550")
 #: the largest top-1 drop (points) below PyTorch float32 each precision may show
-GOALS = {"float16": 0.5, "int8": 1.0}
+GOALS = accuracy_limits("qnn_goals.py")  # benchmarks/goals.py, the one goals table
 
 
 def measure(fixture: str, soc: str, int8: bool, data: Path, calib: Path, limit: int, work: Path,

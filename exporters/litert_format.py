@@ -5,7 +5,9 @@ path is XNNPACK too), converted with ``litert_torch.convert`` and written out. T
 edited with the TFLite schema's object API: the metadata map goes into the model's ``metadata`` vector as
 one entry, ``lsnet_metadata``, whose buffer is the map as one JSON object; ``--half`` stores every float32
 constant as float16 behind a ``DEQUANTIZE`` (LiteRT's own float16 scheme: inputs, outputs and compute stay
-float32 on CPUs without float16 arithmetic, and XNNPACK runs float16 where the phone has it).
+float32: XNNPACK's default delegate dequantizes the weights and computes in float32 on ARM phones too, as
+measured on an emulated Cortex-A76 (docs/arm.md); fp16 arithmetic needs the app to set XNNPACK's FORCE_FP16,
+with which LSNet's attention (a BATCH_MATMUL of two activations) does not load).
 
 ``--int8 --calib DIR`` quantizes with PT2E and litert-torch's quantizer before conversion (int8
 activations per tensor, int8 weights per channel, percentile ranges calibrated on the images preprocessed as the
