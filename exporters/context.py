@@ -13,13 +13,11 @@ from typing import TYPE_CHECKING, Callable, Mapping
 import numpy as np
 import torch
 
+from ..metadata import BACKBONE_TASK
 from ..models.outputs import network_of
 from ..verify import ComparisonReport
 from .calibration import CalibrationSet, batches
 from .options import ExportOptions, Progress
-
-#: the metadata ``task`` of a backbone (feature maps out), whose summary names its attention-bias mode
-BACKBONE_TASK = "feature-extraction"
 
 if TYPE_CHECKING:
     from ..accelerators.report import PlacementReport

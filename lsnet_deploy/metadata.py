@@ -130,13 +130,17 @@ def describe_outputs(names: Sequence[str], shapes: Sequence[Sequence[int]], inpu
     return entries
 
 
+#: the ``task`` of a backbone export (feature maps out)
+BACKBONE_TASK = "feature-extraction"
+
+
 def task_of(outputs: Sequence[dict]) -> str:
     """The ``task`` metadata value for a list of ``describe_outputs`` entries."""
     kinds = {o["kind"] for o in outputs}
     if "logits" in kinds:
         return "image-classification"
     if kinds == {"feature_map"}:
-        return "feature-extraction"
+        return BACKBONE_TASK
     if kinds == {"embedding"}:
         return "image-embedding"
     return "custom"
