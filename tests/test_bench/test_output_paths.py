@@ -11,7 +11,7 @@ from lsnet_deploy.bench.results import SCHEMA, append_records
 from lsnet_deploy.cli.bench import app, normalize_args
 from lsnet_deploy.errors import OutputWriteError
 
-from .mounts import full_disk, tmpfs, visible_files
+from ..mounts import full_disk, tmpfs, visible_files
 
 runner = CliRunner()
 

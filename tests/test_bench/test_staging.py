@@ -16,7 +16,7 @@ from lsnet_deploy.atomic import remove_stale_staging, staged_output, write_file
 from lsnet_deploy.errors import OutputWriteError
 
 from ..conftest import REPO
-from .mounts import full_disk, visible_files
+from ..mounts import full_disk, visible_files
 
 #: stages target (argv[1]), writes into the staged file, then dies as LLVM's report_fatal_error does
 DIES_WHILE_STAGING = '''

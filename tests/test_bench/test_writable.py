@@ -7,7 +7,7 @@ import pytest
 from lsnet_deploy.atomic import ensure_writable
 from lsnet_deploy.errors import UsageError
 
-from .mounts import full_disk, tmpfs, visible_files
+from ..mounts import full_disk, tmpfs, visible_files
 
 
 def refusal(path, **kwargs) -> str:

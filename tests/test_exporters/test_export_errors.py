@@ -11,6 +11,7 @@ import torch
 
 
 from ..conftest import conformance_case, error_line, invoke_export as invoke
+from ..mounts import tmpfs
 
 TINY = str(conformance_case("tiny")[0])
 
@@ -99,18 +100,8 @@ def test_output_folder_without_write_permission(tmp_path):
 @pytest.fixture
 def read_only_folder(tmp_path):
     """A folder on a file system mounted read-only (a tmpfs; mounting needs root, which is how CI runs)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a read-only file system needs root; the permission test covers this user")
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"root cannot mount here (no CAP_SYS_ADMIN?): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", read_only=True) as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_output_folder_on_a_read_only_file_system(read_only_folder):
