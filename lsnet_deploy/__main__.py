@@ -1,5 +1,5 @@
 """``python -m lsnet_deploy`` is ``lsnet-export``."""
 
-from .cli.export import main
+from .cli.export_entry import main
 
 main()

@@ -12,9 +12,9 @@ from ..accuracy import CLASS_MAP_HELP
 from ..errors import UsageError
 from ..exporters.options import OPTION_DEFAULTS
 from ..recipe import INTERPOLATIONS, apply_recipe, given_fields, read_recipe_card
+from .export_entry import PROG
 from .common import JsonParseErrors, cli_errors, err, human_size, json_errors, parse_imgsz, resolve_model
 
-PROG = "lsnet-export"
 #: the CLI's defaults are the options' own
 DEFAULTS = OPTION_DEFAULTS
 
@@ -306,13 +306,10 @@ def _print_summary(result, recipe_source: str) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    from ..quiet import quiet_third_party_warnings
-    from .common import whole_command
+    """Entry point of ``python -m lsnet_deploy.cli.export`` (the console script is ``export_entry.main``)."""
+    from .export_entry import main as entry
 
-    quiet_third_party_warnings()
-    with whole_command(PROG):
-        app(prog_name=PROG)
+    entry()
 
 
 if __name__ == "__main__":
