@@ -63,8 +63,10 @@ def test_the_host_gate_records_the_kernels_it_ran_on(host_export):
 def test_the_summary_says_where_it_was_gated(host_export, capsys):
     from lsnet_deploy.cli.export import _print_summary
 
-    _print_summary(host_export)
-    assert f"gated on    ort, {platform.machine()} host" in capsys.readouterr().out
+    _print_summary(host_export, "from the checkpoint's training args")
+    out = capsys.readouterr().out
+    assert f"gated on    ort, {platform.machine()} host" in out
+    assert "from the checkpoint's training args" in out
 
 
 def test_no_record_when_nothing_was_run(tmp_path):
