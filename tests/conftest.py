@@ -23,8 +23,8 @@ needs_artist = pytest.mark.skipif(not (ARTIST / "cases.json").is_file(),
                                   reason=f"no reference artist tensors in {ARTIST}")
 #: a small custom backbone (the dense conformance checkpoint's architecture)
 SMALL_BACKBONE = {"embed_dim": [32, 64, 96, 128], "depth": [1, 2, 2, 3], "num_heads": [2, 2, 2, 4]}
-#: MobileNet peers beside the repository (benchmark peers, ~140 MB: never committed; tests using them skip)
-PEERS = REPO.parent / "shared" / "peers"
+#: a small third-party CNN (no lsnet metadata, 1,000 logits) as .pte and .tflite: tests/data/foreign/make_foreign.py
+FOREIGN = DATA / "foreign"
 #: conformance checkpoints that record their input size (the reference's tensors wrapped with their training
 #: args): loading reads only the file named, and the bare tiny state dicts fit 96 and 128 px alike
 SIZED_CHECKPOINTS = REPO / "tests" / "data" / "sized_checkpoints"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import PEERS, REPO, SIZED_CHECKPOINTS
+from ..conftest import REPO, SIZED_CHECKPOINTS
 
 TINY = SIZED_CHECKPOINTS / "tiny.pth"  # records its input size (128)
 
@@ -37,14 +37,6 @@ def tiny_copy(tiny_onnx, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny_copy") / "tiny_copy.onnx"
     path.write_bytes(tiny_onnx.read_bytes())
     return path
-
-
-@pytest.fixture(scope="session")
-def peers_dir() -> Path:
-    """``../shared/peers`` (skips when this checkout has no peers beside it)."""
-    if not any(PEERS.glob("*.onnx")):
-        pytest.skip(f"no peer models in {PEERS}")
-    return PEERS
 
 
 @pytest.fixture(scope="session")

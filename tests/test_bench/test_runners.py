@@ -13,6 +13,7 @@ import pytest
 from lsnet_deploy.bench.harness import declared_input, first_inference, prepare
 from lsnet_deploy.bench.plan import BenchPlan, CandidateSpec
 from lsnet_deploy.errors import RuntimeUnavailableError, UsageError
+from ..conftest import FOREIGN
 
 
 def check_contract(item, classes: int):
@@ -45,12 +46,9 @@ def test_onnxruntime(tiny_onnx, tmp_path):
     check_contract(item, 10)
 
 
-def test_executorch(peers_dir, tmp_path):
+def test_executorch(tmp_path):
     pytest.importorskip("executorch.runtime", reason="ExecuTorch is not installed")
-    pte = peers_dir / "mobilenetv4_conv_small.pte"
-    if not pte.exists():
-        pytest.skip(f"{pte} is missing")
-    spec = CandidateSpec("mnv4", "executorch", path=str(pte))
+    spec = CandidateSpec("foreign", "executorch", path=str(FOREIGN / "foreign_cnn.pte"))
     item = prepare(spec, BenchPlan([spec]), None, tmp_path)
     assert item.input.shape == (1, 3, 224, 224)
     assert declared_input(item.runner) == ([1, 3, 224, 224], "float32")

@@ -14,7 +14,7 @@ from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.metadata import schema_problems
 from lsnet_deploy.models import load_model
 
-from ..conftest import PEERS, conformance_case, error_line, invoke_export as invoke
+from ..conftest import FOREIGN, conformance_case, error_line, invoke_export as invoke
 
 TINY, TINY_X, TINY_Y = conformance_case("tiny")
 
@@ -83,10 +83,8 @@ def test_half_keeps_float32_io_within_float16_tolerance(tmp_path, runner_class):
     assert json.loads(runner_class.read_metadata(path)["precision"]) == "float16"
 
 
-def test_runner_runs_a_peer(runner_class):
-    peer = PEERS / "mobilenetv3_large_100.tflite"
-    if not peer.is_file():
-        pytest.skip(f"no peer model at {peer}")
+def test_runner_runs_a_foreign_model(runner_class):
+    peer = FOREIGN / "foreign_cnn.tflite"
     with runner_class(peer, threads=2) as runner:
         shape, dtype = runner.input_metadata()
         out = runner.infer(np.zeros(shape, dtype=np.float32))
