@@ -34,7 +34,7 @@ from peers import add_peers_argument, peer_artifacts
 
 from lsnet_deploy.errors import LsnetDeployError
 from lsnet_deploy.exporters import ExportOptions
-from lsnet_deploy.exporters.base import prepare_model
+from lsnet_deploy.exporters.prepare import prepare_model
 from lsnet_deploy.exporters.litert_format import convert_to_tflite
 from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly
 from lsnet_deploy.models import EXPORTABLE_SKA_FORMS, create_model

@@ -35,7 +35,7 @@ from peers import add_peers_argument, peer_artifacts
 from profile_common import flops, lsnet_stages, print_table
 
 from lsnet_deploy.exporters import ExportOptions, get_exporter
-from lsnet_deploy.exporters.base import prepare_model
+from lsnet_deploy.exporters.prepare import prepare_model
 from lsnet_deploy.exporters.executorch_format import lower_to_executorch
 from lsnet_deploy.exporters.xnnpack_forms import xnnpack_friendly
 from lsnet_deploy.models import create_model

@@ -22,7 +22,7 @@ def test_wheel_installs_the_mapped_packages(tmp_path):
                     "-q", "-w", str(wheels)], check=True, capture_output=True, timeout=300)
     (wheel,) = wheels.glob("lsnet_deploy-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "lsnet_deploy/models/lsnet.py" in names and "lsnet_deploy/exporters/base.py" in names
+    assert "lsnet_deploy/models/lsnet.py" in names and "lsnet_deploy/exporters/pipeline.py" in names
     assert not any(n.startswith(("models/", "exporters/")) for n in names)  # no generic top-level packages
 
     site = tmp_path / "site"
