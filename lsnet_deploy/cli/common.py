@@ -113,10 +113,6 @@ def whole_command(prog: str) -> Iterator[None]:
             err(f"{prog}: interrupted after {written} was completely written; it is kept and valid")
 
 
-#: the earlier name of ``whole_command``
-torch_extra_errors = whole_command
-
-
 def _missing_torch_extra(prog: str, exc: ModuleNotFoundError):
     if os.environ.get(DEBUG_ENV) or (exc.name or "").split(".")[0] not in TORCH_EXTRA_MODULES:
         raise exc
