@@ -35,6 +35,7 @@ GOALS = accuracy_limits("qnn_goals.py")  # benchmarks/goals.py, the one goals ta
 def measure(fixture: str, soc: str, int8: bool, data: Path, calib: Path, limit: int, work: Path,
             pytorch_top1: float) -> dict:
     """Export one fixture for one SoC and precision, and measure its top-1 on the emulator."""
+    from lsnet_deploy.accelerators.qnn_socs import QnnOptions
     from lsnet_deploy.accuracy import evaluate
     from lsnet_deploy.exporters import ExportOptions, export_model
     from lsnet_deploy.models import load_model
@@ -43,7 +44,7 @@ def measure(fixture: str, soc: str, int8: bool, data: Path, calib: Path, limit: 
     model = load_model(FIXTURES / f"{fixture}.pth", img_size=card["input_size"])
     precision = "int8" if int8 else "float16"
     path = work / f"{fixture}.{soc}.{precision}.qnn.onnx"
-    options = ExportOptions(soc=soc, int8=int8, calib=calib if int8 else None)
+    options = ExportOptions(int8=int8, calib=calib if int8 else None, format_options=QnnOptions(soc=soc))
     started = time.perf_counter()
     try:
         result = export_model(model, "qnn", path, options)

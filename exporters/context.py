@@ -161,8 +161,9 @@ def validation_inputs(model: torch.nn.Module, options: ExportOptions, metadata: 
     extra = None
     if options.dynamic:
         extra = max(3, options.batch)
-        if options.max_batch is not None:
-            extra = min(extra, options.max_batch)
+        largest = options.own_values().get("max_batch")  # a format's bound on the batch (TensorRT's profile)
+        if largest is not None:
+            extra = min(extra, largest)
     if calibration is not None:
         images = calibration.held_out_images(dict(metadata))
         out = list(batches(images, options.batch))

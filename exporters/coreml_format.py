@@ -44,7 +44,7 @@ from .. import __version__
 from ..errors import ExportError, UsageError, first_line, require
 from ..metadata import encode_metadata, output_names_of
 from ..quiet import silenced
-from ..runtimes.coreml_runner import COREML
+from ..runtimes.coreml_runner import COREML, CoreMLOptions
 from .context import ExportContext, Written
 from .exporter import Exporter
 from .options import ExportOptions
@@ -92,8 +92,8 @@ FLOAT16_DEFAULT_NOTE = ("float16: Core ML's default, kept because the Neural Eng
 
 
 def wants_float32(options: ExportOptions) -> bool:
-    """Whether float32 compute was asked for (the ``float32`` export option; float16 otherwise)."""
-    return options.float32
+    """Whether float32 compute was asked for (``CoreMLOptions.float32``; float16 otherwise)."""
+    return options.own(CoreMLOptions).float32
 
 
 class InputScale(nn.Module):
@@ -213,15 +213,15 @@ class CoreMLExporter(Exporter):
         if [o["kind"] for o in outputs] == ["logits"]:
             return
         names = ", ".join(o["name"] for o in outputs)
-        if options.image_input:
+        if options.own(CoreMLOptions).image_input:
             raise UsageError(f"a Core ML image input describes a classifier; outputs {names} need --tensor-input")
         if options.labels:
             raise UsageError(f"a Core ML classifier (--labels) has one logits output, not {names}; drop --labels")
 
     def check_options(self, options: ExportOptions) -> None:
         super().check_options(options)
-        parse_target(options.deployment_target)
-        if options.image_input and options.batch != 1:
+        parse_target(options.own(CoreMLOptions).deployment_target)
+        if options.own(CoreMLOptions).image_input and options.batch != 1:
             raise UsageError("a Core ML image input takes one image; use --tensor-input for --batch "
                              f"{options.batch}")
         if wants_float32(options) and options.half:
@@ -235,19 +235,22 @@ class CoreMLExporter(Exporter):
     def effective_options(self, options: ExportOptions) -> ExportOptions:
         # float16 is Core ML's default compute precision: made explicit where metadata and validation read it
         # (under --int8 it is the precision of what stays float); --int8 defaults to W8A8's first OS
-        target = options.deployment_target or (DEFAULT_INT8_TARGET if options.int8 else None)
-        return dataclasses.replace(options, half=not wants_float32(options), deployment_target=target)
+        own = options.own(CoreMLOptions)
+        target = own.deployment_target or (DEFAULT_INT8_TARGET if options.int8 else None)
+        return dataclasses.replace(options, half=not wants_float32(options),
+                                   format_options=dataclasses.replace(own, deployment_target=target))
 
     def check_environment(self, options: ExportOptions) -> None:
         ct = require("coremltools", self.extra, "to write Core ML models")
         target = self._target(ct, options)
-        if options.int8 and options.deployment_target is not None and target.value < WEIGHT_QUANT_TARGET:
+        requested = options.own(CoreMLOptions).deployment_target
+        if options.int8 and requested is not None and target.value < WEIGHT_QUANT_TARGET:
             raise UsageError(f"--int8 needs --target iOS16 or later (int8 weights; iOS17+ quantizes activations "
-                             f"too), not {parse_target(options.deployment_target)}; drop --target or use iOS17")
+                             f"too), not {parse_target(requested)}; drop --target or use iOS17")
 
     @staticmethod
     def _target(ct, options: ExportOptions):
-        name = parse_target(options.deployment_target)
+        name = parse_target(options.own(CoreMLOptions).deployment_target)
         members = {k: v for k, v in ct.target.__members__.items() if v.value >= 6}  # ML program targets
         if name not in members:
             raise UsageError(f"--target {name} is unknown to coremltools {ct.__version__}; choose one of: "
@@ -257,12 +260,12 @@ class CoreMLExporter(Exporter):
     def write(self, model, example, path: Path, context: ExportContext) -> Written:
         ct = require("coremltools", self.extra, "to write Core ML models")
         options, metadata = context.options, context.metadata
-        image_input = options.image_input
+        own = options.own(CoreMLOptions)
+        image_input, target_name = own.image_input, parse_target(own.deployment_target)
         labels = options.labels
         input_name = IMAGE_INPUT if image_input else TENSOR_INPUT
         fields = {"input_name": input_name, "input_kind": "image" if image_input else "tensor",
-                  "normalized_in_model": image_input, "classifier": bool(labels),
-                  "deployment_target": parse_target(options.deployment_target)}
+                  "normalized_in_model": image_input, "classifier": bool(labels), "deployment_target": target_name}
 
         network = model
         std = torch.tensor(json.loads(metadata["std"]), dtype=torch.float32)
@@ -278,7 +281,7 @@ class CoreMLExporter(Exporter):
         context.progress(f"converting to Core ML ({'image' if image_input else 'tensor'} input, "
                          f"{int8.record['scheme'] + ' int8, ' if int8 else ''}"
                          f"{'float32' if wants_float32(options) else 'float16'}, "
-                         f"{parse_target(options.deployment_target)})")
+                         f"{target_name})")
         mlmodel = self._convert(ct, network, example, options, input_name, metadata)
         summary = program_summary(mlmodel.get_spec())
         if summary["max_rank"] > MAX_RANK:
@@ -292,7 +295,7 @@ class CoreMLExporter(Exporter):
         if sys.platform == "darwin" and (options.validate or options.int8) and image_input:
             twin_network = int8.twin() if int8 else model
             twin = self._tensor_twin(ct, twin_network, example, options, metadata, context.resources)
-        details = {**summary, "input": input_name, "deployment_target": parse_target(options.deployment_target),
+        details = {**summary, "input": input_name, "deployment_target": target_name,
                    "compute_precision": "float32" if wants_float32(options) else "float16",
                    "classifier": bool(labels), **(int8.details if int8 else {})}
         return Written(details=details, metadata=added, validate_path=twin)
@@ -333,7 +336,7 @@ class CoreMLExporter(Exporter):
     def _convert(self, ct, network: nn.Module, example: torch.Tensor, options: ExportOptions, input_name: str,
                  metadata: dict[str, str], image_input: bool | None = None):
         """torch.export, then coremltools; with labels through MIL so the classifier keeps ``logits``."""
-        image_input = options.image_input if image_input is None else image_input
+        image_input = options.own(CoreMLOptions).image_input if image_input is None else image_input
         labels = options.labels
         module = LogitsAndProbabilities(network).eval() if labels else network
         precision = ct.precision.FLOAT32 if wants_float32(options) else ct.precision.FLOAT16

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import ClassVar
 
@@ -12,6 +13,7 @@ from ..errors import UsageError
 from ..format_spec import FormatSpec
 from ..gates import DRIFT_HINTS
 from ..models.backbone import GRID_SPECIFIC_SKA
+from ..option_fields import changed_fields, flags_of
 from .context import ExportContext, Written
 from .options import COMMON_OPTIONS, OPTION_FLAGS, ExportOptions
 
@@ -21,7 +23,7 @@ class Exporter:
     export behaviour below, and implement ``write``."""
 
     #: the format's declaration, shared with its runner: sets ``name``, ``aliases``, ``suffix``, ``suffixes``,
-    #: ``runtime``, ``extra``, ``description`` and ``supported_options`` (``__init_subclass__``)
+    #: ``runtime``, ``extra``, ``description``, ``supported_options`` and ``own_options`` (``__init_subclass__``)
     spec: ClassVar[FormatSpec | None] = None
 
     name: ClassVar[str]
@@ -39,6 +41,8 @@ class Exporter:
     description: ClassVar[str] = ""
     #: options beyond COMMON_OPTIONS that this format accepts
     supported_options: ClassVar[frozenset[str]] = frozenset()
+    #: the dataclass of the options only this format takes (``ExportOptions.format_options``), or None
+    own_options: ClassVar[type | None] = None
     #: the SKA form ``--ska auto`` picks for this format (docs/ska_forms.md says why)
     ska_auto: ClassVar[str] = "onehot_conv"
     #: the form ``--ska auto`` picks under ``--int8``, where it differs (int8 kernels change the ranking)
@@ -63,7 +67,7 @@ class Exporter:
             return
         declared = {"name": spec.name, "aliases": spec.aliases, "runtime": spec.runtime, "extra": spec.extra,
                     "suffix": spec.suffix, "suffixes": spec.suffixes, "description": spec.description,
-                    "supported_options": spec.options}
+                    "supported_options": spec.options, "own_options": spec.own_options}
         for attribute, value in declared.items():
             if attribute not in cls.__dict__:  # what the class body sets itself (a refinement) stays
                 setattr(cls, attribute, value)
@@ -85,13 +89,32 @@ class Exporter:
             raise UsageError(f"--dynamic-hw cannot take --ska {options.ska} (it gathers a grid-specific index); "
                              "use --ska auto, onehot_conv, shifted_slices or tap_slices")
         target = self.check_accelerator(options)
-        accepted = COMMON_OPTIONS | self.supported_options | set(target.probe_options if target else ())
-        unsupported = sorted(options.changed() - accepted)
+        unsupported = sorted(options.changed() - COMMON_OPTIONS - self.supported_options)
         if unsupported:
             flags = ", ".join(OPTION_FLAGS.get(o, o) for o in unsupported)
             raise UsageError(f"--format {self.name} does not accept {flags}")
+        self.check_format_options(options.format_options, target)
         if options.ska in self.rejected_ska:
             raise UsageError(f"--format {self.name} cannot export the {options.ska!r} SKA form; use --ska auto")
+
+    def check_format_options(self, given: object, target: "AcceleratorTarget | None") -> None:
+        """Refuse format options this format (and its accelerator) does not take, naming the flags set.
+
+        Raises:
+            UsageError: ``given`` is not an options dataclass, or another format's with options set.
+        """
+        if given is None:
+            return
+        kinds = [kind for kind in (self.own_options, target.own_options if target else None) if kind is not None]
+        if type(given) in kinds:
+            return
+        if not dataclasses.is_dataclass(given) or isinstance(given, type):
+            takes = " or ".join(kind.__name__ for kind in kinds) or "none"
+            raise UsageError(f"format_options must be an options dataclass instance ({self.name} takes {takes}), "
+                             f"got {type(given).__name__}")
+        changed = changed_fields(given)
+        if changed:
+            raise UsageError(f"--format {self.name} does not accept {flags_of(given, changed)}")
 
     def check_accelerator(self, options: ExportOptions) -> "AcceleratorTarget | None":
         """The ``--accelerator`` target (None without one), after checking this format reaches it.

@@ -1,5 +1,8 @@
 """What shapes an export: ``ExportOptions``, the flags that set them, and the checks of their values.
 
+``ExportOptions`` holds the options several formats share; a format's own options are its own dataclass
+(``FormatSpec.own_options``), carried in ``ExportOptions.format_options``.
+
 The checks here need neither a format nor a model; a format's own refusals are ``Exporter.check_options``,
 and the export plan (``pipeline.check_export``) runs both once, before any work.
 """
@@ -9,30 +12,31 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
+from ..accelerators.targets import accelerator_help
 from ..errors import UsageError
 from ..gates import DEFAULT_MAX_DROP, INT8_HELP
+from ..option_fields import changed_fields, option, option_fields
 
 #: called with a short message as each export step starts
 Progress = Callable[[str], None]
-
-
-def option(default=None, *, flag: str | None = None, common: bool = False, help: str = ""):
-    """An ``ExportOptions`` field: its default, the CLI flag that sets it (``lsnet-export`` and the messages
-    read it here), whether every format takes it (``common``; the others are taken by the formats whose
-    spec lists them: ``FormatSpec.options``), and its help text where the flag means one thing everywhere."""
-    return dataclasses.field(default=default, metadata={"flag": flag, "common": common, "help": help})
+#: a format's own options dataclass
+FormatOptions = TypeVar("FormatOptions")
 
 
 @dataclass
 class ExportOptions:
     """Everything that shapes an export. Fields left at their defaults are 'not set'."""
 
-    batch: int = option(1, flag="--batch", common=True)
-    dynamic: bool = option(False, flag="--dynamic")
+    batch: int = option(1, flag="--batch", common=True, help="Batch size (the minimum with --dynamic).")
+    dynamic: bool = option(False, flag="--dynamic", help="Dynamic batch dimension. The spatial size stays fixed "
+                           "(the attention bias is computed for one token grid); see --dynamic-hw.")
     #: dynamic height and width (backbones in the ``matrix`` bias mode; ONNX and ORT)
-    dynamic_hw: bool = option(False, flag="--dynamic-hw")
+    dynamic_hw: bool = option(False, flag="--dynamic-hw", help="Dynamic height and width: with --task features "
+                              "--bias-mode matrix only; the attention bias is resized in the graph at every input "
+                              "(ONNX Resize cubic, a=-0.75, half_pixel, as PyTorch's bicubic). --imgsz is the size "
+                              "validated and written in the metadata.")
     half: bool = option(False, flag="--half", help="float16 (float32 kept where half precision is unsafe; "
                         "float32 inputs and outputs). Without it every format exports float32 except Core ML, "
                         "which computes in float16 unless --float32 (its Neural Engine runs float16 only).")
@@ -48,7 +52,8 @@ class ExportOptions:
     #: where the artifact is validated and ``--data``-gated: ``host`` (this machine's runtime) or ``arm``
     #: (the aarch64 build of the format's runtime, emulated: ``runtimes.arm_runners``)
     validate_on: str = option("host", flag="--validate-on", common=True)
-    labels: list[str] | None = option(None, flag="--labels", common=True)
+    #: class names (``lsnet-export --labels FILE`` reads them from a file)
+    labels: list[str] | None = option(None, flag="--labels", common=True, cli=False)
     #: an ImageFolder of labelled pictures: the artifact's top-1 there may drop by at most ``max_drop``
     #: points below the PyTorch model's
     data: Path | None = option(None, flag="--data", common=True, help="ImageFolder of labelled pictures: the "
@@ -61,29 +66,27 @@ class ExportOptions:
     int8_ranking: bool = option(False, flag="--int8-ranking", common=True, help="With --int8: print the layers "
                                 "ranked by the error each adds alone in int8 (those the mixed-precision search keeps "
                                 "in float first).")
-    # Core ML
-    deployment_target: str | None = option(None, flag="--target", help="Minimum deployment target (default "
-                                           "iOS16).")
-    image_input: bool = option(True, flag="--tensor-input", help="Plain tensor input instead of an image.")
-    float32: bool = option(False, flag="--float32", help="Core ML: float32 compute (CPU and GPU only: the "
-                           "Neural Engine runs float16, so float16 is Core ML's default).")
-    # TensorRT
-    workspace: float | None = option(None, flag="--workspace", help="Builder workspace in GiB.")
-    dla_core: int | None = option(None, flag="--dla-core", help="Build for this DLA core (Jetson).")
-    timing_cache: Path | None = option(None, flag="--timing-cache", help="Timing cache file (reused across "
-                                       "builds).")
-    max_batch: int | None = option(None, flag="--max-batch", help="Largest batch of the --dynamic profile.")
     #: the accelerator the artifact targets (``lsnet_deploy.accelerators.targets``), None for none
-    accelerator: str | None = option(None, flag="--accelerator", common=True)
+    accelerator: str | None = option(None, flag="--accelerator", common=True, help=accelerator_help)
     #: keep an artifact the accelerator cannot take whole (the operators it leaves run on the CPU)
-    allow_fallback: bool = option(False, flag="--allow-fallback", common=True)
-    #: Snapdragon SoC (``lsnet_deploy.accelerators.qnn_socs``) of --format qnn and --accelerator htp
-    soc: str | None = option(None, flag="--soc")
+    allow_fallback: bool = option(False, flag="--allow-fallback", common=True, help="With --accelerator: keep an "
+                                  "artifact the accelerator cannot take whole (the operators it leaves run on the "
+                                  "CPU, listed in the summary) instead of refusing it.")
+    #: the format's own options: an instance of its spec's ``own_options`` dataclass (``CoreMLOptions``,
+    #: ``TensorRTOptions``, ``QnnOptions``...), or of its accelerator's; None for their defaults
+    format_options: Any = option(None, flag=None)
 
     def changed(self) -> set[str]:
-        """Names of the options set to something other than their default."""
-        defaults = ExportOptions()
-        return {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(defaults, f.name)}
+        """Names of the shared options set to something other than their default (``format_options`` aside)."""
+        return set(changed_fields(self)) - {"format_options"}
+
+    def own(self, kind: type[FormatOptions]) -> FormatOptions:
+        """The format's own options of dataclass ``kind``: those given, else ``kind``'s defaults."""
+        return self.format_options if isinstance(self.format_options, kind) else kind()
+
+    def own_values(self) -> dict[str, Any]:
+        """The given format options as a name -> value map (empty when none were given)."""
+        return dataclasses.asdict(self.format_options) if self.format_options is not None else {}
 
     @property
     def precision(self) -> str:
@@ -91,14 +94,12 @@ class ExportOptions:
         return "int8" if self.int8 else "float16" if self.half else "float32"
 
 
+#: the shared options, each with its flag and help
+SHARED_OPTIONS = option_fields(ExportOptions)
 #: options every format understands
-COMMON_OPTIONS = frozenset(f.name for f in dataclasses.fields(ExportOptions) if f.metadata["common"])
-#: the CLI flag of each option, for the CLI and messages
-OPTION_FLAGS = {f.name: f.metadata["flag"] for f in dataclasses.fields(ExportOptions)}
-#: the help text of each option whose meaning does not depend on the command line around it
-OPTION_HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(ExportOptions) if f.metadata["help"]}
-#: each option's default, for the CLI
-OPTION_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ExportOptions)}
+COMMON_OPTIONS = frozenset(f.name for f in SHARED_OPTIONS if f.common)
+#: the CLI flag of each shared option, for messages
+OPTION_FLAGS = {f.name: f.flag for f in SHARED_OPTIONS}
 
 #: the ``--validate-on`` choices: this machine's runtime, or the ARM build of it (emulated)
 VALIDATE_ON = ("host", "arm")

@@ -21,7 +21,6 @@ from typing import Callable
 
 import torch
 
-from ..accelerators.qnn_socs import get_soc
 from ..accelerators.targets import AcceleratorTarget, get_target
 from ..accuracy import evaluate, resolve_class_mapping
 from ..atomic import check_writable_dir, staged_output
@@ -93,8 +92,6 @@ def check_export(fmt: str, options: ExportOptions, output: str | Path | None = N
     if accelerator is not None:
         for module in accelerator.requires:
             require(module, accelerator.extra, f"to ask {accelerator.name} where the model runs")
-    if options.soc is not None:
-        get_soc(options.soc)  # an unknown SoC fails before any work
     if output is not None:
         output = Path(output)
         check_writable_dir(output, exporter.writes_directory)
@@ -294,8 +291,7 @@ def _write(exporter: Exporter, prepared: torch.nn.Module, example: torch.Tensor,
 
 def accelerator_record(target: AcceleratorTarget, options: ExportOptions) -> dict:
     """The ``accelerator`` metadata entry: the accelerator's name and the options that pick its variant."""
-    record = {"name": target.name, **{name: getattr(options, name) for name in target.probe_options
-                                      if getattr(options, name) is not None}}
+    record = {"name": target.name, **target.probe_arguments(options.own_values())}
     if options.allow_fallback:
         record["allow_fallback"] = True  # runtimes then let the operators the accelerator leaves run on the CPU
     return record

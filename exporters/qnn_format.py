@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import ExportError, UsageError, first_line, require
 from ..gates import ACCELERATOR_DRIFT_HINT
+from ..accelerators.qnn_socs import QnnOptions, get_soc
 from ..runtimes.qnn_runner import QNN
 from .context import ExportContext, Written
 from .options import ExportOptions
@@ -73,20 +74,18 @@ class QnnExporter(OnnxExporter):
     def effective_options(self, options: ExportOptions) -> ExportOptions:
         # the HTP computes float models in float16: made explicit where metadata and validation read it;
         # the SoC is named even when defaulted, so the metadata says what the binary was compiled for
-        from ..accelerators.qnn_socs import get_soc
-
+        soc = get_soc(options.own(QnnOptions).soc).name
         return dataclasses.replace(options, half=not options.int8, accelerator=ACCELERATOR,
-                                   soc=get_soc(options.soc).name)
+                                   format_options=QnnOptions(soc=soc))
 
     def write(self, model, example, path: Path, context: ExportContext) -> Written:
         import onnx
         import onnxruntime_qnn
 
         from ..accelerators.qnn_probe import probe_qnn_htp
-        from ..accelerators.qnn_socs import get_soc
         from ..runtimes.qnn_runner import compile_context_model
 
-        soc = get_soc(context.options.soc)
+        soc = get_soc(context.options.own(QnnOptions).soc)
         # the graph stays float32: the HTP compiler lowers it to float16 itself (half_precision_model's
         # float16 graph would add casts the HTP runs as operators)
         graph_options = dataclasses.replace(context.options, half=False)

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import ExportError, MissingDependencyError, RuntimeUnavailableError, UsageError, require
 from ..metadata import output_names_of
 from ..metadata_codec import SIDECAR_SUFFIX, sidecar_path
-from ..runtimes.tensorrt_runner import TENSORRT, cuda_device_count
+from ..runtimes.tensorrt_runner import TENSORRT, TensorRTOptions, cuda_device_count
 from .context import ExportContext, Written, output_entries
 from .exporter import Exporter
 from .options import ExportOptions
@@ -68,21 +68,22 @@ class TensorRTExporter(Exporter):
         low, high = max(MIN_OPSET, TENSORRT_OPSETS[0]), TENSORRT_OPSETS[1]
         if options.opset is not None and not low <= options.opset <= high:
             raise UsageError(f"--opset {options.opset} is not read by every TensorRT 10; use {low} to {high}")
-        if options.max_batch is not None:
+        own = options.own(TensorRTOptions)
+        if own.max_batch is not None:
             if not options.dynamic:
                 raise UsageError("--max-batch sets the largest batch of a --dynamic engine; add --dynamic")
-            if options.max_batch < options.batch:
-                raise UsageError(f"--max-batch {options.max_batch} is below --batch {options.batch} (the smallest "
+            if own.max_batch < options.batch:
+                raise UsageError(f"--max-batch {own.max_batch} is below --batch {options.batch} (the smallest "
                                  "batch of the profile)")
-        if options.workspace is not None and not options.workspace > 0:
-            raise UsageError(f"--workspace is in GiB and must be positive, got {options.workspace}")
-        if options.dla_core is not None:
-            if options.dla_core < 0:
-                raise UsageError(f"--dla-core must be 0 or more, got {options.dla_core}")
+        if own.workspace is not None and not own.workspace > 0:
+            raise UsageError(f"--workspace is in GiB and must be positive, got {own.workspace}")
+        if own.dla_core is not None:
+            if own.dla_core < 0:
+                raise UsageError(f"--dla-core must be 0 or more, got {own.dla_core}")
             if not (options.half or options.int8):
                 raise UsageError("DLA runs only float16 and int8 layers: add --half or --int8 to --dla-core")
-        if options.timing_cache is not None:
-            cache = Path(options.timing_cache)
+        if own.timing_cache is not None:
+            cache = Path(own.timing_cache)
             parent = cache.parent if str(cache.parent) else Path(".")
             if cache.is_dir():
                 raise UsageError(f"--timing-cache {cache} is a directory; give a file (created if missing)")
@@ -117,13 +118,14 @@ class TensorRTExporter(Exporter):
     def engine_settings(self, model, options: ExportOptions):
         """The TensorRT build settings these options ask for."""
 
+        own = options.own(TensorRTOptions)
         max_batch = None
         if options.dynamic:
-            max_batch = options.max_batch or max(DEFAULT_MAX_BATCH, options.batch)
+            max_batch = own.max_batch or max(DEFAULT_MAX_BATCH, options.batch)
         return EngineSettings(input_name=INPUT_NAME, input_shape=(model.in_chans, *model.img_size),
-                              batch=options.batch, max_batch=max_batch, workspace_gib=options.workspace,
-                              timing_cache=Path(options.timing_cache) if options.timing_cache else None,
-                              dla_core=options.dla_core)
+                              batch=options.batch, max_batch=max_batch, workspace_gib=own.workspace,
+                              timing_cache=Path(own.timing_cache) if own.timing_cache else None,
+                              dla_core=own.dla_core)
 
     def write_onnx(self, model, example, onnx_path: Path, context: ExportContext) -> tuple[dict, dict[str, str]]:
         """Write the exact ONNX the engine is built from, after checking and validating it (no TensorRT needed).

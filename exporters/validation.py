@@ -121,7 +121,7 @@ def check_placement(written: Written, tmp: Path, context: ExportContext) -> "Pla
     placement = written.placement
     if placement is None:
         context.progress(f"asking {target.name} where each operator runs")
-        placement = target.run_probe(tmp, **{name: getattr(options, name) for name in target.probe_options})
+        placement = target.run_probe(tmp, **target.probe_arguments(options.own_values()))
     if not placement.whole and not options.allow_fallback:
         raise ExportError(f"--accelerator {target.name} cannot take the whole model ({placement.partitions} "
                           f"partition(s)); these operators fall back to the CPU: {placement.fallback_summary()} "

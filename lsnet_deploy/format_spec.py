@@ -2,7 +2,9 @@
 
 A ``FormatSpec`` holds the facts both sides need: the format's name and aliases, the suffixes of its files,
 the extra that installs it, the runtime that runs it (and that runtime's aliases), where its metadata lives
-(``MetadataStore``, one codec: ``metadata_codec``), and the export options it takes beyond the common ones.
+(``MetadataStore``, one codec: ``metadata_codec``), the shared export options it takes beyond the common ones,
+and its own options dataclass (``own_options``: the options no other format takes, each field with its flag
+and help, from which ``lsnet-export`` builds those flags).
 A format's spec is declared beside its runner (``runtimes/<runtime>_runner.py``: torch-free, so that
 artifact-only installs read it too); the exporter class (``exporters/<format>_format.py``) and the runner
 class both set ``spec = <SPEC>`` and take those facts from it (``Exporter.__init_subclass__``,
@@ -51,6 +53,8 @@ class FormatSpec:
         metadata: where its files keep the metadata map.
         options: the ``ExportOptions`` fields it takes beyond the common ones (``--half``, ``--opset``...);
             every other option set is refused with its flag named.
+        own_options: the dataclass of the options only it takes (``option_fields.option`` fields; passed as
+            ``ExportOptions.format_options``), or None.
     """
 
     name: str
@@ -61,6 +65,7 @@ class FormatSpec:
     description: str
     metadata: MetadataStore
     options: frozenset[str] = frozenset()
+    own_options: type | None = None
     runtime_aliases: tuple[str, ...] = ()
 
     def __post_init__(self):

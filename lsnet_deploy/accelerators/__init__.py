@@ -102,9 +102,8 @@ def inspect_artifact(path: str | Path, accelerators: Iterable[str] | None = None
         targets = _targets_of(fmt)
     reports = []
     for target in targets:
-        accepted = {k: v for k, v in options.items() if k in target.probe_options and v is not None}
         try:
-            reports.append(target.run_probe(Path(path), **accepted))
+            reports.append(target.run_probe(Path(path), **target.probe_arguments(options)))
         except MissingDependencyError as exc:
             reports.append(not_available(target, str(exc)))
     return reports

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UsageError, did_you_mean
+from ..option_fields import option
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,21 @@ def get_soc(name: str | None) -> Soc:
 def soc_list() -> str:
     """``SM8850 (v81), SM8750 (v79), ...`` for help texts and errors."""
     return ", ".join(f"{soc.name} ({soc.arch})" for soc in SOCS.values())
+
+
+def soc_help() -> str:
+    """``--soc``'s help: the supported SoCs and the default."""
+    return (f"Snapdragon SoC (its Hexagon HTP generation) to compile for: {soc_list()}. Default {DEFAULT_SOC}.")
+
+
+@dataclass(frozen=True)
+class QnnOptions:
+    """The options of ``--format qnn`` and of ``--accelerator htp`` (``FormatSpec.own_options``): checked when
+    made, so an unknown SoC fails before any work."""
+
+    #: Snapdragon SoC (``SOCS``); None for ``DEFAULT_SOC``
+    soc: str | None = option(None, flag="--soc", help=soc_help)
+
+    def __post_init__(self):
+        if self.soc is not None:
+            get_soc(self.soc)

@@ -8,11 +8,14 @@ takes ``(path, **options)`` and returns a ``PlacementReport``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from ..errors import UsageError, did_you_mean
+from .qnn_socs import QnnOptions
 from .report import PlacementReport
 
 
@@ -31,7 +34,9 @@ class AcceleratorTarget:
         onnx_target: the graph ``build_onnx`` prepares for it (rewrites, int8 Q/DQ layout); None: the format's.
         emulator_runtime: a runtime that runs artifacts on this accelerator (or its emulator) here; exports
             for it are validated there as well, with float16 tolerances for float models.
-        probe_options: ExportOptions fields passed to the probe as keyword arguments.
+        own_options: the dataclass of the options that pick its variant (``QnnOptions``: the SoC), the same as
+            those of the formats that reach it and have their own; its fields that are set are passed to the
+            probe as keyword arguments and recorded in the metadata.
         requires: modules the probe imports, checked before any work.
         extra: the lsnet-deploy extra that installs them.
     """
@@ -45,7 +50,7 @@ class AcceleratorTarget:
     probe: str
     onnx_target: str | None = None
     emulator_runtime: str | None = None
-    probe_options: tuple[str, ...] = ()
+    own_options: type | None = None
     requires: tuple[str, ...] = ()
     extra: str = ""
 
@@ -54,12 +59,17 @@ class AcceleratorTarget:
         module, function = self.probe.split(":")
         return getattr(importlib.import_module(module), function)(Path(path), **options)
 
+    def probe_arguments(self, values: Mapping[str, object]) -> dict:
+        """The keyword arguments of its probe among ``values``: its own options' fields that are set."""
+        names = {f.name for f in dataclasses.fields(self.own_options)} if self.own_options else set()
+        return {name: value for name, value in values.items() if name in names and value is not None}
+
 
 TARGETS = {target.name: target for target in (
     AcceleratorTarget("htp", ("qnn",), ("onnx", "qnn"), "tap_slices", True,
                       "Snapdragon NPU (Hexagon HTP) through ONNX Runtime's QNN EP, compiled and emulated here",
                       "lsnet_deploy.accelerators.qnn_probe:probe_qnn_htp", onnx_target="qnn",
-                      emulator_runtime="qnn", probe_options=("soc",), requires=("onnxruntime_qnn",), extra="qnn"),
+                      emulator_runtime="qnn", own_options=QnnOptions, requires=("onnxruntime_qnn",), extra="qnn"),
     AcceleratorTarget("nnapi", (), ("onnx", "ort"), "tap_slices", True,
                       "Android NNAPI through ONNX Runtime's NNAPI EP (partitions from ORT's mobile checker)",
                       "lsnet_deploy.accelerators.ort_mobile:probe_nnapi", onnx_target="onnxruntime-mobile",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,70 +11,36 @@ import typer
 
 from ..accuracy import CLASS_MAP_HELP
 from ..errors import UsageError
-from ..exporters.options import OPTION_DEFAULTS
+from ..exporters.option_flags import option_flags, options_from_flags
+from ..exporters.pipeline import arm_formats
+from ..exporters.registry import exporter_classes
+from ..models.ska import EXPORTABLE_SKA_FORMS
 from ..recipe import INTERPOLATIONS, apply_recipe, given_fields, read_recipe_card
 from .export_entry import PROG
 from .common import JsonParseErrors, cli_errors, err, human_size, json_errors, parse_imgsz, resolve_model
 
-#: the CLI's defaults are the options' own
-DEFAULTS = OPTION_DEFAULTS
-
 
 def _format_help() -> str:
-    from ..exporters.registry import exporter_classes
-
     formats = "; ".join(f"{name}{' (' + ', '.join(cls.aliases) + ')' if cls.aliases else ''}: {cls.suffix}, "
                         f"{cls.description}" for name, cls in exporter_classes().items())
     return f"Target format. {formats}."
 
 
 def _ska_help() -> str:
-    from ..exporters.registry import exporter_classes
-    from ..models.ska import EXPORTABLE_SKA_FORMS
-
     autos = ", ".join(f"{cls.ska_auto} for {name}" for name, cls in exporter_classes().items())
     return (f"SKA formulation: auto (the form measured fastest for the format: {autos}) or one of "
             f"{', '.join(EXPORTABLE_SKA_FORMS)}. All give the same outputs.")
 
 
-def _accelerator_help() -> str:
-    from ..accelerators.targets import accelerator_help
-
-    return accelerator_help()
-
-
-def _soc_help() -> str:
-    from ..accelerators.qnn_socs import DEFAULT_SOC, soc_list
-
-    return (f"Snapdragon SoC of --format qnn and --accelerator htp (its Hexagon HTP generation): {soc_list()}. "
-            f"Default {DEFAULT_SOC}.")
-
-
-def _flag(name: str, help: str | None = None):
-    """The ``typer.Option`` of the ``ExportOptions`` field ``name``: its flag and help text as the field declares
-    them (``help`` for one whose text reads the rest of this command line), plus the formats that take it when
-    not every one does (from their specs)."""
-    from ..exporters.options import COMMON_OPTIONS, OPTION_FLAGS, OPTION_HELP
-    from ..exporters.registry import exporter_classes
-
-    text = help or OPTION_HELP[name]
-    if name not in COMMON_OPTIONS:
-        takers = [fmt for fmt, cls in exporter_classes().items() if name in cls.supported_options]
-        text = f"{text} Formats: {', '.join(takers)}."
-    return typer.Option(OPTION_FLAGS[name], help=text)
-
-
 def _validate_on_help() -> str:
-    from ..exporters.pipeline import arm_formats
-
     return ("Where the artifact is validated and --data-gated: host (this machine's runtime, default) or arm (the "
             "aarch64 build of the format's runtime under qemu, Cortex-A76 kernels as on a phone; formats "
             f"{', '.join(arm_formats())}; set up once with python -m lsnet_deploy.arm.setup).")
 
 
-ALLOW_FALLBACK_HELP = ("With --accelerator: keep an artifact the accelerator cannot take whole (the operators "
-                       "it leaves run on the CPU, listed in the summary) instead of refusing it.")
-
+#: the help of the shared options whose text reads the registries around them (the others' is declared
+#: with the option)
+HELP_WRITTEN_HERE = {"ska": _ska_help, "validate_on": _validate_on_help, "class_map": lambda: CLASS_MAP_HELP}
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -113,13 +80,6 @@ def task_options(task: str, out_indices: str, bias_mode: str | None, outputs: st
             "bias_mode": check_bias_mode(bias_mode) if bias_mode is not None else None}
 
 
-DYNAMIC_HELP = ("Dynamic batch dimension. The spatial size stays fixed (the attention bias is computed for one "
-                "token grid); see --dynamic-hw.")
-DYNAMIC_HW_HELP = ("Dynamic height and width (onnx, ort): with --task features --bias-mode matrix only; the "
-                   "attention bias is resized in the graph at every input (ONNX Resize cubic, a=-0.75, "
-                   "half_pixel, as PyTorch's bicubic). --imgsz is the size validated and written in the metadata.")
-
-
 RECIPE_WHERE = ("Default: what the checkpoint's training args record, else timm's ImageNet eval recipe (the "
                 "summary says which). Written into the metadata; calibration, --data and lsnet-predict follow it.")
 MEAN_HELP = "Per-channel mean on the 0-1 scale: 3 numbers (0.485,0.456,0.406), one number, or 'imagenet'. " + RECIPE_WHERE
@@ -131,7 +91,33 @@ RECIPE_CARD_HELP = ("JSON card with mean, std, interpolation, crop_pct, crop_mod
                     "as in timm's config.json); the recipe flags override it.")
 
 
+def _option_parameters() -> list[inspect.Parameter]:
+    """A keyword parameter per derived option flag (``exporters.option_flags``): its flag, help and default
+    from the option's declaration, with the formats that take it."""
+    parameters = []
+    for flag in option_flags():
+        field = flag.field
+        text = (HELP_WRITTEN_HERE[field.name]() if field.name in HELP_WRITTEN_HERE else field.help_text())
+        kind = Optional[field.type] if field.optional else field.type
+        default = False if field.turns_off else field.default
+        parameters.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                            annotation=Annotated[kind, typer.Option(field.flag,
+                                                                                    help=text + flag.takers())]))
+    return parameters
+
+
+def with_option_flags(command):
+    """Give ``command`` (which takes ``**options``) a parameter per option flag, for typer to read."""
+    signature = inspect.signature(command, eval_str=True)
+    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed] + _option_parameters()
+    command.__signature__ = signature.replace(parameters=parameters)
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command
+
+
 @app.command(cls=JsonParseErrors)
+@with_option_flags
 def export(
     format: Annotated[str, typer.Option("--format", "-f", help=_format_help())] = "onnx",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Variant name (default lsnet_t; with "
@@ -144,31 +130,8 @@ def export(
     crop_pct: Annotated[Optional[float], typer.Option("--crop-pct", help=CROP_PCT_HELP)] = None,
     crop_mode: Annotated[Optional[str], typer.Option("--crop-mode", help=CROP_MODE_HELP)] = None,
     recipe_card: Annotated[Optional[Path], typer.Option("--recipe-card", help=RECIPE_CARD_HELP)] = None,
-    batch: Annotated[int, _flag("batch", "Batch size (the minimum with --dynamic).")] = DEFAULTS["batch"],
-    dynamic: Annotated[bool, _flag("dynamic", DYNAMIC_HELP)] = DEFAULTS["dynamic"],
-    dynamic_hw: Annotated[bool, _flag("dynamic_hw", DYNAMIC_HW_HELP)] = DEFAULTS["dynamic_hw"],
-    half: Annotated[bool, _flag("half")] = DEFAULTS["half"],
-    int8: Annotated[bool, _flag("int8")] = DEFAULTS["int8"],
-    calib: Annotated[Optional[Path], _flag("calib")] = DEFAULTS["calib"],
-    int8_ranking: Annotated[bool, _flag("int8_ranking")] = DEFAULTS["int8_ranking"],
-    opset: Annotated[Optional[int], _flag("opset")] = DEFAULTS["opset"],
-    ska: Annotated[str, _flag("ska", _ska_help())] = DEFAULTS["ska"],
-    no_fuse: Annotated[bool, _flag("fuse")] = False,
-    no_simplify: Annotated[bool, _flag("simplify")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output path (default <model><suffix> here).")] = None,
-    no_validate: Annotated[bool, _flag("validate")] = False,
-    validate_on: Annotated[str, _flag("validate_on", _validate_on_help())] = DEFAULTS["validate_on"],
-    labels: Annotated[Optional[Path], _flag("labels", "Class names: one per line, or a JSON list.")] = None,
-    target: Annotated[Optional[str], _flag("deployment_target")] = DEFAULTS["deployment_target"],
-    tensor_input: Annotated[bool, _flag("image_input")] = False,
-    float32: Annotated[bool, _flag("float32")] = DEFAULTS["float32"],
-    workspace: Annotated[Optional[float], _flag("workspace")] = DEFAULTS["workspace"],
-    dla_core: Annotated[Optional[int], _flag("dla_core")] = DEFAULTS["dla_core"],
-    timing_cache: Annotated[Optional[Path], _flag("timing_cache")] = DEFAULTS["timing_cache"],
-    max_batch: Annotated[Optional[int], _flag("max_batch")] = DEFAULTS["max_batch"],
-    data: Annotated[Optional[Path], _flag("data")] = DEFAULTS["data"],
-    max_drop: Annotated[float, _flag("max_drop")] = DEFAULTS["max_drop"],
-    class_map: Annotated[Optional[str], _flag("class_map", CLASS_MAP_HELP)] = DEFAULTS["class_map"],
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Class names: one per line, or a JSON list.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON result object on stdout.")] = False,
     task: Annotated[str, typer.Option("--task", help=TASK_HELP)] = "classification",
     out_indices: Annotated[str, typer.Option("--out-indices", help="With --task features: the stages to output "
@@ -177,12 +140,10 @@ def export(
     outputs: Annotated[Optional[str], typer.Option("--outputs", help="Classifier outputs: logits, embedding (the "
                                                    "pooled, projected features the head reads) or "
                                                    "logits,embedding.")] = None,
-    accelerator: Annotated[Optional[str], _flag("accelerator", _accelerator_help())] = DEFAULTS["accelerator"],
-    allow_fallback: Annotated[bool, _flag("allow_fallback", ALLOW_FALLBACK_HELP)] = DEFAULTS["allow_fallback"],
-    soc: Annotated[Optional[str], _flag("soc", _soc_help())] = DEFAULTS["soc"],
+    **options,
 ) -> None:
     """Export, validate against PyTorch, and write the artifact atomically."""
-    from ..exporters import ExportOptions, export_model
+    from ..exporters import export_model
     from ..metadata import read_labels
     from ..models.outputs import ClassifierOutputs, parse_outputs
 
@@ -197,27 +158,19 @@ def export(
         from ..models.ska import check_ska_form
 
         try:
-            check_ska_form(ska)
+            check_ska_form(options["ska"])
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        options = ExportOptions(batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, half=half, int8=int8, calib=calib, opset=opset,
-                                simplify=not no_simplify, ska=ska, fuse=not no_fuse, validate=not no_validate,
-                                validate_on=validate_on,
-                                labels=read_labels(labels) if labels is not None else None,
-                                data=data, max_drop=max_drop, class_map=class_map, int8_ranking=int8_ranking,
-                                deployment_target=target, image_input=not tensor_input, float32=float32,
-                                workspace=workspace,
-                                dla_core=dla_core, timing_cache=timing_cache, max_batch=max_batch,
-                                accelerator=accelerator, allow_fallback=allow_fallback, soc=soc)
+        choices = options_from_flags(format, options, labels=read_labels(labels) if labels is not None else None)
 
         def progress(message: str) -> None:
             err(f"{PROG}: {message} ...")
 
         backbone = task_options(task, out_indices, bias_mode, outputs, labels)
-        if dynamic_hw and task != "features":
+        if choices.dynamic_hw and task != "features":
             raise UsageError("--dynamic-hw exports backbones only (--task features --bias-mode matrix): a "
                              "classifier's attention bias table is tied to one token grid")
-        if dynamic_hw and bias_mode == "table":
+        if choices.dynamic_hw and bias_mode == "table":
             raise UsageError("--dynamic-hw needs --bias-mode matrix: the table mode resamples the offset table "
                              "for one grid at build time; export with --bias-mode matrix or a fixed --imgsz")
         selected = parse_outputs(outputs) if outputs is not None else None
@@ -228,7 +181,7 @@ def export(
             recipe_line.append(apply_recipe(built, card=recipe_card, **recipe_values))
             return ClassifierOutputs(built, selected) if selected else built
 
-        result = export_model(build, format, output, options, progress)
+        result = export_model(build, format, output, choices, progress)
         for warning in result.warnings:
             err(f"warning: {warning}")
 

@@ -16,9 +16,24 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError, require
+from dataclasses import dataclass
+
 from ..format_spec import FormatSpec, MetadataStore
+from ..option_fields import option
 from .base import InputMetadata, Runner
 from .registry import register_runtime
+
+
+@dataclass(frozen=True)
+class CoreMLOptions:
+    """The options only ``--format coreml`` takes (``FormatSpec.own_options``)."""
+
+    #: the minimum deployment target (``iOS16``...); None for the default
+    deployment_target: str | None = option(None, flag="--target", help="Minimum deployment target (default iOS16).")
+    image_input: bool = option(True, flag="--tensor-input", help="Plain tensor input instead of an image.")
+    float32: bool = option(False, flag="--float32", help="Core ML: float32 compute (CPU and GPU only: the Neural "
+                           "Engine runs float16, so float16 is Core ML's default).")
+
 
 #: the format, declared once: the runner here and ``exporters/coreml_format.py`` both read it
 COREML = FormatSpec(
@@ -29,7 +44,8 @@ COREML = FormatSpec(
     runtime="coreml",
     description="Core ML ML program (iOS, iPadOS, macOS apps; Neural Engine, GPU, CPU)",
     metadata=MetadataStore.NATIVE_MAP,
-    options=frozenset({"half", "float32", "deployment_target", "image_input", "int8", "calib"}),
+    options=frozenset({"half", "int8", "calib"}),
+    own_options=CoreMLOptions,
 )
 COMPUTE_UNITS = {"all": "ALL", "cpu": "CPU_ONLY", "cpu_only": "CPU_ONLY", "gpu": "CPU_AND_GPU",
                  "cpu_and_gpu": "CPU_AND_GPU", "ne": "CPU_AND_NE", "ane": "CPU_AND_NE", "cpu_and_ne": "CPU_AND_NE"}

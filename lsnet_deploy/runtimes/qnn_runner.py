@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 
+from ..accelerators.qnn_socs import QnnOptions, get_soc
 from ..errors import RuntimeUnavailableError, first_line, require
 from ..format_spec import FormatSpec, MetadataStore
 from .base import InputMetadata, Runner, static_dims
@@ -39,7 +40,8 @@ QNN = FormatSpec(
     description=("Snapdragon NPU (Hexagon HTP): ONNX Runtime EPContext model compiled for one --soc, "
                  "run with the QNN EP; validated on Qualcomm's HTP emulator"),
     metadata=MetadataStore.NATIVE_MAP,
-    options=frozenset({"half", "int8", "calib", "opset", "simplify", "soc"}),
+    options=frozenset({"half", "int8", "calib", "opset", "simplify"}),
+    own_options=QnnOptions,
 )
 #: an ONNX NodeProto's ``op_type`` field (number 4, length 9) holding ``EPContext``, as protobuf encodes it
 _EPCONTEXT_OP_TYPE = b'"\tEPContext'
@@ -185,8 +187,6 @@ def accelerator_metadata(metadata: dict[str, str]) -> dict:
 def soc_of(metadata: dict[str, str], requested: str | None = None):
     """The SoC to run on: ``requested`` (``--soc``), else the one the artifact was compiled or checked
     for (its ``accelerator`` metadata), else the default."""
-    from ..accelerators.qnn_socs import get_soc
-
     return get_soc(requested or accelerator_metadata(metadata).get("soc"))
 
 

@@ -19,11 +19,24 @@ import numpy as np
 
 from .. import metadata_codec
 from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError
+from dataclasses import dataclass
+
 from ..format_spec import FormatSpec, MetadataStore
+from ..option_fields import option
 from .base import InputMetadata, Runner, static_dims
 from .registry import register_runtime
 
 INSTALL_HINT = "pip install \"lsnet-deploy[tensorrt]\" (TensorRT 10 or 11; on Jetson it comes with JetPack)"
+
+
+@dataclass(frozen=True)
+class TensorRTOptions:
+    """The options only ``--format tensorrt`` takes (``FormatSpec.own_options``)."""
+
+    workspace: float | None = option(None, flag="--workspace", help="Builder workspace in GiB.")
+    dla_core: int | None = option(None, flag="--dla-core", help="Build for this DLA core (Jetson).")
+    timing_cache: Path | None = option(None, flag="--timing-cache", help="Timing cache file (reused across builds).")
+    max_batch: int | None = option(None, flag="--max-batch", help="Largest batch of the --dynamic profile.")
 
 
 #: the format, declared once: the runner here and ``exporters/tensorrt_format.py`` both read it
@@ -36,8 +49,8 @@ TENSORRT = FormatSpec(
     runtime_aliases=("trt",),
     description="TensorRT engine for NVIDIA GPUs and Jetson (TensorRT 10 and 11, built here; needs a GPU)",
     metadata=MetadataStore.SIDECAR,
-    options=frozenset({"dynamic", "half", "int8", "calib", "opset", "simplify", "workspace", "dla_core",
-                       "timing_cache", "max_batch"}),
+    options=frozenset({"dynamic", "half", "int8", "calib", "opset", "simplify"}),
+    own_options=TensorRTOptions,
 )
 
 

@@ -24,7 +24,7 @@ from lsnet_deploy.exporters.coreml_format import (  # noqa: E402
 from lsnet_deploy.models import EXPORTABLE_SKA_FORMS, create_model, load_model  # noqa: E402
 from lsnet_deploy.models.lsnet import IMAGENET_MEAN, IMAGENET_STD, LSConv  # noqa: E402
 from lsnet_deploy.reparam import reparameterize  # noqa: E402
-from lsnet_deploy.runtimes.coreml_runner import CoreMLRunner  # noqa: E402
+from lsnet_deploy.runtimes.coreml_runner import CoreMLOptions, CoreMLRunner  # noqa: E402
 
 from ..conftest import conformance_case, error_line, invoke_export as invoke  # noqa: E402
 
@@ -67,8 +67,8 @@ def image_classifier(tmp_path_factory):
 def tensor_float32(tmp_path_factory):
     """--tensor-input, float32 compute, iOS 17, plain logits."""
     path = tmp_path_factory.mktemp("coreml") / "tiny32.mlpackage"
-    options = ExportOptions(image_input=False, deployment_target="ios17", batch=2)
-    options.float32 = True  # the float32 export option
+    options = ExportOptions(batch=2, format_options=CoreMLOptions(image_input=False, deployment_target="ios17",
+                                                                  float32=True))
     result = export_model(load_model(TINY), "coreml", path, options)
     return path, result, ct.utils.load_spec(str(path))
 

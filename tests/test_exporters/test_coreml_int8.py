@@ -17,6 +17,7 @@ ct = pytest.importorskip("coremltools", reason='coremltools is not installed (pi
 from coremltools.proto import MIL_pb2  # noqa: E402
 
 from lsnet_deploy.exporters import ExportOptions, export_model  # noqa: E402
+from lsnet_deploy.runtimes.coreml_runner import CoreMLOptions  # noqa: E402
 from lsnet_deploy.exporters.coreml_format import CoreMLExporter  # noqa: E402
 from lsnet_deploy.metadata import decode_metadata  # noqa: E402
 from lsnet_deploy.models import load_model  # noqa: E402
@@ -85,7 +86,8 @@ def w8_with_float_layers(calib_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(CoreMLExporter, "write", write_keeping_float)
         result = export_model(load_model(TINY), "coreml", path,
-                              ExportOptions(int8=True, calib=calib_dir, image_input=False, deployment_target="ios16"))
+                              ExportOptions(int8=True, calib=calib_dir,
+                                            format_options=CoreMLOptions(image_input=False, deployment_target="ios16")))
     return path, result, ct.utils.load_spec(str(path))
 
 

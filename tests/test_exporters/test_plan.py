@@ -4,18 +4,27 @@ one place, quoted by the messages."""
 
 from __future__ import annotations
 
+import inspect
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from lsnet_deploy import gates
+from lsnet_deploy.accelerators.qnn_socs import QnnOptions
+from lsnet_deploy.cli.export import with_option_flags
 from lsnet_deploy.errors import UsageError
 from lsnet_deploy.exporters import ExportOptions, ExportPlan, check_export, format_for_runtime, get_exporter
+from lsnet_deploy.exporters import option_flags
 from lsnet_deploy.exporters.exporter import Exporter
 from lsnet_deploy.exporters.registry import exporter_classes, register_exporter
+from lsnet_deploy.format_spec import FormatSpec, MetadataStore
+from lsnet_deploy.option_fields import option
 from lsnet_deploy.registry import Registry
 from lsnet_deploy.runtimes import get_runtime, runtimes
+from lsnet_deploy.runtimes.coreml_runner import CoreMLOptions
+from lsnet_deploy.runtimes.tensorrt_runner import TensorRTOptions
 
 from ..conftest import conformance_case, error_line, invoke_export as invoke
 
@@ -144,7 +153,8 @@ def test_the_cli_flags_and_help_come_from_the_options_and_the_specs():
 
     text = " ".join(invoke("--help").stdout.split())
     assert "--workspace <float> Builder workspace in GiB. Formats: tensorrt." in text
-    half = text[text.index("--half"):text.index("--int8")]
+    listed = text[text.index("--half float16"):]
+    half = listed[:listed.index(" --int8 ")]
     assert "Formats: onnx, ort, executorch, coreml, tensorrt, litert" in half  # ort too (test_half_and_notes)
     assert all(flag in text for flag in OPTION_FLAGS.values())
 
@@ -170,3 +180,96 @@ def test_no_import_circle_between_the_pipeline_and_the_int8_search_or_the_metada
                      if p.name != "pipeline.py" and any("int8_search" in n for n in imported(p))]
     assert only_pipeline == []  # only the pipeline runs the int8 search
     assert Path(lsnet_deploy.__file__).with_name("artifact_metadata.py").read_text().count("from .runtimes import") == 1
+
+
+# ---------------------------------------------------------------- a format's own options dataclass
+
+
+def test_each_format_s_own_options_are_its_spec_s_dataclass():
+    assert {name: cls.own_options for name, cls in exporter_classes().items() if cls.own_options} == {
+        "coreml": CoreMLOptions, "tensorrt": TensorRTOptions, "qnn": QnnOptions}
+    assert get_exporter("qnn").own_options is get_exporter("qnn").spec.own_options
+
+
+@pytest.mark.parametrize(("fmt", "given", "flags"), [
+    ("onnx", CoreMLOptions(deployment_target="ios17", float32=True), "--target, --float32"),
+    ("qnn", TensorRTOptions(workspace=2.0), "--workspace"),
+    ("onnx", QnnOptions(soc="SM8550"), "--soc"),  # without --accelerator htp, the SoC means nothing to onnx
+])
+def test_another_format_s_options_are_refused_by_their_flags(fmt, given, flags):
+    with pytest.raises(UsageError, match=f"^--format {fmt} does not accept {flags}$"):
+        check_export(fmt, ExportOptions(format_options=given))
+
+
+def test_format_options_that_are_not_an_options_dataclass_are_refused():
+    with pytest.raises(UsageError, match="format_options must be an options dataclass instance "
+                                         r"\(qnn takes QnnOptions\), got dict"):
+        check_export("qnn", ExportOptions(format_options={"soc": "SM8550"}))
+
+
+def test_an_unset_foreign_options_object_changes_nothing():
+    plan = check_export("onnx", ExportOptions(format_options=CoreMLOptions()))
+    assert plan.exporter.name == "onnx"
+
+
+def test_an_unknown_soc_fails_when_the_options_are_made():
+    with pytest.raises(UsageError, match="unknown --soc 'SM865'.*SM8650"):
+        QnnOptions(soc="SM865")
+
+
+def test_the_cli_refuses_another_format_s_flag_in_one_line(tmp_path):
+    result = invoke("--weights", TINY, "-f", "onnx", "--target", "ios17", "-o", tmp_path / "x.onnx")
+    assert result.exit_code == 2 and error_line(result).endswith("--format onnx does not accept --target")
+    result = invoke("--weights", TINY, "-f", "coreml", "--soc", "SM9999", "-o", tmp_path / "x.mlpackage")
+    assert result.exit_code == 2 and "unknown --soc 'SM9999'" in error_line(result)
+    assert not list(tmp_path.iterdir())
+
+
+@dataclass(frozen=True)
+class ToyOptions:
+    knob: int | None = option(None, flag="--toy-knob", help="A toy knob.")
+    quiet_mode: bool = option(True, flag="--no-toy-quiet", help="Turn the toy's quiet mode off.")
+
+
+class ToyExporter(Exporter):
+    spec = FormatSpec(name="toy", aliases=(), suffixes=(".toy",), extra="onnx", runtime="ort", description="toy",
+                      metadata=MetadataStore.SIDECAR, own_options=ToyOptions)
+    default_for_runtime = False
+
+
+def test_a_new_format_s_options_become_flags_with_no_edit_to_the_cli(monkeypatch):
+    real = exporter_classes()
+    monkeypatch.setattr(option_flags, "exporter_classes", lambda: {**real, "toy": ToyExporter})
+    monkeypatch.setattr(option_flags, "get_exporter",
+                        lambda name: ToyExporter() if name == "toy" else get_exporter(name))
+    flags = {flag.field.flag: flag for flag in option_flags.option_flags()}
+    assert flags["--toy-knob"].formats == ("toy",) and flags["--toy-knob"].takers() == " Formats: toy."
+
+    def command(**options):
+        return options
+
+    parameters = inspect.signature(with_option_flags(command)).parameters
+    declared = parameters["knob"].annotation.__metadata__[0]  # typer.Option("--toy-knob", help=...)
+    assert "--toy-knob" in (declared.default, *declared.param_decls) and declared.help == "A toy knob. Formats: toy."
+    assert parameters["knob"].default is None
+    assert parameters["quiet_mode"].default is False  # a flag that turns a True option off
+    values = {name: parameter.default for name, parameter in parameters.items()}
+    values.update(knob=3, quiet_mode=True)
+    assert option_flags.options_from_flags("toy", values).format_options == ToyOptions(knob=3, quiet_mode=False)
+    with pytest.raises(UsageError, match="^--format onnx does not accept --toy-knob, --no-toy-quiet$"):
+        option_flags.options_from_flags("onnx", values)
+
+
+def test_two_options_with_one_flag_are_refused_at_declaration(monkeypatch):
+    @dataclass(frozen=True)
+    class Clash:
+        soc: str | None = option(None, flag="--chip")
+
+    class ClashExporter(ToyExporter):
+        spec = None
+        own_options = Clash
+
+    real = exporter_classes()
+    monkeypatch.setattr(option_flags, "exporter_classes", lambda: {**real, "clash": ClashExporter})
+    with pytest.raises(ValueError, match="option name 'soc' is declared by QnnOptions and Clash; rename one"):
+        option_flags.option_flags()

@@ -29,7 +29,7 @@ from lsnet_deploy.exporters.tensorrt_ops import SUPPORTED_OPERATORS, check_tenso
 from lsnet_deploy.metadata import build_metadata
 from lsnet_deploy.models import load_model
 from lsnet_deploy.runtimes import runner_for
-from lsnet_deploy.runtimes.tensorrt_runner import TensorRTRunner, cuda_device_count, read_sidecar
+from lsnet_deploy.runtimes.tensorrt_runner import TensorRTOptions, TensorRTRunner, cuda_device_count, read_sidecar
 
 from ..conftest import conformance_case, error_line, invoke_export as invoke
 
@@ -95,8 +95,8 @@ def test_float32_graph_with_the_auto_ska_form(tiny, tmp_path):
 
 
 def test_float16_graph_keeps_float32_islands_and_a_dynamic_profile(tiny, tmp_path):
-    model, details, settings = onnx_for_tensorrt(tiny, tmp_path, half=True, dynamic=True, max_batch=4,
-                                                 ska="onehot_conv")
+    model, details, settings = onnx_for_tensorrt(tiny, tmp_path, half=True, dynamic=True, ska="onehot_conv",
+                                                 format_options=TensorRTOptions(max_batch=4))
     assert settings.profile() == ((1, 3, 128, 128), (4, 3, 128, 128), (4, 3, 128, 128))
     report = check_tensorrt_support(model, settings.batch_sizes())
     assert report.ok, report.problems
@@ -378,8 +378,8 @@ def test_runner_arguments_and_sidecar(tmp_path):
 @pytest.mark.parametrize("precision", ["float32", "float16", "int8"])
 def test_engine_builds_runs_and_matches_pytorch(tiny, tmp_path, calib_dir, precision):
     options = ExportOptions(half=precision == "float16", int8=precision == "int8",
-                            calib=calib_dir if precision == "int8" else None, dynamic=True, max_batch=4,
-                            timing_cache=tmp_path / "timing.cache")
+                            calib=calib_dir if precision == "int8" else None, dynamic=True,
+                            format_options=TensorRTOptions(max_batch=4, timing_cache=tmp_path / "timing.cache"))
     result = export_model(tiny, "tensorrt", tmp_path / "tiny.engine", options)
     assert result.validation is not None and result.validation.passed, result.validation
     sidecar = read_sidecar(tmp_path / "tiny.engine")

@@ -15,6 +15,7 @@ import shutil
 import numpy as np
 import pytest
 
+from lsnet_deploy.accelerators.qnn_socs import QnnOptions
 from lsnet_deploy.exporters import ExportOptions, export_model
 from lsnet_deploy.metadata import decode_metadata
 from lsnet_deploy.models import load_model
@@ -38,7 +39,7 @@ def tiny():
 @pytest.fixture(scope="module", params=["SM8650", pytest.param("SM8450", marks=pytest.mark.slow)])
 def tiny_qnn(request, tiny, tmp_path_factory):
     path = tmp_path_factory.mktemp(f"qnn_{request.param}") / "tiny.qnn.onnx"
-    options = ExportOptions(soc=request.param, batch=TINY_INPUT.shape[0])  # the conformance batch
+    options = ExportOptions(batch=TINY_INPUT.shape[0], format_options=QnnOptions(soc=request.param))  # the conformance batch
     return request.param, export_model(tiny, "qnn", path, options)
 
 
