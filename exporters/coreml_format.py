@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ExportError, UsageError, first_line, require
 from ..metadata import encode_metadata, output_names_of
 from ..quiet import silenced

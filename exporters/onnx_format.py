@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ExportError, UsageError, first_line, require
 from ..metadata import output_names_of
 from ..quiet import silenced

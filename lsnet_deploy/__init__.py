@@ -6,7 +6,7 @@ executorch) are imported only where they are used.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["Predictor", "evaluate", "reparameterize", "__version__"]
 

@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
+from .version import __version__
 from .constants import is_hub_source
+from .errors import UsageError, first_line
 from .recipe import recipe_of
 
 #: the version of the key set below; bumped when a key changes meaning or type
@@ -270,8 +271,6 @@ def read_labels(path: str | Path, num_classes: int | None = None) -> list[str]:
     Raises:
         UsageError: unreadable file, or a count that does not match ``num_classes``.
     """
-    from .errors import UsageError, first_line
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

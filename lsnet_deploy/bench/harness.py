@@ -22,11 +22,15 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
+from ..accuracy import agreement, evaluate, resolve_class_mapping, shared_labels
+from ..artifact_metadata import read_artifact_metadata
 from ..errors import LsnetDeployError, MissingDependencyError, RuntimeUnavailableError, UsageError, first_line
+from ..model_choice import resolve_model
 from ..quiet import silenced
-from ..runtimes import get_runtime
+from ..runtimes import get_runtime, runner_for
 from ..runtimes.base import Runner
+from ..runtimes.torch_runner import TorchRunner
 from .plan import BenchPlan, CandidateSpec
 from .provenance import artifact_size, cpu_model, cuda_device_info, file_sha256, machine_info, now_utc
 from .results import SCHEMA
@@ -66,8 +70,6 @@ def resolve_device(spec: CandidateSpec, requested: str | None) -> str:
     Raises:
         UsageError: a device the runtime cannot use, naming the candidate.
     """
-    from ..runtimes import get_runtime
-
     try:
         return get_runtime(spec.runtime).resolve_device(requested, spec.provider)
     except UsageError as exc:
@@ -77,8 +79,6 @@ def resolve_device(spec: CandidateSpec, requested: str | None) -> str:
 def artifact_metadata(runner, path: Path) -> tuple[dict | None, str | None]:
     """The metadata embedded in an artifact or in its ``<file>.json`` sidecar, decoded, and where it was
     found; (None, reason) when there is none or it cannot be read (it is provenance, not a requirement)."""
-    from ..artifact_metadata import read_artifact_metadata
-
     try:
         with silenced():
             found = read_artifact_metadata(path, runner=runner)
@@ -127,8 +127,6 @@ def input_shape(label: str, declared: list[int | None] | None, metadata: dict | 
 
 
 def _model_runner_class():
-    from ..runtimes.torch_runner import TorchRunner
-
     class ResidentInputTorchRunner(TorchRunner):
         """A TorchRunner that uploads its (unchanging) input batch once, as the reference speed script
         does; otherwise a 2048-image batch would time a gigabyte host-to-device copy every iteration."""
@@ -147,8 +145,6 @@ def _model_runner_class():
 
 
 def _build_model(spec: CandidateSpec, plan: BenchPlan, progress: Progress):
-    from ..model_choice import resolve_model
-
     progress(f"building {spec.label}")
     return resolve_model(spec.model, spec.weights, plan.imgsz, warn=False)
 
@@ -163,8 +159,6 @@ def _prepare_model(spec: CandidateSpec, plan: BenchPlan, batch: int | None, devi
         net = _build_model(spec, plan, progress)
         ska = "shifted_slices" if plan.ska == "auto" else plan.ska
         prepared = prepare_model(net, ska, fuse=True)
-        from ..runtimes.torch_runner import TorchRunner
-
         cls = _model_runner_class() if plan.protocol == "paper" else TorchRunner
         try:
             runner = cls(prepared, device=device, precision=precision, threads=plan.threads)
@@ -219,8 +213,6 @@ def _model_source(spec: CandidateSpec, net) -> dict:
 
 
 def _prepare_artifact(spec: CandidateSpec, plan: BenchPlan, device: str) -> Prepared:
-    from ..runtimes import runner_for
-
     path = Path(spec.path)
     if not path.exists():
         raise UsageError(f"artifact {path} does not exist")
@@ -391,8 +383,6 @@ def accuracy_classes(items: list[Prepared], plan: BenchPlan):
     Raises:
         UsageError: as ``accuracy.resolve_class_mapping``, or candidates carrying different labels.
     """
-    from ..accuracy import resolve_class_mapping, shared_labels
-
     labels = shared_labels([_accuracy_source(item) for item in items])
     counts = {shape[-1] for shape in (item.output_shape for item in items) if shape and len(shape) == 2}
     return resolve_class_mapping(plan.data, labels=labels, class_map=plan.class_map,
@@ -414,8 +404,6 @@ def measure_accuracy(items: list[Prepared], records: list[dict], plan: BenchPlan
         references: the checkpoint's report by path, kept across a run's batch groups (``run_plan``) so
             the reference is evaluated once per dataset, not once per group.
     """
-    from ..accuracy import agreement, evaluate
-
     def measured(source, label: str, **options):
         streams = sys.stdout, sys.stderr  # silenced() captures the runtimes' chatter, not our progress
 

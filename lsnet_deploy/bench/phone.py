@@ -34,9 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .. import __version__
+from ..version import __version__
 from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError
+from ..runtimes import runner_for
 from .adb import AdbDevice, AdbTransport, CommandTimeout, DeviceFiles, choose_device, list_devices
+from .harness import artifact_metadata, declared_input
 from .phone_device import (STATE_SCRIPT, STATIC_SCRIPT, CoreChoice, choose_cores, device_abi, parse_state,
                            parse_static, runnable_machines)
 from .phone_parsers import ToolOutputError, ToolRun, parse_benchmark_result, parse_tool_output
@@ -228,9 +230,6 @@ class PhoneCandidate:
 def local_input(path: Path, runtime: str) -> tuple[list[int] | None, str | None, dict | None, str | None]:
     """(input shape, dtype, metadata, note) of an artifact read here, where its runtime is installed; the
     tools on the phone do not say which shape they fed."""
-    from .harness import artifact_metadata, declared_input
-    from ..runtimes import runner_for
-
     if runtime == "executorch":  # loading ExecuTorch here costs seconds; tools/pte_runner prints the shape
         return None, None, None, None
     try:

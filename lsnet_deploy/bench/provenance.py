@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 
 PROBE_TIMEOUT_S = 5.0
 

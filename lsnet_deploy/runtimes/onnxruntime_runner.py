@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import LsnetDeployError, RuntimeUnavailableError, first_line, require
 from ..format_spec import FormatSpec, MetadataStore
 from .base import InputMetadata, Runner, static_dims
+from .ep_context import context_model_message, is_context_model
 from .registry import register_runtime
 
 ONNX = FormatSpec(
@@ -163,8 +164,6 @@ class OnnxRuntimeRunner(OrtSessionIO, Runner):
         return "cuda" if provider and resolve_provider(provider).lower() in gpu else "cpu"
 
     def _activate(self) -> None:
-        from .qnn_runner import context_model_message, is_context_model
-
         if is_context_model(self.path):  # its EPContext node runs on no EP of this runner
             raise RuntimeUnavailableError(context_model_message(self.path))
         ort = require("onnxruntime", self.extra, "to run ONNX models")

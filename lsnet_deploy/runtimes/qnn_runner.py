@@ -13,7 +13,6 @@ fallback is disabled: a model the HTP cannot take whole fails to load rather tha
 from __future__ import annotations
 
 import contextlib
-import mmap
 import threading
 from pathlib import Path
 
@@ -22,11 +21,12 @@ from ..accelerators.qnn_socs import QnnOptions, get_soc
 from ..errors import RuntimeUnavailableError, first_line, require
 from ..format_spec import FormatSpec, MetadataStore
 from .base import InputMetadata, Runner, static_dims
-from .onnxruntime_runner import OrtSessionIO
+from .ep_context import QNN_EXTRA, is_context_model
+from .onnxruntime_runner import OrtSessionIO, read_onnx_metadata
 from .registry import register_runtime
 
 EP_NAME = "QNNExecutionProvider"
-EXTRA = "qnn"
+EXTRA = QNN_EXTRA
 #: the default file suffix of QNN EPContext models (``--format qnn``)
 CONTEXT_SUFFIX = ".qnn.onnx"
 #: the format, declared once: the runner here and ``exporters/qnn_format.py`` both read it
@@ -43,31 +43,10 @@ QNN = FormatSpec(
     options=frozenset({"half", "int8", "calib", "opset", "simplify"}),
     own_options=QnnOptions,
 )
-#: an ONNX NodeProto's ``op_type`` field (number 4, length 9) holding ``EPContext``, as protobuf encodes it
-_EPCONTEXT_OP_TYPE = b'"\tEPContext'
 _REGISTER_LOCK = threading.Lock()
 #: QNN EP options: the int8 input's QuantizeLinear and the output's DequantizeLinear run on the HTP too
 #: (the EP leaves them to the CPU by default, which would split a compiled context from two CPU nodes)
 WHOLE_GRAPH_OPTIONS = {"offload_graph_io_quantization": "0"}
-
-
-def is_context_model(path: str | Path) -> bool:
-    """Whether an ONNX file is an EPContext model (a compiled context binary, not a portable graph).
-
-    Scans the file's bytes for the protobuf encoding of an ``EPContext`` node type rather than parsing it
-    (cheap even for a 30 MB file, and needs no ``onnx``). This project writes EPContext models for QNN only.
-    """
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        return False
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        return data.find(_EPCONTEXT_OP_TYPE) >= 0
-
-
-def context_model_message(path: str | Path) -> str:
-    """The one line that says a file is a QNN EPContext model and how to run it."""
-    return (f"{path} is a QNN EPContext model (compiled for the Snapdragon NPU, the Hexagon HTP), which only "
-            f"ONNX Runtime's QNN execution provider runs: use --runtime qnn (pip install \"lsnet-deploy[{EXTRA}]\")")
 
 
 def qnn_devices():
@@ -226,8 +205,6 @@ class QnnRunner(OrtSessionIO, Runner):
     @classmethod
     def read_metadata(cls, path: Path) -> dict[str, str]:
         """``metadata_props`` of the ONNX file (an EPContext model keeps its source's)."""
-        from .onnxruntime_runner import read_onnx_metadata
-
         return read_onnx_metadata(path)
 
     @classmethod
