@@ -23,8 +23,10 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .artifact_metadata import read_artifact_metadata
 from .constants import IMAGE_SUFFIXES, is_checkpoint_source
-from .errors import UsageError, did_you_mean, first_line
+from .errors import LsnetDeployError, UsageError, did_you_mean, first_line
+from .predict import Predictor
 
 
 @dataclass
@@ -263,9 +265,6 @@ def shared_labels(sources: Sequence) -> list[str] | None:
     Raises:
         UsageError: two sources carry different labels (their scores would not be comparable).
     """
-    from .artifact_metadata import read_artifact_metadata
-    from .errors import LsnetDeployError
-
     found: list[tuple[str, list[str]]] = []
     for source in sources:
         if isinstance(source, (str, Path)):
@@ -420,8 +419,6 @@ def list_images(data_dir: str | Path, *, limit: int | None = None, labels: Seque
 
 
 def _open_predictor(model_or_artifact, options: dict):
-    from .predict import Predictor
-
     options = dict(options)
     # a checkpoint brings its training input size and recipe itself (load_model reads its training args)
     if not isinstance(model_or_artifact, (str, Path)) and options.get("labels") is None \

@@ -25,8 +25,11 @@ import numpy as np
 from .artifact_metadata import ArtifactMetadata, read_artifact_metadata, sidecar_path
 from .constants import is_checkpoint_source
 from .errors import LsnetDeployError, UsageError, first_line
+from .metadata import build_metadata, decode_metadata, describe_outputs, read_labels
 from .preprocess import Preprocessing, missing_fields, preprocess_one
-from .recipe import given_fields
+from .recipe import given_fields, recipe_origin
+from .runtimes import canonical_runtime, runner_for
+from .runtimes.torch_runner import TorchRunner
 
 #: chunk size for artifacts with a dynamic batch dimension (and PyTorch models)
 DEFAULT_DYNAMIC_BATCH = 8
@@ -227,8 +230,6 @@ class Predictor:
         return 1  # unknown: one image per call always works
 
     def _labels(self, labels) -> list[str] | None:
-        from .metadata import read_labels
-
         classes = self.metadata.get("num_classes")
         classes = classes if isinstance(classes, int) and classes > 0 else None
         if isinstance(labels, (str, Path)):
@@ -514,8 +515,6 @@ def _open_runner(artifact, runtime: str | None, threads: int | None, options: di
                  imgsz: tuple[int, int] | None = None):
     """(active runner, artifact, metadata or None, where a model's recipe came from or None) for a file, a
     checkpoint or an nn.Module; a checkpoint is loaded at ``imgsz`` (None: the size it records)."""
-    from .runtimes import canonical_runtime, runner_for
-
     if not isinstance(artifact, (str, Path)) or is_checkpoint_source(str(artifact)):
         if runtime is not None and canonical_runtime(runtime) != "torch":
             raise UsageError(f"{_name(artifact)} is a PyTorch model; export it to run it with {runtime}")
@@ -529,10 +528,6 @@ def _open_runner(artifact, runtime: str | None, threads: int | None, options: di
 
 
 def _open_torch(artifact, threads: int | None, imgsz: tuple[int, int] | None = None):
-    from .metadata import build_metadata
-    from .recipe import recipe_origin
-    from .runtimes.torch_runner import TorchRunner
-
     if isinstance(artifact, (str, Path)):
         from .models import load_model
 
@@ -545,7 +540,7 @@ def _open_torch(artifact, threads: int | None, imgsz: tuple[int, int] | None = N
         raw = build_metadata(network, ska_form=getattr(network, "ska_form", "auto"),
                              fused=bool(getattr(network, "fused", False)), precision="float32", batch="dynamic",
                              outputs=outputs)
-        meta = ArtifactMetadata(_decoded(raw), raw, "model pretrained_cfg")
+        meta = ArtifactMetadata(decode_metadata(raw), raw, "model pretrained_cfg")
         origin = recipe_origin(network)
     except AttributeError:  # not an LSNet: the caller passes the recipe
         meta, origin = ArtifactMetadata(), None
@@ -557,7 +552,6 @@ def _open_torch(artifact, threads: int | None, imgsz: tuple[int, int] | None = N
 def _with_embedding(model):
     """An LSNet classifier as a module returning (logits, embedding), with its ``outputs`` entries; any
     other model unchanged (and None)."""
-    from .metadata import describe_outputs
     from .models.backbone import LSNetBackbone
     from .models.lsnet import LSNet
     from .models.outputs import ClassifierOutputs
@@ -568,9 +562,3 @@ def _with_embedding(model):
     shapes = {"logits": (1, model.num_classes), "embedding": (1, model.embedding_dim)}
     wrapped = ClassifierOutputs(model, names)
     return wrapped, describe_outputs(names, [shapes[n] for n in names], model.img_size, dynamic=True)
-
-
-def _decoded(raw: dict[str, str]) -> dict:
-    from .metadata import decode_metadata
-
-    return decode_metadata(raw)

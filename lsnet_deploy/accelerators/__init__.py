@@ -8,18 +8,17 @@ Public API::
     probe("lsnet_t.onnx", "nnapi")            # one PlacementReport
     inspect_artifact("lsnet_t.pte")           # one per accelerator the file's format reaches
 
-The table of accelerators (``targets``) and every probe are imported on first use, so ``import lsnet_deploy``
-stays light and needs none of the vendors' libraries.
+Each probe imports its vendor's library when it runs, so importing this package needs none of them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
-if TYPE_CHECKING:
-    from .report import PlacementReport
-    from .targets import AcceleratorTarget
+from ..errors import MissingDependencyError, UsageError
+from .report import PlacementReport
+from .targets import AcceleratorTarget, get_target, targets_of
 
 #: the export format of an artifact, by its suffix (tests check it against the exporters' own suffixes);
 #: QNN's EPContext ``.onnx`` files are told apart by content (``artifact_format``)
@@ -34,11 +33,10 @@ def artifact_format(path: str | Path) -> str:
     Raises:
         UsageError: the file does not exist, or its suffix is no format's.
     """
-    from ..errors import UsageError
-
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path} does not exist")
+    # lazy: the runtimes package imports accelerators.qnn_socs, which runs this package first
     from ..runtimes.registry import runtime_for_path
 
     try:
@@ -52,7 +50,7 @@ def artifact_format(path: str | Path) -> str:
     return FORMAT_OF_SUFFIX[suffix]
 
 
-def probe(path: str | Path, accelerator: str, **options) -> "PlacementReport":
+def probe(path: str | Path, accelerator: str, **options) -> PlacementReport:
     """Ask ``accelerator``'s own tool where the operators of the artifact at ``path`` run.
 
     Args:
@@ -65,19 +63,17 @@ def probe(path: str | Path, accelerator: str, **options) -> "PlacementReport":
             file's format does not reach.
         MissingDependencyError: the accelerator's tool is not installed (with the pip command).
     """
-    target = _target(accelerator)
+    target = get_target(accelerator)
     fmt = artifact_format(path)
     if fmt not in target.formats:
-        from ..errors import UsageError
-
         raise UsageError(f"--accelerator {target.name} does not apply to {Path(path).name} (format {fmt}; "
                          f"{target.name} takes {' or '.join(target.formats)} files); accelerators of {fmt}: "
-                         f"{', '.join(t.name for t in _targets_of(fmt)) or 'none'}")
+                         f"{', '.join(t.name for t in targets_of(fmt)) or 'none'}")
     return target.run_probe(Path(path), **options)
 
 
 def inspect_artifact(path: str | Path, accelerators: Iterable[str] | None = None,
-                     **options) -> list["PlacementReport"]:
+                     **options) -> list[PlacementReport]:
     """One report per accelerator that applies to the artifact at ``path``.
 
     An accelerator whose tool is not installed here gives a report that says so (``partitions`` None, the
@@ -90,16 +86,14 @@ def inspect_artifact(path: str | Path, accelerators: Iterable[str] | None = None
     Raises:
         UsageError: a missing file, an unknown accelerator, or one the file's format does not reach.
     """
-    from ..errors import MissingDependencyError
-
     fmt = artifact_format(path)
     if accelerators:
-        targets = [_target(name) for name in accelerators]
+        targets = [get_target(name) for name in accelerators]
         for target in targets:
             if fmt not in target.formats:
                 probe(path, target.name)  # raises the one-line refusal
     else:
-        targets = _targets_of(fmt)
+        targets = targets_of(fmt)
     reports = []
     for target in targets:
         try:
@@ -109,25 +103,11 @@ def inspect_artifact(path: str | Path, accelerators: Iterable[str] | None = None
     return reports
 
 
-def not_available(target: "AcceleratorTarget", reason: str) -> "PlacementReport":
+def not_available(target: AcceleratorTarget, reason: str) -> PlacementReport:
     """The report of an accelerator whose tool is not installed here (``reason`` names the pip command)."""
-    from .report import PlacementReport
-
     return PlacementReport(accelerator=target.name, tool="not available", tool_version="", partitions=None,
                            nodes_total=None, nodes_on_accelerator=None, verified=False,
                            note=f"not available: {reason}")
-
-
-def _target(name: str) -> "AcceleratorTarget":
-    from .targets import get_target
-
-    return get_target(name)
-
-
-def _targets_of(fmt: str) -> list["AcceleratorTarget"]:
-    from .targets import targets_of
-
-    return targets_of(fmt)
 
 
 __all__ = ["FORMAT_OF_SUFFIX", "artifact_format", "inspect_artifact", "not_available", "probe"]

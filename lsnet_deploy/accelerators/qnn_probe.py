@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from ..errors import first_line
+from ..errors import RuntimeUnavailableError, first_line
+from ..runtimes.qnn_runner import EP_NAME, qnn_session, qnn_session_options
+from .qnn_socs import get_soc
 from .report import PlacementReport
 
 ACCELERATOR = "htp"
@@ -35,10 +37,6 @@ def probe_qnn_htp(path: Path, soc: str | None = None, **_options) -> PlacementRe
         RuntimeUnavailableError: the QNN EP cannot compile the model at all.
     """
     import onnxruntime_qnn
-
-    from ..errors import RuntimeUnavailableError
-    from ..runtimes.qnn_runner import EP_NAME, qnn_session, qnn_session_options
-    from .qnn_socs import get_soc
 
     target = get_soc(soc)
     options = qnn_session_options(target, allow_fallback=True, record_assignment=True)

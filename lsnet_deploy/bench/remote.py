@@ -27,6 +27,12 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from ..atomic import remove_path, replace_path
+from ..errors import LsnetDeployError
+from .harness import run_plan
+from .plan import BenchPlan
+from .provenance import file_sha256
+
 CHUNK = 1 << 20
 FILE_REF = "@file:"
 
@@ -100,9 +106,6 @@ def store(directory: Path, name: str, source: IO[bytes], size: int, is_tar: bool
     Raises:
         ValueError: the data's SHA-256 does not match the name (when ``verify``), or the stream is short.
     """
-    from ..atomic import remove_path, replace_path
-    from .provenance import file_sha256
-
     target = directory / check_name(name)
     body = _Limited(source, size)
     staging = Path(tempfile.mkdtemp(prefix=".receive-", dir=directory))
@@ -129,10 +132,6 @@ def store(directory: Path, name: str, source: IO[bytes], size: int, is_tar: bool
 
 def serve(source: IO[bytes], stream: IO[str]) -> int:
     """Run the exchange described in the module docstring; returns the exit code."""
-    from ..errors import LsnetDeployError
-    from .harness import run_plan
-    from .plan import BenchPlan
-
     try:
         request = json.loads(source.readline() or b"{}")
         directory = cache_dir(request.get("cache_dir") or "~/.cache/lsnet-deploy/bench")

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import LsnetDeployError, RuntimeUnavailableError, UsageError
+from .harness import run_plan
 from .plan import BenchPlan
 from .provenance import file_sha256
 
@@ -66,8 +67,6 @@ class LocalTarget(Target):
     name = "local"
 
     def run(self, plan: BenchPlan, progress: Progress = _quiet) -> Iterator[list[dict]]:
-        from .harness import run_plan
-
         yield from run_plan(plan, progress)
 
 

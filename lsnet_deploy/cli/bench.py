@@ -20,11 +20,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..accuracy import CLASS_MAP_HELP
+from ..accuracy import CLASS_MAP_HELP, class_folders, parse_class_map
 from ..atomic import ensure_writable
-from ..bench.phone import PhoneOptions
-from ..runtimes import artifact_suffixes, runtimes
-from .common import JsonParseErrors, cli_errors, err, json_errors, parse_imgsz
+from ..bench.phone import AdbRemoteTarget, PhoneOptions, PhoneTarget
+from ..bench.phone_tools import parse_tool_options
+from ..bench.plan import PAPER_PROTOCOL, PROTOCOLS, BenchPlan, CandidateSpec
+from ..bench.plot import plot_latency
+from ..bench.report import build_report, render_markdown, render_text
+from ..bench.results import append_records, read_records
+from ..bench.targets import DEFAULT_REMOTE_CACHE, target_for
+from ..bench.timing import TimingPolicy
+from ..errors import UsageError
+from ..quiet import quiet_third_party_warnings
+from ..runtimes import artifact_suffixes, canonical_runtime, get_runtime, runtime_for_path, runtimes
+from .common import JsonParseErrors, cli_errors, err, json_errors, parse_imgsz, whole_command
 
 PROG = "lsnet-bench"
 COMMANDS = ("run", "report")
@@ -59,8 +68,6 @@ def _split(text: str | None) -> list[str]:
 
 
 def _positive_ints(text: str | None, option: str) -> list[int] | None:
-    from ..errors import UsageError
-
     if text is None:
         return None
     try:
@@ -84,26 +91,21 @@ def _unique(labels: list[str]) -> list[str]:
 def build_candidates(artifacts: list[Path], model: str | None, weights: str | None, runtime: str | None,
                      provider: str | None):
     """The candidates of a run, in command-line order (a --model first)."""
-    from ..errors import UsageError
-    from ..runtimes import canonical_runtime, get_runtime, runtime_for_path
-    from ..runtimes import runtimes as registered_runtimes
-    from ..bench.plan import CandidateSpec
-
     def providers_of(rt: str) -> list[str | None]:
         return providers if get_runtime(rt).takes_provider else [None]
 
-    runtimes = [canonical_runtime(r) for r in _split(runtime)]
+    asked = [canonical_runtime(r) for r in _split(runtime)]
     providers = _split(provider) or [None]
     specs: list[CandidateSpec] = []
     if model or weights:
         name = model or Path(weights).stem
-        for rt in runtimes or ["torch"]:
+        for rt in asked or ["torch"]:
             for prov in providers_of(rt):
-                label = name if len(runtimes) <= 1 else f"{name}:{rt}"
+                label = name if len(asked) <= 1 else f"{name}:{rt}"
                 label += f":{prov}" if prov and len(providers) > 1 else ""
                 specs.append(CandidateSpec(label=label, runtime=rt, model=model, weights=weights, provider=prov,
                                            name=name))
-    if artifacts and len(runtimes) > 1:
+    if artifacts and len(asked) > 1:
         raise UsageError("--runtime takes one value with artifact files (a list is for --model)")
     stems = [path.stem for path in artifacts]
     for path in artifacts:
@@ -111,14 +113,14 @@ def build_candidates(artifacts: list[Path], model: str | None, weights: str | No
         shown = path.stem if stems.count(path.stem) == 1 else path.name
         if not path.exists():
             raise UsageError(f"artifact {path} does not exist")
-        rt = runtimes[0] if runtimes else runtime_for_path(path)
+        rt = asked[0] if asked else runtime_for_path(path)
         if rt == "torch":
             raise UsageError(f"{path}: the torch runtime times PyTorch models; use --model/--weights instead")
         for prov in providers_of(rt):
             label = shown + (f":{prov}" if prov and len(providers) > 1 else "")
             specs.append(CandidateSpec(label=label, runtime=rt, path=str(path), provider=prov, name=path.stem))
     if provider and not any(s.provider for s in specs):
-        takers = [cls.title for cls in registered_runtimes().values() if cls.takes_provider]
+        takers = [cls.title for cls in runtimes().values() if cls.takes_provider]
         raise UsageError(f"--provider selects an execution provider of {' or '.join(takers)}, but none of the "
                          "candidates runs on it")
     if not specs:
@@ -131,10 +133,6 @@ def build_candidates(artifacts: list[Path], model: str | None, weights: str | No
 def build_plan(specs, *, device, batch, imgsz, threads, precision, ska, warmup, warmup_time, iters, min_time,
                protocol, spinning, keep_samples):
     """Turn command-line options into a BenchPlan (protocol defaults applied, overrides recorded)."""
-    from ..bench.plan import PAPER_PROTOCOL, PROTOCOLS, BenchPlan
-    from ..bench.timing import TimingPolicy
-    from ..errors import UsageError
-
     protocol = protocol.lower()
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
@@ -310,9 +308,6 @@ def run_command(
                                                 "seconds.")] = PhoneOptions.tool_timeout_s,
 ) -> None:
     """Time artifacts and/or a PyTorch model, interleaved, and append the results to a JSON Lines file."""
-    from ..bench.targets import target_for
-    from ..errors import UsageError
-
     with cli_errors(PROG), json_errors(json_output):
         if ssh_option and not host:
             raise UsageError("--ssh-option is used only with --host")
@@ -359,8 +354,6 @@ def run_command(
         if class_map is not None and data is None:
             raise UsageError("--class-map maps the class folders of --data DIR; add --data")
         if data is not None:
-            from ..accuracy import class_folders, parse_class_map
-
             class_folders(data)  # a bad folder (or --class-map) fails before anything is timed
             if class_map is not None:
                 parse_class_map(class_map)
@@ -372,9 +365,6 @@ def run_command(
         if plan.protocol == "paper" and plan.protocol_overrides:
             err(f"{PROG}: note: paper protocol with your {', '.join(plan.protocol_overrides)} (recorded)")
         if adb is not None:
-            from ..bench.phone import AdbRemoteTarget
-            from ..bench.targets import DEFAULT_REMOTE_CACHE
-
             target = AdbRemoteTarget(adb or None, python=remote_python, cache_dir=remote_cache or DEFAULT_REMOTE_CACHE)
         else:
             target = target_for(host, python=remote_python or "python3", ssh_options=ssh_option, cache_dir=remote_cache)
@@ -385,8 +375,6 @@ def run_command(
 
 def _run_target(target, plan, output: Path, no_save: bool, json_output: bool) -> None:
     """Run a plan on a target, appending and printing each group as it arrives."""
-    from ..bench.results import append_records
-
     saved = 0
     for records in target.run(plan, lambda message: err(f"{PROG}: {message} ...")):
         if json_output:  # shown before saving: a disk that fills up does not lose what was measured
@@ -419,10 +407,6 @@ def _run_on_phone(*, artifacts, model, weights, runtime, provider, device, batch
                   warmup_time, iters, min_time, spinning, keep_samples, output, no_save, json_output, protocol,
                   options) -> None:
     """``--adb --device-tool``: the artifacts timed by the runtimes' own tools on the device."""
-    from ..bench.phone import PhoneOptions, PhoneTarget
-    from ..bench.phone_tools import parse_tool_options
-    from ..errors import UsageError
-
     refused = {"--model/--weights": model or weights, "--runtime": runtime, "--device": device, "--imgsz": imgsz,
                "--precision": precision, "--warmup-time": warmup_time, "--min-time": min_time, "--spinning": spinning,
                "--batch": batch}
@@ -467,10 +451,6 @@ def report_command(
                                                  "lsnet-deploy[plot]).")] = None,
 ) -> None:
     """Tables grouped by device, runtime, model and precision, with ratios against a baseline."""
-    from ..bench.report import build_report, render_markdown, render_text
-    from ..bench.results import read_records
-    from ..errors import UsageError
-
     with cli_errors(PROG):
         if fmt not in ("text", "markdown", "md"):
             raise UsageError(f"--format {fmt!r}: choose text or markdown")
@@ -491,8 +471,6 @@ def report_command(
         else:
             typer.echo(text, nl=False)
         if plot is not None:
-            from ..bench.plot import plot_latency
-
             plot_latency(rows, plot)
             err(f"{PROG}: wrote {plot}")
 
@@ -520,9 +498,6 @@ def normalize_args(args: list[str]) -> list[str]:
 
 def main() -> None:
     """Console-script entry point."""
-    from ..quiet import quiet_third_party_warnings
-    from .common import whole_command
-
     quiet_third_party_warnings()
     with whole_command(PROG):
         app(args=normalize_args(sys.argv[1:]), prog_name=PROG)

@@ -7,6 +7,7 @@ naming the extra to install, instead of a traceback raised before any command co
 
 from __future__ import annotations
 
+from ..quiet import quiet_third_party_warnings
 from .common import whole_command
 
 PROG = "lsnet-export"
@@ -14,8 +15,6 @@ PROG = "lsnet-export"
 
 def main() -> None:
     """Console-script entry point."""
-    from ..quiet import quiet_third_party_warnings
-
     quiet_third_party_warnings()
     with whole_command(PROG):
         from .export import app

@@ -9,14 +9,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..accelerators import artifact_format, inspect_artifact
+from ..accelerators.targets import TARGETS
+from ..quiet import quiet_third_party_warnings
 from .common import JsonParseErrors, cli_errors, json_errors, whole_command
 
 PROG = "lsnet-inspect"
 
 
 def _accelerator_help() -> str:
-    from ..accelerators.targets import TARGETS
-
     rows = "; ".join(f"{t.name} ({'/'.join(t.formats)})" for t in TARGETS.values())
     return f"Accelerator to ask (repeatable; default: every one the file's format reaches): {rows}."
 
@@ -36,8 +37,6 @@ def inspect(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Ask each accelerator's tool where FILE's operators run."""
-    from ..accelerators import artifact_format, inspect_artifact
-
     with cli_errors(PROG), json_errors(json_output):
         fmt = artifact_format(file)
         reports = inspect_artifact(file, accelerator or None, soc=soc)
@@ -70,8 +69,6 @@ def _print_report(report) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    from ..quiet import quiet_third_party_warnings
-
     quiet_third_party_warnings()
     with whole_command(PROG):
         app(prog_name=PROG)

@@ -13,9 +13,13 @@ from typing import Annotated, Optional
 import typer
 
 from ..constants import CHECKPOINT_SUFFIXES, HUB_PREFIXES
+from ..errors import UsageError
+from ..metadata import duplicate_labels
+from ..predict import Predictor
+from ..quiet import quiet_third_party_warnings
 from ..recipe import INTERPOLATIONS, RECIPE_FLAGS
 from ..runtimes import artifact_suffixes, runtimes
-from .common import JsonParseErrors, cli_errors, err, json_errors, parse_imgsz
+from .common import JsonParseErrors, cli_errors, err, json_errors, parse_imgsz, whole_command
 
 PROG = "lsnet-predict"
 #: the widest IMAGE column of the table before long paths simply overflow it
@@ -62,9 +66,6 @@ def predict(
                                             "logits,embedding or embedding, and checkpoints).")] = False,
 ) -> None:
     """Print the top classes of each image."""
-    from ..errors import UsageError
-    from ..predict import Predictor
-
     with cli_errors(PROG), json_errors(json_output):
         if topk < 1:
             raise UsageError(f"--topk must be at least 1, got {topk}")
@@ -106,8 +107,6 @@ def collect_images(inputs: list[Path], recursive: bool = False) -> list[Path]:
     Raises:
         UsageError: when nothing is left to classify.
     """
-    from ..errors import UsageError
-
     suffixes = image_suffixes()
     files: list[Path] = []
     for item in inputs:
@@ -129,8 +128,6 @@ def collect_images(inputs: list[Path], recursive: bool = False) -> list[Path]:
 
 
 def _explain_recipe(predictor) -> None:
-    from ..metadata import duplicate_labels
-
     recipe = predictor.recipe
     if predictor.recipe_origin is not None:  # a checkpoint or model: its own recipe, wherever that came from
         changed = ", with the flags' changes below" if predictor.overridden else ""
@@ -185,9 +182,6 @@ class JsonPrinter:
 
 def main() -> None:
     """Console-script entry point."""
-    from ..quiet import quiet_third_party_warnings
-    from .common import whole_command
-
     quiet_third_party_warnings()
     with whole_command(PROG):
         app(prog_name=PROG)

@@ -21,12 +21,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import UsageError
+from ..arm import environment as arm_environment
+from ..arm.client import ArmWorker
+from ..errors import RuntimeUnavailableError, UsageError
 from .base import InputMetadata, Runner, static_dims
 from .executorch_runner import ExecuTorchRunner
 from .litert_runner import LiteRTRunner
 from .onnxruntime_runner import OnnxRuntimeRunner
-from .registry import register_runtime
+from .registry import canonical_runtime, register_runtime
 
 #: threads of an emulated runtime when none are asked for: emulated threads share the host's cores, and
 #: the outputs of these kernels do not depend on the thread count
@@ -74,8 +76,6 @@ class ArmEmulatedRunner(Runner):
         return "cpu"
 
     def _activate(self) -> None:
-        from ..arm.client import ArmWorker
-
         if self.path.suffix.lower() not in self.suffixes:
             raise UsageError(f"{self.name} runs {', '.join(self.suffixes)} files, not {self.path.name}; "
                              f"choose the runtime of its suffix")
@@ -190,8 +190,6 @@ def arm_runtime_for(runtime: str, precision: str = "float32") -> str | None:
     Raises:
         UsageError: unknown runtime or precision.
     """
-    from .registry import canonical_runtime
-
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     name = canonical_runtime(runtime)
@@ -203,9 +201,7 @@ def arm_runtime_for(runtime: str, precision: str = "float32") -> str | None:
 
 def arm_kernels_description() -> str:
     """One line naming the kernels an ARM gate ran on, for the export record: ``arm64 cortex-a76 (qemu)``."""
-    from ..arm.environment import CPU
-
-    return f"arm64 {CPU} (qemu)"
+    return f"arm64 {arm_environment.CPU} (qemu)"
 
 
 def require_arm_runtime(runtime: str, precision: str = "float32") -> str:
@@ -215,20 +211,17 @@ def require_arm_runtime(runtime: str, precision: str = "float32") -> str:
         UsageError: no ARM build of ``runtime``, no emulator, or no cached environment (for ``.pte``: no
             ExecuTorch step), in one line naming ``python -m lsnet_deploy.arm.setup``.
     """
-    from ..arm.environment import SETUP_COMMAND, find_environment
-    from ..errors import RuntimeUnavailableError
-
     arm = arm_runtime_for(runtime, precision)
     if arm is None:
         choices = sorted({cls.native.name for cls in ARM_RUNNERS.values() if cls.stands_in_for_native})
         raise UsageError(f"{runtime} has no ARM build to validate on; --validate-on arm works for the "
                          f"{', '.join(choices)} runtimes' formats (use --validate-on host)")
     try:
-        environment = find_environment()
+        environment = arm_environment.find_environment()  # looked up here: tests stand in for it
     except RuntimeUnavailableError as exc:
         raise UsageError(f"--validate-on arm needs the emulated arm64 environment: {exc}") from None
     if ARM_RUNNERS[arm].worker_runtime == "executorch" and environment.pte_library is None:
         raise UsageError(f"{arm} needs the ExecuTorch step of the arm64 environment: "
-                         f"`{SETUP_COMMAND} --with-executorch`")
+                         f"`{arm_environment.SETUP_COMMAND} --with-executorch`")
     return arm
 
