@@ -50,7 +50,7 @@ from .exporter import Exporter
 from .options import ExportOptions
 from .registry import register_exporter
 from .calibration import BATCH_PERCENTILE_METHOD
-from .coreml_int8 import WEIGHT_QUANT_TARGET
+from .coreml_int8 import WEIGHT_QUANT_TARGET, describe, quantize_network, scheme_for, simulated_agreement
 
 DEFAULT_TARGET = "iOS16"
 #: the default under --int8: the first OS with quantize/dequantize ops, so activations are int8 too (W8A8)
@@ -309,8 +309,6 @@ class CoreMLExporter(Exporter):
             network: what is converted: ``model``, or for an image input its copy taking ``x * std``.
             std: the image input's std (its network is calibrated on ``images * std``), or None.
         """
-        from .coreml_int8 import describe, quantize_network, scheme_for, simulated_agreement
-
         target = self._target(ct, context.options)
         scheme = scheme_for(target.value)
         images = context.calibration.images(dict(context.metadata))

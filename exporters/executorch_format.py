@@ -49,6 +49,7 @@ from .registry import register_exporter
 from .calibration import BATCH_PERCENTILE_METHOD
 from .half import half_precision_model
 from .xnnpack_forms import BmmAttention, xnnpack_friendly
+from .pt2e_int8 import quantize_checked, xnnpack_quantizer
 
 # graph nodes that are bookkeeping, not operators: the delegate calls themselves and tuple indexing
 _BOOKKEEPING = ("executorch_call_delegate", "getitem")
@@ -257,8 +258,6 @@ def quantize_for_xnnpack(model: nn.Module, example: torch.Tensor, context: Expor
     Raises:
         ExportError: quantization failed, or an operator of a kept-float module came out int8.
     """
-    from .pt2e_int8 import quantize_checked, xnnpack_quantizer
-
     images = context.calibration.images(dict(context.metadata))
     context.progress(f"calibrating int8 on {len(images)} images (PT2E, XNNPACKQuantizer)")
     converted, int8_ops = quantize_checked(model, example, images, xnnpack_quantizer(context.keep_float),

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .calibration import RunningRange, batches
+from ..models.lsnet import Block
 
 QUANTIZED_LAYERS = (nn.Conv2d, nn.Linear)
 #: images the ranking runs on (the error of a layer is stable long before this)
@@ -42,8 +43,6 @@ class UnitError:
 
 def quantizable_units(model: nn.Module) -> list[str]:
     """Names of the units of ``model`` that int8 can quantize, in module order (see the module docstring)."""
-    from ..models.lsnet import Block
-
     units: list[str] = []
     covered: list[str] = []
     for name, module in model.named_modules():

@@ -36,6 +36,8 @@ from .options import ExportOptions
 from .registry import register_exporter
 from .calibration import BATCH_PERCENTILE_METHOD
 from .xnnpack_forms import xnnpack_friendly
+from .pt2e_int8 import (annotate_adds, multiplies_activations, percentile_activations, propagate_shared_quantization,
+                        quantize_checked, reads_activation_product, stays_float)
 
 
 def convert_to_tflite(model, example, path: Path, quant_config=None) -> None:
@@ -84,9 +86,6 @@ def litert_quantizer(keep_float=()):
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.pt2e_quantizer_utils import _is_share_obs_or_fq_op
 
-    from .pt2e_int8 import (annotate_adds, multiplies_activations, percentile_activations, propagate_shared_quantization,
-                            reads_activation_product, stays_float)
-
     kept_float = stays_float(keep_float)
 
     def is_float(node):
@@ -119,8 +118,6 @@ def convert_int8(model, example, path: Path, context: ExportContext) -> dict:
         ExportError: quantization or conversion failed, or a kept-float module came out int8.
     """
     from litert_torch.quantize.quant_config import QuantConfig
-
-    from .pt2e_int8 import quantize_checked
 
     images = context.calibration.images(dict(context.metadata))
     context.progress(f"calibrating int8 on {len(images)} images (PT2E, litert-torch's quantizer)")

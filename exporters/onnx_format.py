@@ -25,6 +25,9 @@ from .exporter import Exporter
 from .options import ExportOptions
 from .registry import register_exporter
 from .half import half_precision_model
+from .onnx_quantize import QNN_WIDE_ACTIVATIONS, module_scopes, quantize_qdq
+from .onnxruntime_forms import rewrite_for_onnxruntime
+from .mobile_ep_passes import prepare_for
 
 if TYPE_CHECKING:
     import onnx
@@ -122,8 +125,6 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, context: ExportCon
     options, progress = context.options, context.progress
     opset = options.opset or DEFAULT_OPSET
     if target.startswith("onnxruntime") and options.simplify:
-        from .onnxruntime_forms import rewrite_for_onnxruntime
-
         model = rewrite_for_onnxruntime(model)
     if options.half:
         model = half_precision_model(model)
@@ -131,8 +132,6 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, context: ExportCon
                           options.dynamic_hw)
     added: dict[str, str] = {}
     if options.int8:
-        from .onnx_quantize import module_scopes
-
         scopes = module_scopes(proto)
     if options.simplify:
         progress("simplifying (onnxsim)")
@@ -142,15 +141,11 @@ def build_onnx(model: torch.nn.Module, example: torch.Tensor, context: ExportCon
             # blocked-layout rewrites (broadcast Mul as a Resize) measured 1.1x slower there
             optimize_for_onnxruntime(proto, blocked_layout=target == "onnxruntime" and not options.int8)
     if options.int8:
-        from .onnx_quantize import quantize_qdq
-
         progress(f"calibrating int8 on {options.calib}")
         placement = target if target in ("tensorrt", "qnn") else "onnxruntime"
         proto, calibration = quantize_qdq(proto, context, placement, scopes)
         added["int8_calibration"] = json.dumps(calibration)
     if context.accelerator is not None:
-        from .mobile_ep_passes import prepare_for
-
         proto = prepare_for(context.accelerator.name, proto)
     set_metadata(proto, {**context.metadata, **added})
     import onnx
@@ -209,6 +204,5 @@ def int8_layout(context: ExportContext, target: str) -> dict:
     16-bit activations), else nothing."""
     if not context.options.int8 or target != "qnn":
         return {}
-    from .onnx_quantize import QNN_WIDE_ACTIVATIONS
 
     return {"int8_kept_as": QNN_WIDE_ACTIVATIONS}

@@ -25,11 +25,13 @@ from pathlib import Path
 from ..errors import ExportError, UsageError, first_line, require
 from ..gates import ACCELERATOR_DRIFT_HINT
 from ..accelerators.qnn_socs import QnnOptions, get_soc
-from ..runtimes.qnn_runner import QNN
+from ..runtimes.qnn_runner import QNN, compile_context_model
 from .context import ExportContext, Written
 from .options import ExportOptions
 from .registry import register_exporter
 from .onnx_format import OnnxExporter, build_onnx, int8_layout, set_metadata
+from ..accelerators.qnn_probe import probe_qnn_htp
+from ..accelerators.targets import get_target
 
 #: the accelerator ``--format qnn`` always targets (``lsnet_deploy.accelerators.targets``)
 ACCELERATOR = "htp"
@@ -51,8 +53,6 @@ class QnnExporter(OnnxExporter):
 
     def check_options(self, options: ExportOptions) -> None:
         if options.accelerator is not None:
-            from ..accelerators.targets import get_target
-
             if get_target(options.accelerator).name != ACCELERATOR:
                 raise UsageError(f"--format qnn targets the Snapdragon HTP only; drop --accelerator "
                                  f"{options.accelerator}, or pick the format that reaches it")
@@ -81,9 +81,6 @@ class QnnExporter(OnnxExporter):
     def write(self, model, example, path: Path, context: ExportContext) -> Written:
         import onnx
         import onnxruntime_qnn
-
-        from ..accelerators.qnn_probe import probe_qnn_htp
-        from ..runtimes.qnn_runner import compile_context_model
 
         soc = get_soc(context.options.own(QnnOptions).soc)
         # the graph stays float32: the HTP compiler lowers it to float16 itself (half_precision_model's

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ExportError, RuntimeUnavailableError, require
+from ..runtimes.tensorrt_runner import cuda_device_name
 
 #: TensorRT releases this builder is written for (major versions)
 SUPPORTED_MAJORS = (10, 11)
@@ -216,6 +217,4 @@ def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings,
 
 
 def _device_name() -> str | None:
-    from ..runtimes.tensorrt_runner import cuda_device_name
-
     return cuda_device_name()

@@ -39,30 +39,10 @@ TORCH_FREE = (
     "lsnet_deploy.cli.bench", "lsnet_deploy.cli.predict", "lsnet_deploy.cli.export_entry",
     "lsnet_deploy.bench.harness",
 )
-_LEAD_EXPORTERS = "lead: exporters/ pending (a running benchmark imports those files; the move is reported)"
-_LEAD_CLI_EXPORT = "lead: cli/export.py pending (the lead's file; the move is reported)"
 #: function-level imports that stay although the imported module loads nothing new: (importer, imported) -> why
 LAZY_ALLOWED = {
     ("lsnet_deploy.accelerators", "lsnet_deploy.runtimes.registry"):
         "a cycle: the runtimes package imports accelerators.qnn_socs (qnn_runner), which runs this package first",
-    ("lsnet_deploy.cli.export", "lsnet_deploy.models.backbone"): _LEAD_CLI_EXPORT,
-    ("lsnet_deploy.cli.export", "lsnet_deploy.exporters"): _LEAD_CLI_EXPORT,
-    ("lsnet_deploy.cli.export", "lsnet_deploy.metadata"): _LEAD_CLI_EXPORT,
-    ("lsnet_deploy.cli.export", "lsnet_deploy.models.outputs"): _LEAD_CLI_EXPORT,
-    ("lsnet_deploy.cli.export", "lsnet_deploy.models.ska"): _LEAD_CLI_EXPORT,
-    ("lsnet_deploy.cli.export", "lsnet_deploy.accelerators.report"): _LEAD_CLI_EXPORT,
-    ("lsnet_deploy.cli.export", "lsnet_deploy.cli.export_entry"): _LEAD_CLI_EXPORT,
-    ("lsnet_deploy.exporters.coreml_format", "lsnet_deploy.exporters.coreml_int8"): _LEAD_EXPORTERS,
-    ("lsnet_deploy.exporters.executorch_format", "lsnet_deploy.exporters.pt2e_int8"): _LEAD_EXPORTERS,
-    ("lsnet_deploy.exporters.int8_sensitivity", "lsnet_deploy.models.lsnet"): _LEAD_EXPORTERS,
-    ("lsnet_deploy.exporters.litert_format", "lsnet_deploy.exporters.pt2e_int8"): _LEAD_EXPORTERS,
-    ("lsnet_deploy.exporters.onnx_format", "lsnet_deploy.exporters.onnxruntime_forms"): _LEAD_EXPORTERS,
-    ("lsnet_deploy.exporters.onnx_format", "lsnet_deploy.exporters.onnx_quantize"): _LEAD_EXPORTERS,
-    ("lsnet_deploy.exporters.onnx_format", "lsnet_deploy.exporters.mobile_ep_passes"): _LEAD_EXPORTERS,
-    ("lsnet_deploy.exporters.qnn_format", "lsnet_deploy.accelerators.targets"): _LEAD_EXPORTERS,
-    ("lsnet_deploy.exporters.qnn_format", "lsnet_deploy.accelerators.qnn_probe"): _LEAD_EXPORTERS,
-    ("lsnet_deploy.exporters.qnn_format", "lsnet_deploy.runtimes.qnn_runner"): _LEAD_EXPORTERS,
-    ("lsnet_deploy.exporters.tensorrt_build", "lsnet_deploy.runtimes.tensorrt_runner"): _LEAD_EXPORTERS,
 }
 
 

@@ -14,10 +14,16 @@ from ..errors import UsageError
 from ..exporters.option_flags import option_flags, options_from_flags
 from ..exporters.pipeline import arm_formats
 from ..exporters.registry import exporter_classes
-from ..models.ska import EXPORTABLE_SKA_FORMS
+from ..models.ska import EXPORTABLE_SKA_FORMS, check_ska_form
 from ..recipe import INTERPOLATIONS, apply_recipe, given_fields, read_recipe_card
 from .export_entry import PROG
+from .export_entry import main as entry_main
 from .common import JsonParseErrors, cli_errors, err, human_size, json_errors, parse_imgsz, resolve_model
+from ..models.backbone import check_bias_mode, normalize_out_indices
+from ..exporters import export_model
+from ..metadata import decode_metadata, read_labels
+from ..models.outputs import ClassifierOutputs, parse_outputs
+from ..accelerators.report import PlacementReport
 
 
 def _format_help() -> str:
@@ -62,8 +68,6 @@ def task_options(task: str, out_indices: str, bias_mode: str | None, outputs: st
     Raises:
         UsageError: an unknown task, options of the other task, bad out indices or bias mode.
     """
-    from ..models.backbone import check_bias_mode, normalize_out_indices
-
     if task not in TASKS:
         raise UsageError(f"unknown --task {task!r}; choose {' or '.join(TASKS)}")
     if task == "classification":
@@ -143,10 +147,6 @@ def export(
     **options,
 ) -> None:
     """Export, validate against PyTorch, and write the artifact atomically."""
-    from ..exporters import export_model
-    from ..metadata import read_labels
-    from ..models.outputs import ClassifierOutputs, parse_outputs
-
     with cli_errors(PROG), json_errors(json_output):
         size = parse_imgsz(imgsz)
         # bad recipe values fail here, before any model is loaded
@@ -155,7 +155,6 @@ def export(
         if recipe_card is not None:
             read_recipe_card(recipe_card)
         recipe_line: list[str] = []
-        from ..models.ska import check_ska_form
 
         try:
             check_ska_form(options["ska"])
@@ -196,8 +195,6 @@ RANKING_SHOWN = 10
 
 
 def _print_summary(result, recipe_source: str) -> None:
-    from ..metadata import decode_metadata
-
     meta = decode_metadata(result.metadata)
     lines = [
         f"\nExport complete ({result.seconds:.1f}s)",
@@ -240,8 +237,6 @@ def _print_summary(result, recipe_source: str) -> None:
         lines.append(f"  {'sensitivity' if rank == 1 else '':<11} {rank:>2}. {unit['layer']}  error {unit['error']:.4f}")
     placement = result.details.get("placement")
     if placement:
-        from ..accelerators.report import PlacementReport
-
         fields = {k: v for k, v in placement.items() if k != "whole"}
         lines.append(f"  placement   {PlacementReport(**fields).summary()}")
     emulated = result.details.get("accelerator_validation")
@@ -260,9 +255,7 @@ def _print_summary(result, recipe_source: str) -> None:
 
 def main() -> None:
     """Entry point of ``python -m lsnet_deploy.cli.export`` (the console script is ``export_entry.main``)."""
-    from .export_entry import main as entry
-
-    entry()
+    entry_main()
 
 
 if __name__ == "__main__":
