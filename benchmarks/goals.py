@@ -11,9 +11,8 @@ phone and GPU formats) became <= 1.40, and ONNX Runtime <= 1.40 (issue 3, the ON
 both in issue 15 (float32 profiles and speed). The later goal is the one kept: it is what issue 15
 was resolved against, and meeting it meets the older one.
 
-``qnn_goals.py`` and ``arm_accuracy.py`` keep their own dicts for now (``GOALS`` / ``GOAL_POINTS``, by
-precision); their rows here are the same numbers, and ``accuracy_limits(script)`` gives them in that form
-(``{"float16": 0.5, "int8": 1.0}``) so those scripts can read this table instead.
+``qnn_goals.py`` and ``arm_accuracy.py`` read their accuracy goals from here by precision, through
+``accuracy_limits(script)`` (``{"float16": 0.5, "int8": 1.0}``).
 """
 
 from __future__ import annotations
