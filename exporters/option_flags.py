@@ -76,11 +76,6 @@ def option_flags() -> list[OptionFlag]:
     return flags
 
 
-def _value(field: OptionField, values: Mapping[str, Any]):
-    given = values[field.name]
-    return (not given) if field.turns_off else given
-
-
 def options_from_flags(fmt: str, values: Mapping[str, Any], **others) -> ExportOptions:
     """The ``ExportOptions`` that command-line flag values make for ``--format fmt``.
 
@@ -95,11 +90,11 @@ def options_from_flags(fmt: str, values: Mapping[str, Any], **others) -> ExportO
             options of a format other than ``fmt`` (named by their flags).
     """
     exporter = get_exporter(fmt)
-    shared = {field.name: _value(field, values) for field in SHARED_OPTIONS if field.cli}
+    shared = {field.name: field.from_flag(values[field.name]) for field in SHARED_OPTIONS if field.cli}
     target = get_target(shared["accelerator"]) if shared["accelerator"] is not None else None
     given = None
     for kind in own_option_kinds():
-        instance = kind(**{field.name: _value(field, values) for field in option_fields(kind)})
+        instance = kind(**{field.name: field.from_flag(values[field.name]) for field in option_fields(kind)})
         if changed_fields(instance):
             exporter.check_format_options(instance, target)  # another format's options: refused by their flags
             given = instance

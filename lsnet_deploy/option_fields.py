@@ -54,6 +54,10 @@ class OptionField:
         """The flag sets a True-by-default bool option to False."""
         return self.type is bool and self.default is True
 
+    def from_flag(self, given):
+        """The option's value from its flag's value (a flag that turns the option off is True when given)."""
+        return (not given) if self.turns_off else given
+
     def help_text(self) -> str:
         """The help text, written now where it is a function."""
         return self.help() if callable(self.help) else self.help

@@ -18,6 +18,7 @@ from ..models.ska import EXPORTABLE_SKA_FORMS, check_ska_form
 from ..recipe import INTERPOLATIONS, apply_recipe, given_fields, read_recipe_card
 from .export_entry import PROG
 from .export_entry import main as entry_main
+from .option_parameters import option_parameter, with_parameters
 from .common import JsonParseErrors, cli_errors, err, human_size, json_errors, parse_imgsz, resolve_model
 from ..models.backbone import check_bias_mode, normalize_out_indices
 from ..exporters import export_model
@@ -98,26 +99,13 @@ RECIPE_CARD_HELP = ("JSON card with mean, std, interpolation, crop_pct, crop_mod
 def _option_parameters() -> list[inspect.Parameter]:
     """A keyword parameter per derived option flag (``exporters.option_flags``): its flag, help and default
     from the option's declaration, with the formats that take it."""
-    parameters = []
-    for flag in option_flags():
-        field = flag.field
-        text = (HELP_WRITTEN_HERE[field.name]() if field.name in HELP_WRITTEN_HERE else field.help_text())
-        kind = Optional[field.type] if field.optional else field.type
-        default = False if field.turns_off else field.default
-        parameters.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                            annotation=Annotated[kind, typer.Option(field.flag,
-                                                                                    help=text + flag.takers())]))
-    return parameters
+    return [option_parameter(flag.field, (HELP_WRITTEN_HERE[flag.field.name]() if flag.field.name in HELP_WRITTEN_HERE
+                                          else flag.field.help_text()) + flag.takers())
+            for flag in option_flags()]
 
 
-def with_option_flags(command):
-    """Give ``command`` (which takes ``**options``) a parameter per option flag, for typer to read."""
-    signature = inspect.signature(command, eval_str=True)
-    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed] + _option_parameters()
-    command.__signature__ = signature.replace(parameters=parameters)
-    command.__annotations__ = {p.name: p.annotation for p in parameters}
-    return command
+#: give ``export`` (which takes ``**options``) a parameter per option flag, for typer to read
+with_option_flags = with_parameters(_option_parameters)
 
 
 @app.command(cls=JsonParseErrors)

@@ -11,8 +11,10 @@ import typer
 
 from ..accelerators import artifact_format, inspect_artifact
 from ..accelerators.targets import TARGETS
+from ..option_fields import option_fields
 from ..quiet import quiet_third_party_warnings
 from .common import JsonParseErrors, cli_errors, json_errors, whole_command
+from .option_parameters import option_parameter, with_parameters
 
 PROG = "lsnet-inspect"
 
@@ -22,6 +24,32 @@ def _accelerator_help() -> str:
     return f"Accelerator to ask (repeatable; default: every one the file's format reaches): {rows}."
 
 
+def _probe_option_kinds() -> dict[type, list[str]]:
+    """Each accelerator options dataclass with the accelerators that declare it (``AcceleratorTarget.own_options``)."""
+    kinds: dict[type, list[str]] = {}
+    for target in TARGETS.values():
+        if target.own_options is not None:
+            kinds.setdefault(target.own_options, []).append(target.name)
+    return kinds
+
+
+def _probe_parameters():
+    """A flag per accelerator option (``--soc``...), declared by the accelerators' own options dataclasses."""
+    return [option_parameter(field, f"{field.help_text()} Accelerators: {', '.join(names)}.")
+            for kind, names in _probe_option_kinds().items() for field in option_fields(kind)]
+
+
+def probe_options(values: dict) -> dict:
+    """The probes' keyword arguments from the flag values, each options dataclass made (and so checked:
+    an unknown ``--soc`` fails here, with the closest one suggested)."""
+    given = {}
+    for kind in _probe_option_kinds():
+        fields = option_fields(kind)
+        made = kind(**{field.name: field.from_flag(values[field.name]) for field in fields})
+        given.update({field.name: getattr(made, field.name) for field in fields})
+    return given
+
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Report where an exported artifact's operators run on phone accelerators (NPU, GPU, "
@@ -29,17 +57,18 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
 
 
 @app.command(cls=JsonParseErrors)
+@with_parameters(_probe_parameters)
 def inspect(
     file: Annotated[Path, typer.Argument(help="An exported artifact: .onnx, .ort, .tflite, .pte, .mlpackage.")],
     accelerator: Annotated[Optional[list[str]], typer.Option("--accelerator", "-a", help=_accelerator_help())] = None,
-    soc: Annotated[Optional[str], typer.Option("--soc", help="Snapdragon SoC for the QNN HTP probe (e.g. SM8650); "
-                                               "default: the HTP probe's own.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    **options,
 ) -> None:
     """Ask each accelerator's tool where FILE's operators run."""
     with cli_errors(PROG), json_errors(json_output):
+        probing = probe_options(options)
         fmt = artifact_format(file)
-        reports = inspect_artifact(file, accelerator or None, soc=soc)
+        reports = inspect_artifact(file, accelerator or None, **probing)
     if json_output:
         typer.echo(json.dumps({"ok": True, "file": str(file), "format": fmt,
                                "accelerators": [r.to_dict() for r in reports]}))

@@ -130,3 +130,11 @@ def test_format_table_matches_the_exporters():
                 assert FORMAT_OF_SUFFIX[suffix] == name or name == "qnn", (suffix, name)
     for suffix, fmt in FORMAT_OF_SUFFIX.items():
         assert suffix in exporter_classes()[fmt].file_suffixes()
+
+
+def test_the_soc_flag_is_the_htp_options_declaration(small_onnx):
+    text = " ".join(invoke("--help").stdout.split())
+    assert "--soc <str> Snapdragon SoC" in text and "Accelerators: htp." in text
+    result = invoke(small_onnx, "--soc", "SM865", "-a", "htp")
+    assert result.exit_code == 2
+    assert "unknown --soc 'SM865'; did you mean 'SM8650'?" in error_line(result)
