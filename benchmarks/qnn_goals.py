@@ -3,7 +3,7 @@ trained CIFAR fixture, each SoC (HTP v75 and an older generation) and each preci
 compile whole onto the HTP (no CPU fallback), and its top-1 on the test pictures must stay within 0.5
 points (float16) or 1 point (int8) of the PyTorch float32 model's, on the same pictures.
 
-    python benchmarks/qnn_goals.py                      # all 1,000 committed test pictures (estimated 3 h on 2 idle cores)
+    python benchmarks/qnn_goals.py                      # all 1,000 committed test pictures (hours: LSNet-T rows 30-70 min each)
     python benchmarks/qnn_goals.py --limit 300 --fixtures cifar_small --socs SM8650,SM8450
 
 Accuracy only: emulated timings say nothing about a phone (so a loaded machine changes only how long it
