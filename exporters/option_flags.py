@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..accelerators.targets import TARGETS, get_target
-from ..option_fields import OptionField, changed_fields, option_fields
+from ..accelerators.targets import accelerator_option_kinds, get_target
+from ..option_fields import OptionField, changed_fields, made_from_flags, option_fields
 from .options import SHARED_OPTIONS, ExportOptions
 from .registry import exporter_classes, get_exporter
 
@@ -46,8 +46,7 @@ class OptionFlag:
 def own_option_kinds() -> list[type]:
     """The own-options dataclasses of the registered formats, then of the accelerators, each once."""
     kinds = [cls.own_options for cls in exporter_classes().values()]
-    kinds += [target.own_options for target in TARGETS.values()]
-    return list(dict.fromkeys(kind for kind in kinds if kind is not None))
+    return list(dict.fromkeys([*(kind for kind in kinds if kind is not None), *accelerator_option_kinds()]))
 
 
 def option_flags() -> list[OptionFlag]:
@@ -63,7 +62,7 @@ def option_flags() -> list[OptionFlag]:
              for field in SHARED_OPTIONS if field.cli]
     for kind in own_option_kinds():
         formats = tuple(name for name, cls in classes.items() if cls.own_options is kind)
-        accelerators = tuple(target.name for target in TARGETS.values() if target.own_options is kind)
+        accelerators = tuple(accelerator_option_kinds().get(kind, ()))
         flags += [OptionFlag(field, kind, formats, accelerators) for field in option_fields(kind)]
     for attribute in ("name", "flag"):
         seen: dict[str, str] = {}
@@ -94,7 +93,7 @@ def options_from_flags(fmt: str, values: Mapping[str, Any], **others) -> ExportO
     target = get_target(shared["accelerator"]) if shared["accelerator"] is not None else None
     given = None
     for kind in own_option_kinds():
-        instance = kind(**{field.name: field.from_flag(values[field.name]) for field in option_fields(kind)})
+        instance = made_from_flags(kind, values)
         if changed_fields(instance):
             exporter.check_format_options(instance, target)  # another format's options: refused by their flags
             given = instance

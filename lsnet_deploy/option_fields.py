@@ -76,6 +76,11 @@ def option_fields(cls: type) -> tuple[OptionField, ...]:
     return tuple(fields)
 
 
+def made_from_flags(cls: type, values: Any):
+    """An options dataclass made from command-line flag values keyed by field name (so its own checks run)."""
+    return cls(**{field.name: field.from_flag(values[field.name]) for field in option_fields(cls)})
+
+
 def changed_fields(options: Any) -> list[str]:
     """Names of an options instance's fields set to something other than their default, in declaration order."""
     return [f.name for f in dataclasses.fields(options) if getattr(options, f.name) != f.default]

@@ -107,6 +107,15 @@ def get_target(name: str) -> AcceleratorTarget:
                      f"(choose from {', '.join(TARGETS)})")
 
 
+def accelerator_option_kinds() -> dict[type, list[str]]:
+    """Each accelerator options dataclass (``own_options``) with the accelerators that declare it."""
+    kinds: dict[type, list[str]] = {}
+    for target in TARGETS.values():
+        if target.own_options is not None:
+            kinds.setdefault(target.own_options, []).append(target.name)
+    return kinds
+
+
 def targets_of(fmt: str) -> list[AcceleratorTarget]:
     """The accelerators a format's artifacts reach, in table order."""
     return [target for target in TARGETS.values() if fmt in target.formats]

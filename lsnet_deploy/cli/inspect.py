@@ -3,6 +3,7 @@ accelerator's own tool says (partitions, operators placed, operators left to the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,8 +11,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..accelerators import artifact_format, inspect_artifact
-from ..accelerators.targets import TARGETS
-from ..option_fields import option_fields
+from ..accelerators.targets import TARGETS, accelerator_option_kinds
+from ..option_fields import made_from_flags, option_fields
 from ..quiet import quiet_third_party_warnings
 from .common import JsonParseErrors, cli_errors, json_errors, whole_command
 from .option_parameters import option_parameter, with_parameters
@@ -24,29 +25,18 @@ def _accelerator_help() -> str:
     return f"Accelerator to ask (repeatable; default: every one the file's format reaches): {rows}."
 
 
-def _probe_option_kinds() -> dict[type, list[str]]:
-    """Each accelerator options dataclass with the accelerators that declare it (``AcceleratorTarget.own_options``)."""
-    kinds: dict[type, list[str]] = {}
-    for target in TARGETS.values():
-        if target.own_options is not None:
-            kinds.setdefault(target.own_options, []).append(target.name)
-    return kinds
-
-
 def _probe_parameters():
     """A flag per accelerator option (``--soc``...), declared by the accelerators' own options dataclasses."""
     return [option_parameter(field, f"{field.help_text()} Accelerators: {', '.join(names)}.")
-            for kind, names in _probe_option_kinds().items() for field in option_fields(kind)]
+            for kind, names in accelerator_option_kinds().items() for field in option_fields(kind)]
 
 
 def probe_options(values: dict) -> dict:
     """The probes' keyword arguments from the flag values, each options dataclass made (and so checked:
     an unknown ``--soc`` fails here, with the closest one suggested)."""
     given = {}
-    for kind in _probe_option_kinds():
-        fields = option_fields(kind)
-        made = kind(**{field.name: field.from_flag(values[field.name]) for field in fields})
-        given.update({field.name: getattr(made, field.name) for field in fields})
+    for kind in accelerator_option_kinds():
+        given.update(dataclasses.asdict(made_from_flags(kind, values)))
     return given
 
 
